@@ -1,0 +1,4 @@
+//! Jackrabbit DLM in Rust.
+
+pub mod protocol;
+pub mod store;
