@@ -1,4 +1,17 @@
-//! Jackrabbit DLM in Rust.
+//! Jackrabbit DLM in Rust: a wire-compatible, single-reactor replacement for
+//! the Jackrabbit DLM lock server.
+//!
+//! The crate, bottom-up (ARCHITECTURE.md walks it in more detail):
+//!
+//! - [`protocol`]: bytes to typed requests and replies to bytes. Pure.
+//! - [`store`]: locks and data items with TTLs, on a timer wheel. Pure: the
+//!   time is an argument.
+//! - [`stats`]: the counters and the statistics log line.
+//! - [`config`]: the command line, validated.
+//! - [`server`]: the only module that does I/O: one `mio` reactor.
 
+pub mod config;
 pub mod protocol;
+pub mod server;
+pub mod stats;
 pub mod store;

@@ -1,0 +1,209 @@
+//! Cutting a connection's byte stream into request lines.
+//!
+//! A request is one line ending in `\n`; a `\r` before the `\n` is dropped.
+//! The line limit counts every byte of the line including its newline, and it
+//! is enforced at the same point however the stream was chunked by the
+//! network: a line is over the limit as soon as its unfinished part alone
+//! reaches the limit (a newline could only make it longer), or when it
+//! arrives whole and is longer than the limit.
+//!
+//! The [`Framer`] keeps two offsets into the caller's buffer and never owns
+//! or copies bytes, so the lines it yields can be parsed in place.
+
+use std::ops::Range;
+
+/// What [`Framer::next_line`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line: its bytes without the newline (and without a `\r`
+    /// before it).
+    Line(Range<usize>),
+    /// No complete line yet; the unfinished part is within the limit.
+    Incomplete,
+    /// The current line is over the limit: the connection must be closed.
+    Overrun,
+}
+
+/// Finds lines in a growing buffer without rescanning bytes it has seen.
+#[derive(Debug, Clone)]
+pub struct Framer {
+    max_line: usize,
+    /// Start of the first line not yet handed out.
+    start: usize,
+    /// Every byte before this offset is known not to be a newline (or was
+    /// consumed already).
+    scanned: usize,
+}
+
+impl Framer {
+    /// A framer for lines of at most `max_line` bytes including the newline.
+    pub fn new(max_line: usize) -> Framer {
+        Framer {
+            max_line: max_line.max(1),
+            start: 0,
+            scanned: 0,
+        }
+    }
+
+    /// The line limit.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// Looks for the next complete line in `buf`, which holds every byte
+    /// received and not yet discarded (see [`Framer::discard_consumed`]).
+    pub fn next_line(&mut self, buf: &[u8]) -> Frame {
+        let from = self.scanned.min(buf.len());
+        match memchr::memchr(b'\n', &buf[from..]) {
+            Some(offset) => {
+                let newline = from + offset;
+                let start = self.start;
+                if newline + 1 - start > self.max_line {
+                    return Frame::Overrun;
+                }
+                self.start = newline + 1;
+                self.scanned = newline + 1;
+                let end = if newline > start && buf[newline - 1] == b'\r' {
+                    newline - 1
+                } else {
+                    newline
+                };
+                Frame::Line(start..end)
+            }
+            None => {
+                self.scanned = buf.len();
+                if self.pending(buf) >= self.max_line {
+                    Frame::Overrun
+                } else {
+                    Frame::Incomplete
+                }
+            }
+        }
+    }
+
+    /// Bytes at the front of the buffer that belong to lines already handed out.
+    pub fn consumed(&self) -> usize {
+        self.start
+    }
+
+    /// Bytes of the unfinished line at the end of `buf`.
+    pub fn pending(&self, buf: &[u8]) -> usize {
+        buf.len().saturating_sub(self.start)
+    }
+
+    /// Call after removing the first [`Framer::consumed`] bytes from the buffer.
+    pub fn discard_consumed(&mut self) {
+        self.scanned -= self.start;
+        self.start = 0;
+    }
+
+    /// Forget everything (the buffer was emptied).
+    pub fn reset(&mut self) {
+        self.start = 0;
+        self.scanned = 0;
+    }
+
+    /// Hands out the unfinished remainder as a last line: used at end of
+    /// stream, where a final request without its newline is still answered.
+    pub fn take_rest(&mut self, buf: &[u8]) -> Option<Range<usize>> {
+        let start = self.start;
+        if start >= buf.len() {
+            return None;
+        }
+        self.start = buf.len();
+        self.scanned = buf.len();
+        let mut end = buf.len();
+        if buf[end - 1] == b'\r' {
+            end -= 1;
+        }
+        Some(start..end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines of `stream` fed in the given chunk sizes, with `None` for an overrun.
+    fn lines_chunked(stream: &[u8], chunk: usize, max_line: usize) -> Vec<Option<Vec<u8>>> {
+        let mut framer = Framer::new(max_line);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for piece in stream.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match framer.next_line(&buf) {
+                    Frame::Line(r) => out.push(Some(buf[r].to_vec())),
+                    Frame::Incomplete => break,
+                    Frame::Overrun => {
+                        out.push(None);
+                        return out;
+                    }
+                }
+            }
+            let consumed = framer.consumed();
+            buf.drain(..consumed);
+            framer.discard_consumed();
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_and_drops_carriage_returns() {
+        let got = lines_chunked(b"a\nbc\r\n\n\r\nd", 100, 100);
+        let want: Vec<Option<Vec<u8>>> = vec![
+            Some(b"a".to_vec()),
+            Some(b"bc".to_vec()),
+            Some(b"".to_vec()),
+            Some(b"".to_vec()),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn one_byte_at_a_time_gives_the_same_lines() {
+        let stream = b"{\"ID\":\"a\"}\r\n{}\nxyz\n";
+        assert_eq!(
+            lines_chunked(stream, 1, 64),
+            lines_chunked(stream, stream.len(), 64)
+        );
+    }
+
+    #[test]
+    fn a_line_exactly_at_the_limit_is_served() {
+        // 9 bytes plus the newline: exactly a limit of 10.
+        let got = lines_chunked(b"123456789\n", 3, 10);
+        assert_eq!(got, vec![Some(b"123456789".to_vec())]);
+    }
+
+    #[test]
+    fn a_line_one_over_the_limit_overruns_whole_or_chunked() {
+        let stream = b"1234567890\n";
+        assert_eq!(lines_chunked(stream, 100, 10), vec![None]);
+        assert_eq!(lines_chunked(stream, 1, 10), vec![None]);
+        assert_eq!(lines_chunked(stream, 4, 10), vec![None]);
+    }
+
+    #[test]
+    fn unfinished_line_at_the_limit_overruns_before_its_newline() {
+        let mut framer = Framer::new(4);
+        assert_eq!(framer.next_line(b"abc"), Frame::Incomplete);
+        assert_eq!(framer.next_line(b"abcd"), Frame::Overrun);
+    }
+
+    #[test]
+    fn earlier_lines_are_served_before_an_overrun() {
+        let got = lines_chunked(b"ok\n0123456789012\n", 5, 8);
+        assert_eq!(got, vec![Some(b"ok".to_vec()), None]);
+    }
+
+    #[test]
+    fn take_rest_returns_an_unterminated_last_line() {
+        let mut framer = Framer::new(100);
+        let buf = b"a\nlast\r";
+        assert_eq!(framer.next_line(buf), Frame::Line(0..1));
+        assert_eq!(framer.next_line(buf), Frame::Incomplete);
+        assert_eq!(framer.take_rest(buf), Some(2..6));
+        assert_eq!(framer.take_rest(buf), None);
+    }
+}

@@ -1,0 +1,427 @@
+//! One request line (plain JSON) to a typed [`Request`].
+//!
+//! Parsing happens in place: simd-json unescapes strings inside the line's
+//! own buffer, and the [`Request`] borrows them from there, so a request
+//! costs no allocation. The [`Parser`] keeps simd-json's scratch buffers and
+//! its tape between lines.
+//!
+//! The rules are PROTOCOL.md's: keys are case-sensitive, unknown keys are
+//! ignored, `Action` is case-insensitive, `ID` is 1 to 1024 bytes,
+//! `FileName` 1 to 4096 bytes, `Expire` (required for `Lock` and `Put`) is a
+//! finite number of seconds above 0 and at most the server's max TTL, and
+//! `DataStore` must be a string for `Put` and is ignored otherwise. A known
+//! key given twice is refused: two `ID`s in one request is an ambiguity a lock
+//! server should not resolve by guessing.
+
+use simd_json::{Buffers, Node, StaticNode, Tape};
+
+/// Bytes of slack simd-json needs after a line's last byte. The bytes there
+/// are read but never changed, so they may be the start of the next line.
+pub const PADDING: usize = simd_json::INPUT_PADDING;
+
+/// Longest accepted `ID`, in bytes.
+pub const MAX_ID: usize = 1024;
+/// Longest accepted `FileName`, in bytes.
+pub const MAX_FILE_NAME: usize = 4096;
+/// Deepest JSON nesting accepted anywhere in a request (a real request is flat).
+const MAX_DEPTH: usize = 32;
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Lock,
+    Unlock,
+    TestLock,
+    Get,
+    Put,
+    Erase,
+    Version,
+    Stats,
+}
+
+impl Action {
+    /// Every action, for tests and tools.
+    pub const ALL: [Action; 8] = [
+        Action::Lock,
+        Action::Unlock,
+        Action::TestLock,
+        Action::Get,
+        Action::Put,
+        Action::Erase,
+        Action::Version,
+        Action::Stats,
+    ];
+
+    /// The action's name as clients spell it on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Lock => "Lock",
+            Action::Unlock => "Unlock",
+            Action::TestLock => "TestLock",
+            Action::Get => "Get",
+            Action::Put => "Put",
+            Action::Erase => "Erase",
+            Action::Version => "Version",
+            Action::Stats => "Stats",
+        }
+    }
+
+    /// The action named `name`, compared without regard to ASCII case.
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A valid request, borrowing its strings from the line it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub action: Action,
+    /// The caller's identity: the owner of what it creates.
+    pub id: &'a str,
+    /// The lock or data item the request is about.
+    pub name: &'a str,
+    /// TTL in milliseconds (at least 1) for `Lock` and `Put`; 0 otherwise.
+    pub expire_ms: u64,
+    /// How long a `Lock` may wait in the lock's queue, in milliseconds; 0 for
+    /// no waiting (and for every other action).
+    pub wait_ms: u64,
+    /// The opaque value of a `Put`; empty otherwise.
+    pub data: &'a str,
+}
+
+/// Why a line is not a valid request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// Answered `BadPayload`; the text says what was wrong (for debug logs,
+    /// never containing client data).
+    BadPayload(&'static str),
+    /// Answered `BadAction`.
+    BadAction,
+}
+
+/// Reusable parsing state: simd-json's buffers and tape.
+pub struct Parser {
+    buffers: Buffers,
+    tape: Option<Tape<'static>>,
+    max_ttl_ms: u64,
+}
+
+impl Parser {
+    /// A parser that accepts TTLs (and waits) up to `max_ttl_ms` milliseconds.
+    pub fn new(max_ttl_ms: u64) -> Parser {
+        Parser {
+            buffers: Buffers::with_max_depth(4096, MAX_DEPTH),
+            tape: Some(Tape::null().reset()),
+            max_ttl_ms: max_ttl_ms.max(1),
+        }
+    }
+
+    /// Parses the JSON text in `buf[..len]`. `buf` must extend at least
+    /// [`PADDING`] bytes past `len`; those bytes are not changed. Strings in
+    /// `buf[..len]` are unescaped in place.
+    pub fn parse<'a>(&mut self, buf: &'a mut [u8], len: usize) -> Result<Request<'a>, ParseError> {
+        let mut tape: Tape<'a> = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let parsed = if buf.len() < len + PADDING {
+            Err(ParseError::BadPayload("line buffer lacks padding"))
+        } else {
+            match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
+                Ok(()) => read_request(&tape.0, self.max_ttl_ms),
+                Err(_) => Err(ParseError::BadPayload("not JSON")),
+            }
+        };
+        self.tape = Some(tape.reset());
+        parsed
+    }
+}
+
+/// Scratch values while walking the object's keys.
+#[derive(Default)]
+struct Fields<'a> {
+    id: Option<Node<'a>>,
+    name: Option<Node<'a>>,
+    action: Option<Node<'a>>,
+    expire: Option<Node<'a>>,
+    wait: Option<Node<'a>>,
+    data: Option<Node<'a>>,
+}
+
+fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, ParseError> {
+    let Some(&Node::Object { len, .. }) = tape.first() else {
+        return Err(ParseError::BadPayload("not a JSON object"));
+    };
+    let mut fields = Fields::default();
+    let mut at = 1;
+    for _ in 0..len {
+        let Some(&Node::String(key)) = tape.get(at) else {
+            return Err(ParseError::BadPayload("malformed object"));
+        };
+        let Some(&value) = tape.get(at + 1) else {
+            return Err(ParseError::BadPayload("malformed object"));
+        };
+        let slot = match key {
+            "ID" => Some(&mut fields.id),
+            "FileName" => Some(&mut fields.name),
+            "Action" => Some(&mut fields.action),
+            "Expire" => Some(&mut fields.expire),
+            "Wait" => Some(&mut fields.wait),
+            "DataStore" => Some(&mut fields.data),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            if slot.is_some() {
+                return Err(ParseError::BadPayload("duplicate key"));
+            }
+            *slot = Some(value);
+        }
+        at += 1 + match value {
+            Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+            _ => 1,
+        };
+    }
+
+    let action = match fields.action {
+        Some(Node::String(name)) => Action::from_name(name).ok_or(ParseError::BadAction)?,
+        Some(_) => return Err(ParseError::BadPayload("Action is not a string")),
+        None => return Err(ParseError::BadPayload("Action missing")),
+    };
+    let id = required_str(fields.id, MAX_ID, "ID missing, not a string, or of bad length")?;
+    let name = required_str(
+        fields.name,
+        MAX_FILE_NAME,
+        "FileName missing, not a string, or of bad length",
+    )?;
+
+    let mut request = Request {
+        action,
+        id,
+        name,
+        expire_ms: 0,
+        wait_ms: 0,
+        data: "",
+    };
+    match action {
+        Action::Lock => {
+            request.expire_ms = ttl_ms(fields.expire, max_ttl_ms)?;
+            if let Some(wait) = fields.wait {
+                request.wait_ms = wait_ms(wait, max_ttl_ms)?;
+            }
+        }
+        Action::Put => {
+            request.expire_ms = ttl_ms(fields.expire, max_ttl_ms)?;
+            request.data = match fields.data {
+                Some(Node::String(data)) => data,
+                _ => return Err(ParseError::BadPayload("DataStore missing or not a string")),
+            };
+        }
+        _ => {}
+    }
+    Ok(request)
+}
+
+fn required_str<'a>(
+    node: Option<Node<'a>>,
+    max: usize,
+    complaint: &'static str,
+) -> Result<&'a str, ParseError> {
+    match node {
+        Some(Node::String(s)) if !s.is_empty() && s.len() <= max => Ok(s),
+        _ => Err(ParseError::BadPayload(complaint)),
+    }
+}
+
+/// Seconds as sent (a JSON number or a decimal string), before range checks.
+fn seconds(node: Node<'_>) -> Option<f64> {
+    match node {
+        Node::String(text) => text.trim_ascii().parse::<f64>().ok(),
+        Node::Static(StaticNode::I64(n)) => Some(n as f64),
+        Node::Static(StaticNode::U64(n)) => Some(n as f64),
+        Node::Static(StaticNode::F64(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// Whole milliseconds for `secs`, rounded up so that a positive TTL never
+/// becomes zero.
+fn to_ms(secs: f64) -> u64 {
+    ((secs * 1000.0).ceil() as u64).max(1)
+}
+
+fn ttl_ms(node: Option<Node<'_>>, max_ttl_ms: u64) -> Result<u64, ParseError> {
+    let secs = node
+        .and_then(seconds)
+        .ok_or(ParseError::BadPayload("Expire missing or not a number"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs * 1000.0 > max_ttl_ms as f64 {
+        return Err(ParseError::BadPayload("Expire out of range"));
+    }
+    Ok(to_ms(secs))
+}
+
+fn wait_ms(node: Node<'_>, max_ttl_ms: u64) -> Result<u64, ParseError> {
+    let secs = seconds(node).ok_or(ParseError::BadPayload("Wait is not a number"))?;
+    if !secs.is_finite() || secs < 0.0 || secs * 1000.0 > max_ttl_ms as f64 {
+        return Err(ParseError::BadPayload("Wait out of range"));
+    }
+    Ok(if secs == 0.0 { 0 } else { to_ms(secs) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX_TTL_MS: u64 = 86_400_000;
+
+    fn parse(text: &str) -> Result<(Action, String, String, u64, u64, String), ParseError> {
+        let mut parser = Parser::new(MAX_TTL_MS);
+        let mut buf = text.as_bytes().to_vec();
+        let len = buf.len();
+        buf.resize(len + PADDING, b' ');
+        parser.parse(&mut buf, len).map(|r| {
+            (
+                r.action,
+                r.id.to_string(),
+                r.name.to_string(),
+                r.expire_ms,
+                r.wait_ms,
+                r.data.to_string(),
+            )
+        })
+    }
+
+    fn bad(text: &str) -> bool {
+        matches!(parse(text), Err(ParseError::BadPayload(_)))
+    }
+
+    #[test]
+    fn plain_lock() {
+        let (action, id, name, expire, wait, _) =
+            parse(r#"{"ID":"w1","FileName":"jobs","Action":"Lock","Expire":"30"}"#).unwrap();
+        assert_eq!((action, id.as_str(), name.as_str()), (Action::Lock, "w1", "jobs"));
+        assert_eq!((expire, wait), (30_000, 0));
+    }
+
+    #[test]
+    fn action_is_case_insensitive_and_keys_are_not() {
+        assert_eq!(
+            parse(r#"{"ID":"a","FileName":"f","Action":"tEsTlOcK"}"#).unwrap().0,
+            Action::TestLock
+        );
+        assert!(bad(r#"{"id":"a","FileName":"f","Action":"TestLock"}"#));
+    }
+
+    #[test]
+    fn expire_forms() {
+        let ms = |e: &str| {
+            parse(&format!(
+                r#"{{"ID":"a","FileName":"f","Action":"Lock","Expire":{e}}}"#
+            ))
+            .map(|r| r.3)
+        };
+        assert_eq!(ms(r#""0.25""#), Ok(250));
+        assert_eq!(ms("7"), Ok(7000));
+        assert_eq!(ms("1.5"), Ok(1500));
+        assert_eq!(ms(r#""0.0001""#), Ok(1));
+        assert_eq!(ms(r#"" 2 ""#), Ok(2000));
+        assert_eq!(ms(r#""86400""#), Ok(86_400_000));
+        for e in [
+            r#""abc""#, r#""-1""#, r#""0""#, "0", r#""inf""#, r#""nan""#, r#""1e999""#,
+            "1e999", r#""86401""#, "null", "true", "[]", "{}", r#""""#,
+        ] {
+            assert!(matches!(ms(e), Err(ParseError::BadPayload(_))), "{e}");
+        }
+    }
+
+    #[test]
+    fn expire_is_required_for_lock_and_put_only() {
+        assert!(bad(r#"{"ID":"a","FileName":"f","Action":"Lock"}"#));
+        assert!(bad(r#"{"ID":"a","FileName":"f","Action":"Put","DataStore":"x"}"#));
+        assert!(parse(r#"{"ID":"a","FileName":"f","Action":"Unlock","Expire":"abc"}"#).is_ok());
+        assert!(parse(r#"{"ID":"a","FileName":"f","Action":"Get","Expire":"0"}"#).is_ok());
+    }
+
+    #[test]
+    fn datastore_rules() {
+        let put = parse(
+            r#"{"ID":"a","FileName":"f","Action":"Put","Expire":1,"DataStore":"a\"b\\c\u00e9"}"#,
+        )
+        .unwrap();
+        assert_eq!(put.5, "a\"b\\cé");
+        assert!(bad(r#"{"ID":"a","FileName":"f","Action":"Put","Expire":1,"DataStore":5}"#));
+        assert!(bad(r#"{"ID":"a","FileName":"f","Action":"Put","Expire":1,"DataStore":null}"#));
+        // Old clients send DataStore null with every other action.
+        assert!(parse(r#"{"ID":"a","FileName":"f","Action":"Get","DataStore":null}"#).is_ok());
+        assert!(parse(r#"{"ID":"a","FileName":"f","Action":"Get","DataStore":[1,{"x":2}]}"#).is_ok());
+    }
+
+    #[test]
+    fn id_and_file_name_rules() {
+        assert!(bad(r#"{"ID":"","FileName":"f","Action":"Get"}"#));
+        assert!(bad(r#"{"ID":"a","FileName":"","Action":"Get"}"#));
+        assert!(bad(r#"{"ID":7,"FileName":"f","Action":"Get"}"#));
+        assert!(bad(r#"{"FileName":"f","Action":"Get"}"#));
+        assert!(bad(r#"{"ID":"a","Action":"Get"}"#));
+        let long_id = "i".repeat(MAX_ID);
+        assert!(parse(&format!(r#"{{"ID":"{long_id}","FileName":"f","Action":"Get"}}"#)).is_ok());
+        assert!(bad(&format!(r#"{{"ID":"{long_id}x","FileName":"f","Action":"Get"}}"#)));
+        let long_name = "n".repeat(MAX_FILE_NAME);
+        assert!(parse(&format!(r#"{{"ID":"a","FileName":"{long_name}","Action":"Get"}}"#)).is_ok());
+        assert!(bad(&format!(r#"{{"ID":"a","FileName":"{long_name}n","Action":"Get"}}"#)));
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_known_duplicates_refused() {
+        assert!(
+            parse(r#"{"Name":"x","Identity":{"a":[1,2]},"ID":"a","FileName":"f","Action":"Version"}"#)
+                .is_ok()
+        );
+        assert!(bad(r#"{"ID":"a","ID":"b","FileName":"f","Action":"Version"}"#));
+    }
+
+    #[test]
+    fn bad_action_versus_bad_payload() {
+        assert_eq!(
+            parse(r#"{"ID":"a","FileName":"f","Action":"Steal"}"#),
+            Err(ParseError::BadAction)
+        );
+        assert!(bad(r#"{"ID":"a","FileName":"f","Action":3}"#));
+        assert!(bad(r#"{"ID":"a","FileName":"f"}"#));
+    }
+
+    #[test]
+    fn not_json_or_not_an_object() {
+        for text in ["{", "{}x", "[1]", "\"s\"", "{\"ID\":\"a\",}", "nul", "{\"a\":\"\u{7f}\"" ] {
+            assert!(bad(text), "{text}");
+        }
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(bad(&deep));
+    }
+
+    #[test]
+    fn wait_rules() {
+        let wait = |w: &str| {
+            parse(&format!(
+                r#"{{"ID":"a","FileName":"f","Action":"Lock","Expire":1,"Wait":{w}}}"#
+            ))
+            .map(|r| r.4)
+        };
+        assert_eq!(wait(r#""2""#), Ok(2000));
+        assert_eq!(wait(r#""0""#), Ok(0));
+        assert_eq!(wait("0.5"), Ok(500));
+        for w in [r#""-1""#, r#""nan""#, r#""inf""#, r#""x""#, r#""86401""#, "null"] {
+            assert!(matches!(wait(w), Err(ParseError::BadPayload(_))), "{w}");
+        }
+    }
+
+    #[test]
+    fn padding_bytes_are_left_untouched() {
+        let mut parser = Parser::new(MAX_TTL_MS);
+        let line = br#"{"ID":"a\n","FileName":"f","Action":"Get"}"#;
+        let mut buf = line.to_vec();
+        let tail: Vec<u8> = (0..PADDING as u8).collect();
+        buf.extend_from_slice(&tail);
+        let len = line.len();
+        parser.parse(&mut buf, len).unwrap();
+        assert_eq!(&buf[len..], &tail[..]);
+    }
+}

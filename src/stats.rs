@@ -1,0 +1,157 @@
+//! The server's counters and the lines of the statistics log.
+//!
+//! Counter names are fixed by PROTOCOL.md: log readers and charts of older
+//! deployments depend on them. [`Counters`] holds totals since start; the
+//! interval line shows the difference from the previous line (so per-interval
+//! counters "reset" after each line), except `ALock` and `AData`, which are
+//! current values. Nothing here ever sees a name, an ID or a value.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+macro_rules! counters {
+    ($($field:ident => $name:literal,)*) => {
+        /// Every counter, as totals since the server started.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $(#[doc = concat!("`", $name, "`")] pub $field: u64,)*
+        }
+
+        impl Counters {
+            /// `(name, value)` for every counter, sorted by name.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
+                [$(($name, self.$field)),*].into_iter()
+            }
+
+            /// What happened since `earlier`; gauges (`ALock`, `AData`) keep
+            /// their current value.
+            pub fn since(&self, earlier: &Counters) -> Counters {
+                let mut delta = Counters {
+                    $($field: self.$field.saturating_sub(earlier.$field),)*
+                };
+                delta.a_lock = self.a_lock;
+                delta.a_data = self.a_data;
+                delta
+            }
+        }
+    };
+}
+
+// Kept in byte order of the names, which is the order of the log line.
+counters! {
+    a_data => "AData",
+    a_lock => "ALock",
+    bad_action => "BadAction",
+    bad_payload => "BadPayload",
+    connections => "Connections",
+    data_in => "DataIn",
+    data_out => "DataOut",
+    data_overrun => "DataOverrun",
+    erase_nf => "EraseNF",
+    erased => "Erased",
+    expired_data => "ExpiredData",
+    expired_lock => "ExpiredLock",
+    forced_gc => "ForcedGC",
+    get => "Get",
+    get_nf => "GetNF",
+    requests_in => "In",
+    lock => "Lock",
+    no => "NO",
+    not_owner => "NotOwner",
+    replies_out => "Out",
+    put_new => "PutNew",
+    put_update => "PutUpdate",
+    refused => "Refused",
+    relock => "Relock",
+    test_lock => "TestLock",
+    unlock => "Unlock",
+    unlock_nf => "UnlockNF",
+    wait_timeout => "WaitTimeout",
+    waited => "Waited",
+}
+
+/// `Name: value` pairs, comma separated, zero values left out.
+pub fn format_pairs(counters: &Counters) -> String {
+    let mut line = String::new();
+    for (name, value) in counters.fields().filter(|&(_, v)| v != 0) {
+        if !line.is_empty() {
+            line.push_str(", ");
+        }
+        let _ = write!(line, "{name}: {value}");
+    }
+    line
+}
+
+/// The wall-clock time as `YYYY-MM-DD HH:MM:SS.uuuuuu` (UTC).
+pub fn timestamp(now: SystemTime) -> String {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let in_day = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60,
+        since_epoch.subsec_micros()
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's published `civil_from_days` algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn names_are_sorted_and_unique() {
+        let names: Vec<&str> = Counters::default().fields().map(|(n, _)| n).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn pairs_leave_out_zeros() {
+        let c = Counters {
+            a_lock: 12,
+            a_data: 3,
+            requests_in: 98231,
+            ..Counters::default()
+        };
+        assert_eq!(format_pairs(&c), "AData: 3, ALock: 12, In: 98231");
+        assert_eq!(format_pairs(&Counters::default()), "");
+    }
+
+    #[test]
+    fn since_subtracts_all_but_gauges() {
+        let earlier = Counters { lock: 5, a_lock: 9, ..Counters::default() };
+        let later = Counters { lock: 8, a_lock: 2, ..Counters::default() };
+        let delta = later.since(&earlier);
+        assert_eq!((delta.lock, delta.a_lock), (3, 2));
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_764_165_600_000_123);
+        assert_eq!(timestamp(t), "2025-11-26 14:00:00.000123");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01 00:00:00.000000");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&timestamp(leap)[..10], "2000-02-29");
+    }
+}
