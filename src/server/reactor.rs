@@ -82,6 +82,10 @@ struct Peer {
     eof: bool,
     /// Not read until its unsent replies drain below `--max-output`.
     output_full: bool,
+    /// The peer's side closed or reset (readiness said so): read until the
+    /// socket itself says so, even after a short read, since no further
+    /// readiness event will come.
+    hangup: bool,
 }
 
 /// What `drive` decided about a connection.
@@ -240,6 +244,9 @@ impl Server {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
                                 peer.readable = true;
                             }
+                            if event.is_read_closed() || event.is_error() {
+                                peer.hangup = true;
+                            }
                             self.drive(key, now);
                         }
                     }
@@ -321,6 +328,7 @@ impl Server {
                         readable: true,
                         eof: false,
                         output_full: false,
+                        hangup: false,
                     });
                     self.engine.store.counters.connections += 1;
                 }
@@ -415,7 +423,10 @@ impl Server {
                 }
                 Ok(n) => {
                     peer.conn.received(n);
-                    if n < room {
+                    // A short read means drained, unless the peer already
+                    // closed: then its FIN or reset came with the data, and
+                    // only another read shows it.
+                    if n < room && !peer.hangup {
                         peer.readable = false;
                     }
                 }
