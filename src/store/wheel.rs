@@ -1,16 +1,15 @@
 //! Hierarchical timer wheel: the store's expiry schedule.
 //!
 //! The store keeps one timer per lock or data TTL (and, later, per waiter
-//! timeout). Millions may be live at once, nearly all of them are refreshed or
-//! cancelled long before they fire, and the reactor needs to know how long it
-//! may sleep. A binary heap would make every refresh `O(log n)` and leave stale
+//! timeout). Millions may be live at once, many are refreshed or cancelled
+//! before they fire, and the reactor needs to know how long it may sleep. A binary heap would make every refresh `O(log n)` and leave stale
 //! entries behind; this wheel makes schedule, reschedule and cancel `O(1)` and
 //! reuses a timer's node when its deadline moves.
 //!
 //! # Design
 //!
 //! Time is a `u64` count of milliseconds chosen by the caller. There are
-//! [`LEVELS`] = 6 levels of 64 slots; a slot of level `L` is `64^L` ms wide, so
+//! 6 levels of 64 slots; a slot of level `L` is `64^L` ms wide, so
 //! level 0 resolves single milliseconds and the whole wheel spans `64^6` ms
 //! (about 795 days), called an *epoch* here. A timer is filed by the highest
 //! 6-bit digit in which its deadline differs from the wheel's current time:
@@ -31,9 +30,10 @@
 //! represent) wait in a separate overflow list, together with a lower bound
 //! of their deadlines. When the clock reaches the start of that bound's epoch,
 //! the list is filed again: timers now within the epoch enter the wheel, the
-//! others stay. Unlike parking them in the top level, this costs nothing per
-//! rotation, so even an absurd clock jump (say to `u64::MAX`) takes work
-//! proportional to the timers, not to the time skipped.
+//! others stay. Parking them in the top level instead would refile each one
+//! every 64^6 ms of clock, so a huge clock jump (say to `u64::MAX`) would
+//! loop once per epoch skipped; the list is touched only when the clock
+//! reaches the epoch of its earliest deadline.
 //!
 //! Timers are nodes in one `Vec` with a free list, linked into per-slot
 //! intrusive doubly-linked lists by `u32` index (`u32::MAX` is nil), so an id
@@ -47,7 +47,7 @@
 //! * Fire early: a timer fires at the first `advance(now)` with
 //!   `now >= deadline`, never before. A deadline already `<= now()` when
 //!   scheduled fires at the next advance.
-//! * Hand out undefined behaviour for a stale id: the code is entirely safe
+//! * Cause undefined behaviour on a stale id: the code is entirely safe
 //!   Rust; a stale id is a caller bug caught by `debug_assert!`, ignored in
 //!   release builds where possible.
 
@@ -825,7 +825,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
+        #![proptest_config(ProptestConfig::with_cases(800))]
 
         #[test]
         fn behaves_like_a_naive_model(
