@@ -33,7 +33,7 @@ use super::connection::{Connection, Engine, Served};
 use super::log::StatsLog;
 use crate::config::Config;
 use crate::stats::format_pairs;
-use crate::store::{Store, StoreConfig};
+use crate::store::{Completion, Store, StoreConfig, Ticket};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -442,6 +442,22 @@ impl Server {
             }
             if peer.eof {
                 peer.conn.finish(&mut self.engine, now);
+                // A client that closed its side cannot be granted a lock it
+                // would never hear of: its waits leave their queues and are
+                // answered NotOwner, so replies behind them still go out.
+                let withdrawn: Vec<Ticket> = peer.conn.waiting_tickets().collect();
+                for ticket in withdrawn {
+                    self.engine.store.cancel_wait(ticket);
+                    self.engine.forget_parked(std::iter::once(ticket));
+                    self.engine.store.counters.not_owner += 1;
+                    peer.conn.complete(
+                        &mut self.engine,
+                        Completion {
+                            ticket,
+                            granted: None,
+                        },
+                    );
+                }
                 break;
             }
             if !peer.readable {
