@@ -528,3 +528,39 @@ fn running_out_of_file_descriptors_neither_spins_nor_stops_service() {
         .unwrap();
     assert_eq!(status(&last.call(&version_line())), "Version");
 }
+
+#[test]
+fn large_frees_compact_the_tables() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let value = "v".repeat(200);
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&put("w", &format!("item-{i}"), &value, "60"));
+        batch.push('\n');
+    }
+    client.send(batch.as_bytes());
+    for _ in 0..20_000 {
+        client.line();
+    }
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&request("Erase", "w", &format!("item-{i}"), "0"));
+        batch.push('\n');
+    }
+    client.send(batch.as_bytes());
+    for _ in 0..20_000 {
+        assert!(client.line().contains("Done"));
+    }
+    let stats = stats_until(&mut client, Duration::from_secs(10), |s| {
+        s["ForcedGC"].as_u64() >= Some(1)
+    });
+    assert!(stats["ForcedGC"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(stats["AData"], 0);
+    // Still fully working after the compaction.
+    assert_eq!(status(&client.call(&put("w", "after", "v", "60"))), "Done");
+    assert_eq!(
+        client.call(&request("Get", "w", "after", "0"))["DataStore"],
+        "v"
+    );
+}

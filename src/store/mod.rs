@@ -250,6 +250,12 @@ impl<E: Entry> Table<E> {
         self.entries.len()
     }
 
+    /// Whether at least half of the slab's room is unused, so that
+    /// compacting would give memory back.
+    fn is_sparse(&self) -> bool {
+        self.entries.capacity() >= 2 * self.entries.len() + 64
+    }
+
     fn find(&self, name: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
         let entries = &self.entries;
@@ -754,9 +760,14 @@ impl Store {
     }
 
     /// Shrinks the tables back toward what is in use once enough was freed
-    /// since the last time (`ForcedGC`); true when it did.
+    /// since the last time (`ForcedGC`) and a table is at most half full;
+    /// true when it did. Waiting for half-empty tables keeps a mass expiry
+    /// of N entries at O(N log N) compaction work instead of one compaction
+    /// per threshold's worth of frees.
     pub fn maybe_compact(&mut self) -> bool {
-        if self.freed_since_compaction < self.config.compact_after {
+        if self.freed_since_compaction < self.config.compact_after
+            || !(self.locks.is_sparse() || self.data.is_sparse())
+        {
             return false;
         }
         self.compact();
