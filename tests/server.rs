@@ -564,3 +564,26 @@ fn large_frees_compact_the_tables() {
         "v"
     );
 }
+
+#[test]
+fn pin_core_serves_and_rejects_a_missing_cpu() {
+    let server = TestServer::with_args(&["--pin-core", "0"]);
+    assert_eq!(status(&server.connect().call(&version_line())), "Version");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let allowed = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(allowed, "0");
+    let dir = common::temp_dir("pin");
+    let out = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+        .args(["127.0.0.1", "0", "--pin-core", "4000", "--log-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pin-core 4000"));
+    let _ = std::fs::remove_dir_all(dir);
+}
