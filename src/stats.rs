@@ -140,8 +140,16 @@ mod tests {
 
     #[test]
     fn since_subtracts_all_but_gauges() {
-        let earlier = Counters { lock: 5, a_lock: 9, ..Counters::default() };
-        let later = Counters { lock: 8, a_lock: 2, ..Counters::default() };
+        let earlier = Counters {
+            lock: 5,
+            a_lock: 9,
+            ..Counters::default()
+        };
+        let later = Counters {
+            lock: 8,
+            a_lock: 2,
+            ..Counters::default()
+        };
         let delta = later.since(&earlier);
         assert_eq!((delta.lock, delta.a_lock), (3, 2));
     }

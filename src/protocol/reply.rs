@@ -194,17 +194,29 @@ mod tests {
     #[test]
     fn protocol_examples() {
         assert_eq!(
-            json(Reply::Locked { id: "w1", token: 1764129000000017 }),
+            json(Reply::Locked {
+                id: "w1",
+                token: 1764129000000017
+            }),
             r#"{"Status":"Locked","ID":"w1","Token":1764129000000017}"#
         );
-        assert_eq!(json(Reply::Bare(Status::NotOwner)), r#"{"Status":"NotOwner"}"#);
         assert_eq!(
-            json(Reply::Value { id: "w1", data: "aGVsbG8=" }),
+            json(Reply::Bare(Status::NotOwner)),
+            r#"{"Status":"NotOwner"}"#
+        );
+        assert_eq!(
+            json(Reply::Value {
+                id: "w1",
+                data: "aGVsbG8="
+            }),
             r#"{"Status":"Done","ID":"w1","DataStore":"aGVsbG8="}"#
         );
         assert_eq!(
             json(Reply::Version),
-            format!(r#"{{"Status":"Version","ID":"JackrabbitDLM/{}"}}"#, env!("CARGO_PKG_VERSION"))
+            format!(
+                r#"{{"Status":"Version","ID":"JackrabbitDLM/{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )
         );
         assert_eq!(json(Reply::Bare(Status::No)), r#"{"Status":"NO"}"#);
     }
@@ -212,7 +224,10 @@ mod tests {
     #[test]
     fn strings_survive_a_json_round_trip() {
         let nasty = "q\"b\\s\n\r\t\u{0}\u{1f}\u{7f}é中😀/";
-        let text = json(Reply::Value { id: nasty, data: nasty });
+        let text = json(Reply::Value {
+            id: nasty,
+            data: nasty,
+        });
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["ID"], nasty);
         assert_eq!(parsed["DataStore"], nasty);
@@ -220,7 +235,10 @@ mod tests {
 
     #[test]
     fn stats_reply_is_json_with_every_counter() {
-        let counters = Counters { lock: 3, ..Counters::default() };
+        let counters = Counters {
+            lock: 3,
+            ..Counters::default()
+        };
         let parsed: serde_json::Value =
             serde_json::from_str(&json(Reply::Stats(&counters))).unwrap();
         assert_eq!(parsed["Status"], "Stats");
@@ -239,8 +257,18 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_their_wire_names() {
-        for s in ["Locked", "Unlocked", "NotOwner", "Done", "NotFound", "Version", "Stats",
-            "BadPayload", "BadAction", "NO"] {
+        for s in [
+            "Locked",
+            "Unlocked",
+            "NotOwner",
+            "Done",
+            "NotFound",
+            "Version",
+            "Stats",
+            "BadPayload",
+            "BadAction",
+            "NO",
+        ] {
             assert_eq!(Status::from_wire(s).map(Status::as_str), Some(s));
         }
     }

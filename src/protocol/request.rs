@@ -186,7 +186,11 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
         Some(_) => return Err(ParseError::BadPayload("Action is not a string")),
         None => return Err(ParseError::BadPayload("Action missing")),
     };
-    let id = required_str(fields.id, MAX_ID, "ID missing, not a string, or of bad length")?;
+    let id = required_str(
+        fields.id,
+        MAX_ID,
+        "ID missing, not a string, or of bad length",
+    )?;
     let name = required_str(
         fields.name,
         MAX_FILE_NAME,
@@ -297,14 +301,19 @@ mod tests {
     fn plain_lock() {
         let (action, id, name, expire, wait, _) =
             parse(r#"{"ID":"w1","FileName":"jobs","Action":"Lock","Expire":"30"}"#).unwrap();
-        assert_eq!((action, id.as_str(), name.as_str()), (Action::Lock, "w1", "jobs"));
+        assert_eq!(
+            (action, id.as_str(), name.as_str()),
+            (Action::Lock, "w1", "jobs")
+        );
         assert_eq!((expire, wait), (30_000, 0));
     }
 
     #[test]
     fn action_is_case_insensitive_and_keys_are_not() {
         assert_eq!(
-            parse(r#"{"ID":"a","FileName":"f","Action":"tEsTlOcK"}"#).unwrap().0,
+            parse(r#"{"ID":"a","FileName":"f","Action":"tEsTlOcK"}"#)
+                .unwrap()
+                .0,
             Action::TestLock
         );
         assert!(bad(r#"{"id":"a","FileName":"f","Action":"TestLock"}"#));
@@ -325,8 +334,20 @@ mod tests {
         assert_eq!(ms(r#"" 2 ""#), Ok(2000));
         assert_eq!(ms(r#""86400""#), Ok(86_400_000));
         for e in [
-            r#""abc""#, r#""-1""#, r#""0""#, "0", r#""inf""#, r#""nan""#, r#""1e999""#,
-            "1e999", r#""86401""#, "null", "true", "[]", "{}", r#""""#,
+            r#""abc""#,
+            r#""-1""#,
+            r#""0""#,
+            "0",
+            r#""inf""#,
+            r#""nan""#,
+            r#""1e999""#,
+            "1e999",
+            r#""86401""#,
+            "null",
+            "true",
+            "[]",
+            "{}",
+            r#""""#,
         ] {
             assert!(matches!(ms(e), Err(ParseError::BadPayload(_))), "{e}");
         }
@@ -335,7 +356,9 @@ mod tests {
     #[test]
     fn expire_is_required_for_lock_and_put_only() {
         assert!(bad(r#"{"ID":"a","FileName":"f","Action":"Lock"}"#));
-        assert!(bad(r#"{"ID":"a","FileName":"f","Action":"Put","DataStore":"x"}"#));
+        assert!(bad(
+            r#"{"ID":"a","FileName":"f","Action":"Put","DataStore":"x"}"#
+        ));
         assert!(parse(r#"{"ID":"a","FileName":"f","Action":"Unlock","Expire":"abc"}"#).is_ok());
         assert!(parse(r#"{"ID":"a","FileName":"f","Action":"Get","Expire":"0"}"#).is_ok());
     }
@@ -347,11 +370,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(put.5, "a\"b\\cé");
-        assert!(bad(r#"{"ID":"a","FileName":"f","Action":"Put","Expire":1,"DataStore":5}"#));
-        assert!(bad(r#"{"ID":"a","FileName":"f","Action":"Put","Expire":1,"DataStore":null}"#));
+        assert!(bad(
+            r#"{"ID":"a","FileName":"f","Action":"Put","Expire":1,"DataStore":5}"#
+        ));
+        assert!(bad(
+            r#"{"ID":"a","FileName":"f","Action":"Put","Expire":1,"DataStore":null}"#
+        ));
         // Old clients send DataStore null with every other action.
         assert!(parse(r#"{"ID":"a","FileName":"f","Action":"Get","DataStore":null}"#).is_ok());
-        assert!(parse(r#"{"ID":"a","FileName":"f","Action":"Get","DataStore":[1,{"x":2}]}"#).is_ok());
+        assert!(
+            parse(r#"{"ID":"a","FileName":"f","Action":"Get","DataStore":[1,{"x":2}]}"#).is_ok()
+        );
     }
 
     #[test]
@@ -362,20 +391,38 @@ mod tests {
         assert!(bad(r#"{"FileName":"f","Action":"Get"}"#));
         assert!(bad(r#"{"ID":"a","Action":"Get"}"#));
         let long_id = "i".repeat(MAX_ID);
-        assert!(parse(&format!(r#"{{"ID":"{long_id}","FileName":"f","Action":"Get"}}"#)).is_ok());
-        assert!(bad(&format!(r#"{{"ID":"{long_id}x","FileName":"f","Action":"Get"}}"#)));
+        assert!(
+            parse(&format!(
+                r#"{{"ID":"{long_id}","FileName":"f","Action":"Get"}}"#
+            ))
+            .is_ok()
+        );
+        assert!(bad(&format!(
+            r#"{{"ID":"{long_id}x","FileName":"f","Action":"Get"}}"#
+        )));
         let long_name = "n".repeat(MAX_FILE_NAME);
-        assert!(parse(&format!(r#"{{"ID":"a","FileName":"{long_name}","Action":"Get"}}"#)).is_ok());
-        assert!(bad(&format!(r#"{{"ID":"a","FileName":"{long_name}n","Action":"Get"}}"#)));
+        assert!(
+            parse(&format!(
+                r#"{{"ID":"a","FileName":"{long_name}","Action":"Get"}}"#
+            ))
+            .is_ok()
+        );
+        assert!(bad(&format!(
+            r#"{{"ID":"a","FileName":"{long_name}n","Action":"Get"}}"#
+        )));
     }
 
     #[test]
     fn unknown_keys_are_ignored_and_known_duplicates_refused() {
         assert!(
-            parse(r#"{"Name":"x","Identity":{"a":[1,2]},"ID":"a","FileName":"f","Action":"Version"}"#)
-                .is_ok()
+            parse(
+                r#"{"Name":"x","Identity":{"a":[1,2]},"ID":"a","FileName":"f","Action":"Version"}"#
+            )
+            .is_ok()
         );
-        assert!(bad(r#"{"ID":"a","ID":"b","FileName":"f","Action":"Version"}"#));
+        assert!(bad(
+            r#"{"ID":"a","ID":"b","FileName":"f","Action":"Version"}"#
+        ));
     }
 
     #[test]
@@ -390,7 +437,15 @@ mod tests {
 
     #[test]
     fn not_json_or_not_an_object() {
-        for text in ["{", "{}x", "[1]", "\"s\"", "{\"ID\":\"a\",}", "nul", "{\"a\":\"\u{7f}\"" ] {
+        for text in [
+            "{",
+            "{}x",
+            "[1]",
+            "\"s\"",
+            "{\"ID\":\"a\",}",
+            "nul",
+            "{\"a\":\"\u{7f}\"",
+        ] {
             assert!(bad(text), "{text}");
         }
         let deep = format!("{{\"x\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
@@ -408,7 +463,14 @@ mod tests {
         assert_eq!(wait(r#""2""#), Ok(2000));
         assert_eq!(wait(r#""0""#), Ok(0));
         assert_eq!(wait("0.5"), Ok(500));
-        for w in [r#""-1""#, r#""nan""#, r#""inf""#, r#""x""#, r#""86401""#, "null"] {
+        for w in [
+            r#""-1""#,
+            r#""nan""#,
+            r#""inf""#,
+            r#""x""#,
+            r#""86401""#,
+            "null",
+        ] {
             assert!(matches!(wait(w), Err(ParseError::BadPayload(_))), "{w}");
         }
     }

@@ -141,9 +141,8 @@ impl<E: Entry> Table<E> {
         let hash = self.hasher.hash_one(entry.name());
         let key = self.entries.insert(entry) as u32;
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.insert_unique(hash, key, |&k| {
-            hasher.hash_one(entries[k as usize].name())
-        });
+        self.index
+            .insert_unique(hash, key, |&k| hasher.hash_one(entries[k as usize].name()));
         key
     }
 
@@ -331,8 +330,7 @@ impl Store {
                 self.counters.put_update += 1;
             }
             None => {
-                let cost =
-                    ENTRY_OVERHEAD + (req.name.len() + req.id.len() + req.data.len()) as u64;
+                let cost = ENTRY_OVERHEAD + (req.name.len() + req.id.len() + req.data.len()) as u64;
                 if !self.charge(cost) {
                     return Reply::Bare(Status::No);
                 }

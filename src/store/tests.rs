@@ -102,9 +102,15 @@ fn lock_held_by_another_is_not_owner() {
 #[test]
 fn unlock_rows() {
     let mut s = store();
-    assert_eq!(run(&mut s, 0, req(Action::Unlock, "w1", "j")), r#"{"Status":"Unlocked"}"#);
+    assert_eq!(
+        run(&mut s, 0, req(Action::Unlock, "w1", "j")),
+        r#"{"Status":"Unlocked"}"#
+    );
     run(&mut s, 0, req(Action::Lock, "w1", "j"));
-    assert_eq!(run(&mut s, 0, req(Action::Unlock, "w2", "j")), r#"{"Status":"NotOwner"}"#);
+    assert_eq!(
+        run(&mut s, 0, req(Action::Unlock, "w2", "j")),
+        r#"{"Status":"NotOwner"}"#
+    );
     assert_eq!(
         run(&mut s, 0, req(Action::Unlock, "w1", "j")),
         r#"{"Status":"Unlocked","ID":"w1"}"#
@@ -116,38 +122,84 @@ fn unlock_rows() {
 #[test]
 fn test_lock_rows() {
     let mut s = store();
-    assert_eq!(run(&mut s, 0, req(Action::TestLock, "w1", "j")), r#"{"Status":"Unlocked"}"#);
+    assert_eq!(
+        run(&mut s, 0, req(Action::TestLock, "w1", "j")),
+        r#"{"Status":"Unlocked"}"#
+    );
     run(&mut s, 0, req(Action::Lock, "w1", "j"));
     assert_eq!(
         run(&mut s, 0, req(Action::TestLock, "w1", "j")),
         r#"{"Status":"Locked","ID":"w1"}"#
     );
-    assert_eq!(run(&mut s, 0, req(Action::TestLock, "w2", "j")), r#"{"Status":"NotOwner"}"#);
-    assert_eq!(run(&mut s, 1000, req(Action::TestLock, "w1", "j")), r#"{"Status":"Unlocked"}"#);
+    assert_eq!(
+        run(&mut s, 0, req(Action::TestLock, "w2", "j")),
+        r#"{"Status":"NotOwner"}"#
+    );
+    assert_eq!(
+        run(&mut s, 1000, req(Action::TestLock, "w1", "j")),
+        r#"{"Status":"Unlocked"}"#
+    );
 }
 
 #[test]
 fn put_get_erase_rows() {
     let mut s = store();
-    assert_eq!(run(&mut s, 0, req(Action::Get, "a", "x")), r#"{"Status":"NotFound"}"#);
-    assert_eq!(run(&mut s, 0, req(Action::Erase, "a", "x")), r#"{"Status":"NotFound"}"#);
-    assert_eq!(run(&mut s, 0, put("a", "x", "v1", 500)), r#"{"Status":"Done","ID":"a"}"#);
-    assert_eq!(run(&mut s, 0, put("b", "x", "v2", 500)), r#"{"Status":"NotOwner"}"#);
+    assert_eq!(
+        run(&mut s, 0, req(Action::Get, "a", "x")),
+        r#"{"Status":"NotFound"}"#
+    );
+    assert_eq!(
+        run(&mut s, 0, req(Action::Erase, "a", "x")),
+        r#"{"Status":"NotFound"}"#
+    );
+    assert_eq!(
+        run(&mut s, 0, put("a", "x", "v1", 500)),
+        r#"{"Status":"Done","ID":"a"}"#
+    );
+    assert_eq!(
+        run(&mut s, 0, put("b", "x", "v2", 500)),
+        r#"{"Status":"NotOwner"}"#
+    );
     assert_eq!(
         run(&mut s, 1, req(Action::Get, "a", "x")),
         r#"{"Status":"Done","ID":"a","DataStore":"v1"}"#
     );
-    assert_eq!(run(&mut s, 1, req(Action::Get, "b", "x")), r#"{"Status":"NotOwner"}"#);
-    assert_eq!(run(&mut s, 400, put("a", "x", "longer", 500)), r#"{"Status":"Done","ID":"a"}"#);
+    assert_eq!(
+        run(&mut s, 1, req(Action::Get, "b", "x")),
+        r#"{"Status":"NotOwner"}"#
+    );
+    assert_eq!(
+        run(&mut s, 400, put("a", "x", "longer", 500)),
+        r#"{"Status":"Done","ID":"a"}"#
+    );
     assert_eq!(
         run(&mut s, 899, req(Action::Get, "a", "x")),
         r#"{"Status":"Done","ID":"a","DataStore":"longer"}"#
     );
-    assert_eq!(run(&mut s, 899, req(Action::Erase, "b", "x")), r#"{"Status":"NotOwner"}"#);
-    assert_eq!(run(&mut s, 899, req(Action::Erase, "a", "x")), r#"{"Status":"Done","ID":"a"}"#);
-    assert_eq!(run(&mut s, 899, req(Action::Get, "a", "x")), r#"{"Status":"NotFound"}"#);
+    assert_eq!(
+        run(&mut s, 899, req(Action::Erase, "b", "x")),
+        r#"{"Status":"NotOwner"}"#
+    );
+    assert_eq!(
+        run(&mut s, 899, req(Action::Erase, "a", "x")),
+        r#"{"Status":"Done","ID":"a"}"#
+    );
+    assert_eq!(
+        run(&mut s, 899, req(Action::Get, "a", "x")),
+        r#"{"Status":"NotFound"}"#
+    );
     let c = &s.counters;
-    assert_eq!((c.put_new, c.put_update, c.get, c.get_nf, c.erased, c.erase_nf), (1, 1, 2, 2, 1, 1));
+    assert_eq!(
+        (
+            c.put_new,
+            c.put_update,
+            c.get,
+            c.get_nf,
+            c.erased,
+            c.erase_nf
+        ),
+        (1, 1, 2, 2, 1, 1)
+    );
     assert_eq!((c.data_in, c.data_out), (8, 8));
 }
 
@@ -155,9 +207,18 @@ fn put_get_erase_rows() {
 fn locks_and_data_are_separate_namespaces() {
     let mut s = store();
     run(&mut s, 0, req(Action::Lock, "a", "x"));
-    assert_eq!(run(&mut s, 0, req(Action::Get, "a", "x")), r#"{"Status":"NotFound"}"#);
-    assert_eq!(run(&mut s, 0, put("b", "x", "v", 10)), r#"{"Status":"Done","ID":"b"}"#);
-    assert_eq!(run(&mut s, 0, req(Action::TestLock, "a", "x")), r#"{"Status":"Locked","ID":"a"}"#);
+    assert_eq!(
+        run(&mut s, 0, req(Action::Get, "a", "x")),
+        r#"{"Status":"NotFound"}"#
+    );
+    assert_eq!(
+        run(&mut s, 0, put("b", "x", "v", 10)),
+        r#"{"Status":"Done","ID":"b"}"#
+    );
+    assert_eq!(
+        run(&mut s, 0, req(Action::TestLock, "a", "x")),
+        r#"{"Status":"Locked","ID":"a"}"#
+    );
 }
 
 #[test]
@@ -199,7 +260,10 @@ fn memory_guard_refuses_growth_and_changes_nothing() {
     let mut s = store_with_cap(per_lock * 2);
     assert!(run(&mut s, 0, req(Action::Lock, "a", "1")).contains("Locked"));
     assert!(run(&mut s, 0, req(Action::Lock, "a", "2")).contains("Locked"));
-    assert_eq!(run(&mut s, 0, req(Action::Lock, "a", "3")), r#"{"Status":"NO"}"#);
+    assert_eq!(
+        run(&mut s, 0, req(Action::Lock, "a", "3")),
+        r#"{"Status":"NO"}"#
+    );
     assert_eq!(run(&mut s, 0, put("a", "4", "", 10)), r#"{"Status":"NO"}"#);
     // A relock does not grow anything.
     assert!(run(&mut s, 0, req(Action::Lock, "a", "1")).contains("Locked"));
@@ -214,8 +278,14 @@ fn memory_guard_refuses_growth_and_changes_nothing() {
 fn memory_guard_on_put_update_growth() {
     let mut s = store_with_cap(ENTRY_OVERHEAD + 2 + 4);
     assert!(run(&mut s, 0, put("a", "x", "1234", 10)).contains("Done"));
-    assert_eq!(run(&mut s, 0, put("a", "x", "12345", 10)), r#"{"Status":"NO"}"#);
-    assert_eq!(run(&mut s, 0, req(Action::Get, "a", "x")), r#"{"Status":"Done","ID":"a","DataStore":"1234"}"#);
+    assert_eq!(
+        run(&mut s, 0, put("a", "x", "12345", 10)),
+        r#"{"Status":"NO"}"#
+    );
+    assert_eq!(
+        run(&mut s, 0, req(Action::Get, "a", "x")),
+        r#"{"Status":"Done","ID":"a","DataStore":"1234"}"#
+    );
     assert!(run(&mut s, 0, put("a", "x", "1", 10)).contains("Done"));
 }
 
@@ -241,7 +311,9 @@ fn compaction_keeps_every_entry_and_timer() {
     s.expire(1000, usize::MAX);
     assert_eq!(s.lock_count(), 0);
     s.expire(2000, usize::MAX);
-    let alive = (0..names.len()).filter(|&i| i % 3 != 0 && 1000 + i > 2000).count();
+    let alive = (0..names.len())
+        .filter(|&i| i % 3 != 0 && 1000 + i > 2000)
+        .count();
     assert_eq!(s.data_count(), alive);
 }
 
@@ -252,7 +324,13 @@ mod model {
 
     #[derive(Debug, Clone)]
     pub enum Op {
-        Apply { action: Action, id: u8, name: u8, expire_ms: u64, data: u8 },
+        Apply {
+            action: Action,
+            id: u8,
+            name: u8,
+            expire_ms: u64,
+            data: u8,
+        },
         Advance(u64),
         Expire(u64),
         Compact,
@@ -292,13 +370,17 @@ mod model {
                 Action::Lock => match self.locks.get_mut(r.name) {
                     Some(h) if h.0 == id => {
                         h.1 = now + r.expire_ms;
-                        Reply::Locked { id: r.id, token: h.2 }
+                        Reply::Locked {
+                            id: r.id,
+                            token: h.2,
+                        }
                     }
                     Some(_) => Reply::Bare(Status::NotOwner),
                     None => {
                         let token = self.next_token;
                         self.next_token += 1;
-                        self.locks.insert(r.name.into(), (id, now + r.expire_ms, token));
+                        self.locks
+                            .insert(r.name.into(), (id, now + r.expire_ms, token));
                         Reply::Locked { id: r.id, token }
                     }
                 },
@@ -318,14 +400,18 @@ mod model {
                 Action::Put => match self.data.get(r.name) {
                     Some(d) if d.0 != id => Reply::Bare(Status::NotOwner),
                     _ => {
-                        self.data.insert(r.name.into(), (id, r.data.into(), now + r.expire_ms));
+                        self.data
+                            .insert(r.name.into(), (id, r.data.into(), now + r.expire_ms));
                         Reply::Owner(Status::Done, r.id)
                     }
                 },
                 Action::Get => match self.data.get(r.name) {
                     None => Reply::Bare(Status::NotFound),
                     Some(d) if d.0 == id => {
-                        return json(Reply::Value { id: r.id, data: &d.1 });
+                        return json(Reply::Value {
+                            id: r.id,
+                            data: &d.1,
+                        });
                     }
                     Some(_) => Reply::Bare(Status::NotOwner),
                 },

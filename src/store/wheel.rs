@@ -15,7 +15,12 @@ pub struct Wheel<T: Copy> {
 
 impl<T: Copy> Wheel<T> {
     pub fn new(now: u64) -> Self {
-        Wheel { now, nodes: Vec::new(), free: Vec::new(), order: BTreeSet::new() }
+        Wheel {
+            now,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            order: BTreeSet::new(),
+        }
     }
     pub fn now(&self) -> u64 {
         self.now
