@@ -118,6 +118,12 @@ impl Parser {
         }
     }
 
+    /// Gives back memory that a large line made the parser's buffers grow.
+    pub fn shrink(&mut self) {
+        self.buffers = Buffers::with_max_depth(4096, MAX_DEPTH);
+        self.tape = Some(Tape::null().reset());
+    }
+
     /// Parses the JSON text in `buf[..len]`. `buf` must extend at least
     /// [`PADDING`] bytes past `len`; those bytes are not changed. Strings in
     /// `buf[..len]` are unescaped in place.

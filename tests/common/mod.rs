@@ -1,0 +1,229 @@
+//! Helpers for end-to-end tests: start the real server binary on
+//! `127.0.0.1:0`, read back its port, and talk to it over TCP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for any single reply before failing.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty directory under the system's temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("jdlm-{tag}-{}-{n}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A running `jackrabbit-dlm` process, killed when dropped.
+pub struct TestServer {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl TestServer {
+    /// The server with default settings (log in a temp dir).
+    pub fn start() -> TestServer {
+        TestServer::with_args(&[])
+    }
+
+    /// The server with extra command-line options.
+    pub fn with_args(args: &[&str]) -> TestServer {
+        let dir = temp_dir("server");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+            .args(["127.0.0.1", "0", "--log-dir"])
+            .arg(&dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start jackrabbit-dlm");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("read start-up line");
+        let addr = first
+            .split_whitespace()
+            .last()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in start-up line {first:?}"));
+        TestServer { child, addr, dir }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("JackrabbitDLM.log")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.wait(Duration::from_secs(10))
+            .expect("server exits after SIGTERM")
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Resident memory of the server process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `VmXxx:` line of `/proc/PID/status`, in KiB.
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One client connection with line-oriented helpers.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect to server");
+        stream
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("send");
+    }
+
+    /// The next reply line, without its newline; panics on timeout or EOF.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read reply");
+        assert!(n > 0, "connection closed while waiting for a reply");
+        assert!(line.ends_with('\n'), "reply without newline: {line:?}");
+        line.pop();
+        line
+    }
+
+    /// Sends one plain JSON line and returns the reply parsed.
+    pub fn call(&mut self, request: &str) -> serde_json::Value {
+        self.send(format!("{request}\n").as_bytes());
+        let line = self.line();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?} is not JSON: {e}"))
+    }
+
+    /// Sends one request line table-encoded and returns the decoded reply.
+    pub fn call_encoded(&mut self, request: &str) -> serde_json::Value {
+        let line = jackrabbit_dlm::protocol::codec::encode(request.as_bytes());
+        self.send(format!("{line}\n").as_bytes());
+        let reply = self.line();
+        let plain = jackrabbit_dlm::protocol::codec::decode(reply.as_bytes())
+            .unwrap_or_else(|e| panic!("reply {reply:?} is not table-encoded: {e}"));
+        serde_json::from_slice(&plain).expect("decoded reply is JSON")
+    }
+
+    /// True when the server closed the connection (EOF or reset) within the timeout.
+    pub fn is_closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// A request line as the Python client builds it.
+pub fn request(action: &str, id: &str, name: &str, expire: &str) -> String {
+    serde_json::json!({"ID": id, "FileName": name, "Action": action, "Expire": expire}).to_string()
+}
+
+/// A Put request line.
+pub fn put(id: &str, name: &str, data: &str, expire: &str) -> String {
+    serde_json::json!({"ID": id, "FileName": name, "Action": "Put", "Expire": expire, "DataStore": data})
+        .to_string()
+}
+
+/// Polls `Stats` until `check` accepts it or `limit` passes; returns the last.
+pub fn stats_until(
+    client: &mut Client,
+    limit: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let stats = client.call(&request("Stats", "t", "t", "0"));
+        if check(&stats) || start.elapsed() > limit {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a whole file into a string, or empty.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
