@@ -304,6 +304,14 @@ impl Report {
         Outcome::Refused
     }
 
+    /// The data item is absent (`NotFound`): exit status 1.
+    fn no_item(self, locker: &Locker) -> Outcome {
+        self.refused(
+            &format!("{:?} has no data item", locker.name()),
+            json!({"Status": "NotFound", "Name": locker.name()}),
+        )
+    }
+
     /// A failed request: as [`Report::refused`] when the server said
     /// `NotOwner` or `NotFound`, else the error as it is.
     fn refusal(self, locker: &Locker, error: Error) -> Result<Outcome, Error> {
@@ -412,10 +420,7 @@ fn get(locker: &mut Locker, report: Report) -> Result<Outcome, Error> {
             }
             Ok(Outcome::Success)
         }
-        Ok(None) => Ok(report.refused(
-            &format!("{:?} has no data item", locker.name()),
-            json!({"Status": "NotFound", "Name": locker.name()}),
-        )),
+        Ok(None) => Ok(report.no_item(locker)),
         Err(e) => report.refusal(locker, e),
     }
 }
@@ -429,10 +434,7 @@ fn erase(locker: &mut Locker, report: Report) -> Result<Outcome, Error> {
             );
             Ok(Outcome::Success)
         }
-        Ok(false) => Ok(report.refused(
-            &format!("{:?} has no data item", locker.name()),
-            json!({"Status": "NotFound", "Name": locker.name()}),
-        )),
+        Ok(false) => Ok(report.no_item(locker)),
         Err(e) => report.refusal(locker, e),
     }
 }
