@@ -50,6 +50,8 @@
 //! [`retries`](LockerBuilder::retries) more times. [`Locker::try_lock`]
 //! tries once.
 
+#![deny(missing_docs)]
+
 mod codec;
 mod connection;
 mod error;
@@ -556,6 +558,69 @@ mod tests {
             "{err}"
         );
         assert!(!locker.is_dlm());
+    }
+
+    /// A scripted server: for each connection it accepts in turn, reads one
+    /// request line, then answers with the script's line or, for `None`,
+    /// closes without answering. Returns the requests it read.
+    fn scripted_server(
+        script: Vec<Option<&'static str>>,
+    ) -> (u16, thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            let mut requests = Vec::new();
+            for answer in script {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                requests.push(line);
+                if let Some(answer) = answer {
+                    reader.get_mut().write_all(answer.as_bytes()).unwrap();
+                    reader.get_mut().write_all(b"\n").unwrap();
+                }
+            }
+            requests
+        });
+        (port, server)
+    }
+
+    const VERSION_REPLY: &str = r#"{"Status":"Version","ID":"JackrabbitDLM/test"}"#;
+
+    #[test]
+    fn a_lost_reply_to_a_safe_request_is_asked_again_once() {
+        let (port, server) = scripted_server(vec![None, Some(VERSION_REPLY)]);
+        let mut locker = Locker::builder("x").port(port).build().unwrap();
+        assert_eq!(locker.version().unwrap(), "JackrabbitDLM/test");
+        let requests = server.join().unwrap();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0], requests[1]);
+    }
+
+    #[test]
+    fn a_second_lost_reply_is_an_error() {
+        let (port, server) = scripted_server(vec![None, None]);
+        let mut locker = Locker::builder("x").port(port).build().unwrap();
+        let err = locker.version().unwrap_err();
+        assert!(err.is_io(), "{err}");
+        assert_eq!(server.join().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_lost_reply_to_unlock_or_erase_is_not_asked_again() {
+        // The second connection is answered only if the client asks again
+        // after the failed call; here it asks Version, not Unlock or Erase.
+        let (port, server) = scripted_server(vec![None, None, Some(VERSION_REPLY)]);
+        let mut locker = Locker::builder("x").port(port).build().unwrap();
+        assert!(locker.unlock().unwrap_err().is_io());
+        assert!(locker.erase().unwrap_err().is_io());
+        assert!(locker.is_dlm());
+        let requests = server.join().unwrap();
+        assert!(requests[0].contains("\"Unlock\""), "{requests:?}");
+        assert!(requests[1].contains("\"Erase\""), "{requests:?}");
+        assert!(requests[2].contains("\"Version\""), "{requests:?}");
     }
 
     #[test]
