@@ -16,7 +16,7 @@ pub const DEFAULT_PORT: u16 = 37373;
 /// and share small values with a TTL. Values are stored and returned untouched
 /// and never logged.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "jackrabbit-dlm", version, about, long_about = None)]
+#[command(name = "jackrabbit-dlm", version)]
 pub struct Config {
     /// Address to listen on: an IPv4 or IPv6 address or a host name (0.0.0.0 serves other machines)
     #[arg(default_value = "127.0.0.1")]
