@@ -21,6 +21,20 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// The message (its `Display`) is one line that names the action, the lock or
 /// item, and the server where that helps, e.g.
 /// `Lock "jobs": owned by another ID (NotOwner)`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use jackrabbit_dlm::client::{ErrorKind, Locker, Status};
+///
+/// let mut locker = Locker::builder("jobs").build()?;
+/// match locker.try_lock(Duration::from_secs(30)) {
+///     Ok(token) => println!("locked, token {token}"),
+///     Err(e) if e.status() == Some(Status::NotOwner) => println!("busy"),
+///     Err(e) if matches!(e.kind(), ErrorKind::Io { .. }) => println!("server down: {e}"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), jackrabbit_dlm::client::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,

@@ -12,6 +12,17 @@ use super::{Error, FencingToken, Locker};
 /// written while the lock is held. Dropping cannot report a failed release
 /// (the hold then ends when its TTL runs out); call
 /// [`unlock`](LockGuard::unlock) to see the outcome.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use jackrabbit_dlm::client::Locker;
+///
+/// let mut locker = Locker::builder("report").build()?;
+/// let guard = locker.lock_guard(Duration::from_secs(30))?;
+/// println!("fencing token {}", guard.token());
+/// guard.unlock()?; // or let it drop
+/// # Ok::<(), jackrabbit_dlm::client::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     locker: &'a mut Locker,

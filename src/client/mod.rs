@@ -112,6 +112,25 @@ impl fmt::Debug for Locker {
 
 impl Locker {
     /// Starts building a locker for the lock (and data item) `name`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use jackrabbit_dlm::client::{Base64, Encoding, Locker};
+    ///
+    /// // Like the Python client's Locker("jobs", Retry=7, RetrySleep=1),
+    /// // with binary values stored as base64 and table-encoded lines.
+    /// let mut jobs = Locker::builder("jobs")
+    ///     .host("dlm.internal")
+    ///     .port(37373)
+    ///     .retries(7)
+    ///     .retry_sleep(Duration::from_secs(1))
+    ///     .timeout(Duration::from_secs(5))
+    ///     .encoding(Encoding::Table)
+    ///     .codec(Base64)
+    ///     .build()?;
+    /// jobs.put([0u8, 255, 7], Duration::from_secs(60))?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn builder(name: impl Into<String>) -> LockerBuilder {
         LockerBuilder {
             name: name.into(),
@@ -149,6 +168,15 @@ impl Locker {
     ///
     /// Renewing a hold this ID already has resets its TTL and keeps its
     /// token.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::{Locker, Status};
+    /// # let mut locker = Locker::builder("jobs").build()?;
+    /// let token = locker.lock(Duration::from_secs(30))?;
+    /// assert_eq!(locker.token(), Some(token));
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn lock(&mut self, expire: Duration) -> Result<FencingToken, Error> {
         let mut retries_left = self.retries;
         loop {
@@ -164,6 +192,18 @@ impl Locker {
 
     /// Takes or renews the lock for `expire` with a single request: fails at
     /// once with `NotOwner` if another ID holds it.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::{Locker, Status};
+    /// # let mut locker = Locker::builder("jobs").build()?;
+    /// match locker.try_lock(Duration::from_secs(30)) {
+    ///     Ok(token) => println!("ours, token {token}"),
+    ///     Err(e) if e.is_not_owner() => println!("busy, try later"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn try_lock(&mut self, expire: Duration) -> Result<FencingToken, Error> {
         self.acquire(expire, None)
     }
@@ -192,6 +232,17 @@ impl Locker {
     /// guard that releases it when dropped (also while unwinding from a
     /// panic). The guard dereferences to the locker, so the data item can be
     /// used while holding it.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::{Locker, Status};
+    /// # let mut locker = Locker::builder("jobs").build()?;
+    /// let mut guard = locker.lock_guard(Duration::from_secs(30))?;
+    /// let token = guard.token();
+    /// guard.put(format!("written under token {token}"), Duration::from_secs(60))?;
+    /// drop(guard); // released
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn lock_guard(&mut self, expire: Duration) -> Result<LockGuard<'_>, Error> {
         let token = self.lock(expire)?;
         Ok(LockGuard::new(self, token))
@@ -199,6 +250,18 @@ impl Locker {
 
     /// Asks who holds the lock without changing anything: `Locked` (this
     /// ID), `Unlocked` (nobody) or `NotOwner` (another ID).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::{Locker, Status};
+    /// # let mut locker = Locker::builder("jobs").build()?;
+    /// match locker.test_lock()? {
+    ///     Status::Locked => println!("held by this ID"),
+    ///     Status::Unlocked => println!("free"),
+    ///     _ => println!("held by another ID"),
+    /// }
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn test_lock(&mut self) -> Result<Status, Error> {
         let reply = self.request(Action::TestLock, None, None, None)?;
         match reply.status {
@@ -214,6 +277,15 @@ impl Locker {
     /// Releases the lock. Returns `true` if this ID held it, `false` if
     /// nobody did (it had expired); fails with `NotOwner` if another ID
     /// holds it.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::{Locker, Status};
+    /// # let mut locker = Locker::builder("jobs").build()?;
+    /// locker.lock(Duration::from_secs(30))?;
+    /// assert!(locker.unlock()?, "released a hold of ours");
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn unlock(&mut self) -> Result<bool, Error> {
         let reply = self.request(Action::Unlock, None, None, None)?;
         match reply.status {
@@ -234,6 +306,17 @@ impl Locker {
     /// creating it or replacing this ID's value and TTL. Fails with
     /// `NotOwner` if another ID owns the item, and with `NO` if the server's
     /// memory guard refuses it.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::{Locker, Status};
+    /// # let mut locker = Locker::builder("jobs").build()?;
+    /// locker.put("v1", Duration::from_secs(60))?;
+    /// assert_eq!(locker.get()?.as_deref(), Some(&b"v1"[..]));
+    /// assert!(locker.erase()?);
+    /// assert_eq!(locker.get()?, None);
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn put(&mut self, value: impl AsRef<[u8]>, expire: Duration) -> Result<(), Error> {
         let text = self
             .codec
@@ -294,6 +377,15 @@ impl Locker {
 
     /// The server's counters (`Lock`, `NotOwner`, `Connections`, ...) by
     /// name: the `Stats` extension.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::{Locker, Status};
+    /// # let mut locker = Locker::builder("jobs").build()?;
+    /// println!("talking to {}", locker.version()?);
+    /// println!("{} locks alive", locker.stats()?["ALock"]);
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn stats(&mut self) -> Result<BTreeMap<String, u64>, Error> {
         let reply = self.request(Action::Stats, None, None, None)?;
         match reply.status {
@@ -407,6 +499,19 @@ impl LockerBuilder {
     }
 
     /// The codec for stored values, as two closures: see [`FnCodec`].
+    ///
+    /// ```
+    /// use jackrabbit_dlm::client::Locker;
+    ///
+    /// // Upper-case on the way out, lower-case on the way in.
+    /// let locker = Locker::builder("shouting")
+    ///     .codec_fns(
+    ///         |v: &[u8]| Ok::<_, String>(String::from_utf8_lossy(v).to_uppercase()),
+    ///         |t: &str| Ok(t.to_lowercase().into_bytes()),
+    ///     )
+    ///     .build()?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
     pub fn codec_fns<E, D, Err>(self, encode: E, decode: D) -> Self
     where
         E: Fn(&[u8]) -> Result<String, Err> + Send + 'static,
