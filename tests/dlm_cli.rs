@@ -327,3 +327,52 @@ fn run_terminates_the_command_when_the_hold_is_lost() {
     // The thief's hold is untouched by the runner's release.
     assert_exit(&dlm(&server, &["--id", "thief", "test", "lost"]), 0);
 }
+
+#[test]
+fn sigterm_to_dlm_run_reaches_the_command_and_the_lock_is_released() {
+    use std::io::{BufRead, BufReader};
+    let server = TestServer::start();
+    let mut run = dlm_command(
+        server.addr.port(),
+        &[
+            "run",
+            "t",
+            "--expire",
+            "30",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 30",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Once the command prints, dlm holds the lock and handles signals.
+    let mut line = String::new();
+    BufReader::new(run.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+    assert_exit(
+        &dlm(&server, &["run", "t", "--expire", "5", "--", "true"]),
+        1,
+    );
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(run.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let output = run.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(128 + libc::SIGTERM),
+        "{}",
+        stderr(&output)
+    );
+    assert_exit(
+        &dlm(&server, &["run", "t", "--expire", "5", "--", "true"]),
+        0,
+    );
+}

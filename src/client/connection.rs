@@ -146,8 +146,13 @@ mod tests {
         let (peer, _) = listener.accept().unwrap();
         assert!(conn.is_usable());
         drop(peer);
-        // The FIN arrives asynchronously; wait for it without a deadline.
+        // The FIN arrives asynchronously; give it a generous while.
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
         while conn.is_usable() {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the close was never noticed"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -654,14 +654,16 @@ mod tests {
 
     #[test]
     fn an_unreachable_server_is_an_io_error_naming_it() {
-        // Port 1 on loopback: nothing listens there in a test environment.
-        let mut locker = Locker::builder("x").port(1).build().unwrap();
+        // A port that was free a moment ago: nothing listens there.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut locker = Locker::builder("x").port(port).build().unwrap();
         let err = locker.version().unwrap_err();
         assert!(err.is_io(), "{err}");
-        assert!(
-            err.to_string().starts_with("connect to 127.0.0.1:1:"),
-            "{err}"
-        );
+        let expected = format!("connect to 127.0.0.1:{port}:");
+        assert!(err.to_string().starts_with(&expected), "{err}");
         assert!(!locker.is_dlm());
     }
 

@@ -39,7 +39,8 @@ static TERMINATE: AtomicBool = AtomicBool::new(false);
 
 /// Set by SIGINT. A terminal's Ctrl-C already reaches the command (it is in
 /// the same process group), so it is not passed on; `dlm` only survives it
-/// to release the lock.
+/// to release the lock. A handler rather than `SIG_IGN`, because an ignored
+/// signal stays ignored across `exec` and the command would not get Ctrl-C.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs `command` under the lock and returns the exit status for `dlm`.
