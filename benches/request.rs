@@ -18,9 +18,8 @@ const NAMES: usize = 4096;
 fn engine() -> Engine {
     let store = Store::new(
         StoreConfig {
-            max_bytes: u64::MAX,
             compact_after: u64::MAX,
-            first_token: 1,
+            ..StoreConfig::unbounded()
         },
         0,
     );

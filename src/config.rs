@@ -73,6 +73,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub batch: u64,
 
+    /// Most requests waiting (Lock with Wait) on one lock; past it a waiting Lock gets NotOwner at once
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_waiters: u32,
+
+    /// Most requests waiting on all locks together
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_waiters_total: u64,
+
     /// Compact tables and buffers (ForcedGC) once this many bytes were freed [default: --max-line]
     #[arg(long, value_name = "BYTES")]
     pub compact_after: Option<u64>,
