@@ -371,3 +371,48 @@ fn contending_threads_count_exactly() {
         (THREADS as u64 * ROUNDS).to_string()
     );
 }
+
+#[test]
+fn lock_wait_is_granted_when_the_holder_releases() {
+    let server = TestServer::start();
+    let mut holder = locker(&server, "q", "holder");
+    let first = holder.try_lock(MINUTE).unwrap();
+    let addr = server.addr;
+    let waiter = thread::spawn(move || {
+        let mut waiter = locker_at(addr, "q").id("waiter").build().unwrap();
+        waiter.lock_wait(MINUTE, MINUTE)
+    });
+    // Release only once the waiter is parked (the Waited counter says so).
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while holder.stats().unwrap()["Waited"] == 0 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the waiter never parked"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(holder.unlock().unwrap());
+    let granted = waiter.join().unwrap().unwrap();
+    assert!(granted > first);
+    assert_eq!(holder.test_lock().unwrap(), Status::NotOwner);
+}
+
+#[test]
+fn lock_wait_runs_out_with_not_owner() {
+    let server = TestServer::start();
+    let mut holder = locker(&server, "q", "holder");
+    holder.try_lock(MINUTE).unwrap();
+    let mut waiter = locker(&server, "q", "waiter");
+    let err = waiter
+        .lock_wait(MINUTE, Duration::from_millis(100))
+        .unwrap_err();
+    assert!(err.is_not_owner(), "{err}");
+    // Zero wait is a plain try.
+    assert!(
+        waiter
+            .lock_wait(MINUTE, Duration::ZERO)
+            .unwrap_err()
+            .is_not_owner()
+    );
+    assert_eq!(holder.stats().unwrap()["Waited"], 1);
+}

@@ -48,7 +48,9 @@
 //! connection failure or `NotOwner` it sleeps
 //! [`retry_sleep`](LockerBuilder::retry_sleep) and tries again, up to
 //! [`retries`](LockerBuilder::retries) more times. [`Locker::try_lock`]
-//! tries once.
+//! tries once. [`Locker::lock_wait`] lets the server do the waiting: the
+//! request queues, first come first served, and is answered the moment the
+//! lock is free.
 
 #![deny(missing_docs)]
 
@@ -206,6 +208,28 @@ impl Locker {
     /// ```
     pub fn try_lock(&mut self, expire: Duration) -> Result<FencingToken, Error> {
         self.acquire(expire, None)
+    }
+
+    /// Takes or renews the lock for `expire`, waiting up to `wait` while
+    /// another ID holds it: the server parks the request in the lock's
+    /// first-come-first-served queue and grants it (with a new token) as
+    /// soon as the lock is released or expires. Fails with `NotOwner` when
+    /// `wait` runs out, with `BadPayload` when `wait` is above the server's
+    /// maximum TTL. A zero `wait` is [`try_lock`](Locker::try_lock).
+    ///
+    /// Uses the server's `Wait` extension: one request, no polling. The
+    /// reply timeout is extended by `wait`.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::Locker;
+    /// # let mut locker = Locker::builder("jobs").build()?;
+    /// // Queue for up to 10 s, then hold for 30 s.
+    /// let token = locker.lock_wait(Duration::from_secs(30), Duration::from_secs(10))?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
+    pub fn lock_wait(&mut self, expire: Duration, wait: Duration) -> Result<FencingToken, Error> {
+        self.acquire(expire, Some(wait).filter(|w| !w.is_zero()))
     }
 
     /// One `Lock` request, with the `Wait` extension if `wait` is given.

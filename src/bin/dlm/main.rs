@@ -144,7 +144,7 @@ enum Command {
         /// Seconds the hold lasts unless renewed.
         #[arg(long, value_name = "S", value_parser = positive_seconds)]
         expire: Duration,
-        /// Seconds to keep trying for the lock before giving up (exit 1).
+        /// Seconds to wait in the lock's queue before giving up (exit 1).
         #[arg(long, value_name = "S", default_value = "0", value_parser = seconds)]
         wait: Duration,
         /// The command and its arguments, after `--`.

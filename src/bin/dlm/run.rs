@@ -1,6 +1,7 @@
 //! `dlm run`: a distributed `flock(1)`.
 //!
-//! Take the lock, run the command with the hold's fencing token in
+//! Take the lock (queueing for up to `--wait` with the server's `Wait`
+//! extension), run the command with the hold's fencing token in
 //! `$DLM_TOKEN`, renew the hold every `expire / 3` while the command runs,
 //! release it when the command exits, and exit with the command's status.
 //!
@@ -23,12 +24,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use jackrabbit_dlm::client::{Error, FencingToken, Locker};
+use jackrabbit_dlm::client::{FencingToken, Locker};
 
 use super::{Outcome, fail};
 
-/// How often to try again for a lock held by another ID while `--wait` lasts.
-const LOCK_POLL: Duration = Duration::from_millis(200);
+/// How soon to try a renewal again after the server could not be reached.
+const RENEW_RETRY: Duration = Duration::from_millis(200);
 
 /// How often to look whether the command has exited.
 const CHILD_POLL: Duration = Duration::from_millis(25);
@@ -49,7 +50,8 @@ pub fn run(mut locker: Locker, expire: Duration, wait: Duration, command: &[OsSt
         eprintln!("dlm: run needs a COMMAND after --");
         return Outcome::Usage as u8;
     };
-    let token = match acquire(&mut locker, expire, wait) {
+    // The server queues us (first come, first served) for up to `wait`.
+    let token = match locker.lock_wait(expire, wait) {
         Ok(token) => token,
         Err(e) => return fail(&e),
     };
@@ -81,28 +83,6 @@ pub fn run(mut locker: Locker, expire: Duration, wait: Duration, command: &[OsSt
         Err(e) => {
             eprintln!("dlm: lost track of the command: {e}");
             Outcome::Server as u8
-        }
-    }
-}
-
-/// Takes the lock, trying again every [`LOCK_POLL`] while another ID holds
-/// it, until `wait` has passed. Only `NotOwner` is retried; any other
-/// failure ends the attempt at once.
-///
-/// Polling stands in for the server's `Wait` extension: once the server
-/// parks waiting requests, this becomes a single `lock_wait(expire, wait)`.
-fn acquire(locker: &mut Locker, expire: Duration, wait: Duration) -> Result<FencingToken, Error> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match locker.try_lock(expire) {
-            Err(e) if e.is_not_owner() => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(e);
-                }
-                thread::sleep(left.min(LOCK_POLL));
-            }
-            outcome => return outcome,
         }
     }
 }
@@ -141,7 +121,7 @@ fn supervise(
                     held_until = now + expire;
                     next_renewal = now + renew_every;
                 }
-                Renewal::Retry => next_renewal = now + LOCK_POLL.min(renew_every),
+                Renewal::Retry => next_renewal = now + RENEW_RETRY.min(renew_every),
                 Renewal::Lost(why) => {
                     eprintln!(
                         "dlm: lost the lock on {:?} ({why}); sending SIGTERM to the command",
