@@ -236,7 +236,8 @@ fn dispatch(cli: Cli) -> u8 {
         } else {
             Encoding::Plain
         });
-    if let Some(id) = id.or_else(|| std::env::var("DLM_ID").ok()) {
+    let from_env = || std::env::var("DLM_ID").ok().filter(|id| !id.is_empty());
+    if let Some(id) = id.or_else(from_env) {
         builder = builder.id(id);
     }
     let mut locker = match builder.build() {
