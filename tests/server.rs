@@ -500,3 +500,31 @@ fn port_in_use_is_reported_and_exits_1() {
     assert!(common::read(&dir.join("JackrabbitDLM.log")).contains(&message));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn running_out_of_file_descriptors_neither_spins_nor_stops_service() {
+    let server = TestServer::spawn(&[], Some(48));
+    // More connections than the server can have descriptors for: the rest
+    // wait in the kernel's accept queue while accept fails with EMFILE.
+    let mut clients: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = server.cpu_seconds() - before;
+    assert!(
+        spent < 0.5,
+        "a busy accept loop burned {spent} s of CPU in 1 s"
+    );
+    // Free descriptors: the waiting connections are accepted and served.
+    let last = clients.pop().expect("a client");
+    clients.truncate(5);
+    let mut last = Client {
+        reader: std::io::BufReader::new(last),
+    };
+    last.stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(status(&last.call(&version_line())), "Version");
+}
