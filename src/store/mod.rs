@@ -6,7 +6,7 @@
 //! entries whose TTL has passed, driven by the [`wheel`].
 //!
 //! Locks and data items are two namespaces of the same shape, each a
-//! [`Table`]: the entries live in a `Slab` (stable `u32` keys that the timer
+//! `Table`: the entries live in a `Slab` (stable `u32` keys that the timer
 //! wheel can carry) and a `hashbrown::HashTable` of those keys, hashed by
 //! name, finds them. Each entry owns exactly one timer; refreshing a TTL moves
 //! that timer, so the wheel never holds stale entries.
