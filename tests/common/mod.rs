@@ -86,7 +86,8 @@ impl TestServer {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        self.wait(Duration::from_secs(10)).expect("server exits after SIGTERM")
+        self.wait(Duration::from_secs(10))
+            .expect("server exits after SIGTERM")
     }
 
     /// Waits up to `limit` for the process to exit.
@@ -141,7 +142,9 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect to server");
-        stream.set_read_timeout(Some(REPLY_TIMEOUT)).expect("timeout");
+        stream
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
         Client {
             reader: BufReader::new(stream),
