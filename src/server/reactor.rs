@@ -80,6 +80,9 @@ struct Peer {
     readable: bool,
     /// The client closed its side: answer what is left, then close.
     eof: bool,
+    /// The poller reported the client's FIN: read on past a short read,
+    /// since no further readiness event will come.
+    hangup_seen: bool,
     /// Not read until its unsent replies drain below `--max-output`.
     output_full: bool,
 }
@@ -240,6 +243,9 @@ impl Server {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
                                 peer.readable = true;
                             }
+                            if event.is_read_closed() || event.is_error() {
+                                peer.hangup_seen = true;
+                            }
                             self.drive(key, now);
                         }
                     }
@@ -320,6 +326,7 @@ impl Server {
                         conn: Connection::new(self.engine.max_line()),
                         readable: true,
                         eof: false,
+                        hangup_seen: false,
                         output_full: false,
                     });
                     self.engine.store.counters.connections += 1;
@@ -415,7 +422,7 @@ impl Server {
                 }
                 Ok(n) => {
                     peer.conn.received(n);
-                    if n < room {
+                    if n < room && !peer.hangup_seen {
                         peer.readable = false;
                     }
                 }
