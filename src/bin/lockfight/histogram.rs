@@ -51,7 +51,9 @@ fn highest_in(i: usize) -> u64 {
     }
     let shift = i / SUB - 1;
     let mantissa = SUB + i % SUB;
-    ((mantissa + 1) << shift).saturating_sub(1)
+    // The top bucket's edge is 2^64, one past u64::MAX.
+    let edge = u128::from(mantissa + 1) << shift;
+    u64::try_from(edge - 1).unwrap_or(u64::MAX)
 }
 
 impl Histogram {

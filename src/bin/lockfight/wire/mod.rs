@@ -155,20 +155,9 @@ impl Dialect {
     }
 }
 
-/// Appends the decimal digits of `n`, without the formatting machinery.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
+/// Appends the decimal digits of a number, without the formatting
+/// machinery: the server's own reply writer serves here too.
+pub use jackrabbit_dlm::protocol::reply::write_u64 as push_decimal;
 
 /// Parses a whole byte string as an unsigned decimal number.
 pub fn parse_decimal(text: &[u8]) -> Option<u64> {

@@ -148,19 +148,19 @@ mod tests {
         write_command(&mut out, &names, b"sha", b"f", 0, Op::Lock);
         assert_eq!(
             out,
-            b"*6\r\n$3\r\nSET\r\n$4\r\nlfnr0\r\n$1\r\nf\r\n$2\r\nNX\r\n$2\r\nPX\r\n$4\r\n1500\r\n"
+            b"*6\r\n$3\r\nSET\r\n$5\r\nlfnr0\r\n$1\r\nf\r\n$2\r\nNX\r\n$2\r\nPX\r\n$4\r\n1500\r\n"
         );
         out.clear();
         write_command(&mut out, &names, b"sha", b"f", 0, Op::Unlock);
         assert_eq!(
             out,
-            b"*5\r\n$7\r\nEVALSHA\r\n$3\r\nsha\r\n$1\r\n1\r\n$4\r\nlfnr0\r\n$1\r\nf\r\n"
+            b"*5\r\n$7\r\nEVALSHA\r\n$3\r\nsha\r\n$1\r\n1\r\n$5\r\nlfnr0\r\n$1\r\nf\r\n"
         );
         out.clear();
         write_command(&mut out, &names, b"sha", b"f", 0, Op::Put(12));
         assert_eq!(
             out,
-            b"*5\r\n$3\r\nSET\r\n$4\r\nlfnc0\r\n$2\r\n12\r\n$2\r\nEX\r\n$4\r\n3600\r\n"
+            b"*5\r\n$3\r\nSET\r\n$5\r\nlfnc0\r\n$2\r\n12\r\n$2\r\nEX\r\n$4\r\n3600\r\n"
         );
     }
 
