@@ -7,6 +7,7 @@
 //! non-ASCII UTF-8, is copied as it is.
 
 use crate::stats::Counters;
+use crate::store::Ticket;
 
 /// The `Status` of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,6 +23,8 @@ pub enum Status {
     BadAction,
     /// The memory guard refused to create or grow an entry.
     No,
+    /// Internal: a parked request (never sent; see [`Reply::Parked`]).
+    Waiting,
 }
 
 impl Status {
@@ -38,6 +41,7 @@ impl Status {
             Status::BadPayload => "BadPayload",
             Status::BadAction => "BadAction",
             Status::No => "NO",
+            Status::Waiting => "Waiting",
         }
     }
 
@@ -78,6 +82,9 @@ pub enum Reply<'a> {
     Version,
     /// `{"Status":"Stats",...}` with every counter.
     Stats(&'a Counters),
+    /// Not a wire reply: the request waits in a lock's queue (the `Wait`
+    /// extension) and is answered later, when its ticket completes.
+    Parked { ticket: Ticket, id: &'a str },
 }
 
 impl Reply<'_> {
@@ -89,6 +96,7 @@ impl Reply<'_> {
             Reply::Value { .. } => Status::Done,
             Reply::Version => Status::Version,
             Reply::Stats(_) => Status::Stats,
+            Reply::Parked { .. } => Status::Waiting,
         }
     }
 
@@ -98,7 +106,7 @@ impl Reply<'_> {
         out.extend_from_slice(self.status().as_str().as_bytes());
         out.push(b'"');
         match *self {
-            Reply::Bare(_) => {}
+            Reply::Bare(_) | Reply::Parked { .. } => {}
             Reply::Owner(_, id) => write_field(out, b",\"ID\":", id),
             Reply::Locked { id, token } => {
                 write_field(out, b",\"ID\":", id);

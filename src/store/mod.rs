@@ -18,6 +18,16 @@
 //! Memory guard: every entry is charged its name, owner and value bytes plus
 //! [`ENTRY_OVERHEAD`]; a `Lock` or `Put` that would create or grow an entry
 //! past `max_bytes` is answered `NO` and changes nothing.
+//!
+//! Waiting acquire (`Wait` on `Lock`): when another ID holds the lock, the
+//! request becomes a [`Waiter`] in the hold's first-come-first-served queue
+//! (an intrusive list through the waiters' slab, so leaving it from the middle
+//! is O(1)) and [`Store::apply`] answers [`Reply::Parked`] with a [`Ticket`].
+//! Whenever the hold ends (unlock, expiry seen by the wheel or on access), the
+//! oldest waiter takes it over at once with a new token, and a
+//! [`Completion`] is queued for the caller to deliver; a waiter whose time
+//! runs out completes with `NotOwner`. The caller withdraws the waiters of a
+//! connection that closes with [`Store::cancel_wait`].
 
 pub mod wheel;
 
@@ -42,6 +52,38 @@ pub struct StoreConfig {
     pub compact_after: u64,
     /// The first fencing token handed out.
     pub first_token: u64,
+    /// Most waiters queued on one lock; past it a waiting `Lock` gets `NotOwner` at once.
+    pub max_waiters_per_lock: u32,
+    /// Most waiters queued in all.
+    pub max_waiters: usize,
+}
+
+impl StoreConfig {
+    /// No memory cap, compaction after 1 MiB freed, tokens from 1, and the
+    /// server's default waiter bounds: for tests and tools.
+    pub fn unbounded() -> StoreConfig {
+        StoreConfig {
+            max_bytes: u64::MAX,
+            compact_after: 1 << 20,
+            first_token: 1,
+            max_waiters_per_lock: 10_000,
+            max_waiters: 100_000,
+        }
+    }
+}
+
+/// Names a parked request, so its completion can find its way back and its
+/// connection can withdraw it. Unique for the life of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+/// How a parked request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    pub ticket: Ticket,
+    /// `Some(token)`: the lock was granted (`Locked`); `None`: the wait ran
+    /// out (`NotOwner`).
+    pub granted: Option<u64>,
 }
 
 /// What a timer in the wheel stands for.
@@ -49,6 +91,41 @@ pub struct StoreConfig {
 enum Due {
     Lock(u32),
     Data(u32),
+    Waiter(u32),
+}
+
+/// End of a waiter list.
+const NIL: u32 = u32::MAX;
+
+/// The waiters of one hold, oldest first: an intrusive list through
+/// [`Waiter::prev`]/[`Waiter::next`].
+#[derive(Debug, Clone, Copy)]
+struct Queue {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl Queue {
+    const EMPTY: Queue = Queue {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+/// A `Lock` request parked until the hold it waits on ends or its time runs out.
+#[derive(Debug)]
+pub struct Waiter {
+    /// The hold it waits on (a key of the lock table).
+    hold: u32,
+    owner: Box<str>,
+    expire_ms: u64,
+    timer: TimerId,
+    prev: u32,
+    next: u32,
+    /// Distinguishes successive waiters that reuse one slab slot.
+    generation: u32,
 }
 
 /// A lock held by an owner until `deadline`.
@@ -59,6 +136,7 @@ struct Hold {
     deadline: u64,
     token: u64,
     timer: TimerId,
+    queue: Queue,
 }
 
 /// A data item owned by an owner until `deadline`.
@@ -183,6 +261,9 @@ pub struct Store {
     freed_since_compaction: u64,
     config: StoreConfig,
     expired: Vec<Due>,
+    waiters: Slab<Waiter>,
+    next_generation: u32,
+    completed: Vec<Completion>,
     /// Every counter of PROTOCOL.md; the server adds its own (`In`, `Out`,
     /// `Connections`, ...) here too, so `Stats` reports one set.
     pub counters: Counters,
@@ -200,6 +281,9 @@ impl Store {
             freed_since_compaction: 0,
             config,
             expired: Vec::new(),
+            waiters: Slab::new(),
+            next_generation: 0,
+            completed: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -248,7 +332,11 @@ impl Store {
             Some(key) => {
                 let hold = &mut self.locks.entries[key as usize];
                 if &*hold.owner != req.id {
-                    return Reply::Bare(Status::NotOwner);
+                    return if req.wait_ms > 0 {
+                        self.park(now, key, req)
+                    } else {
+                        Reply::Bare(Status::NotOwner)
+                    };
                 }
                 hold.deadline = deadline;
                 self.wheel.reschedule(hold.timer, deadline);
@@ -275,6 +363,7 @@ impl Store {
                     deadline,
                     token,
                     timer,
+                    queue: Queue::EMPTY,
                 });
                 self.counters.lock += 1;
                 self.counters.a_lock = self.locks.len() as u64;
@@ -291,7 +380,7 @@ impl Store {
         if &*self.locks.entries[key as usize].owner != req.id {
             return Reply::Bare(Status::NotOwner);
         }
-        self.remove_lock(key);
+        self.end_hold(now, key, true);
         self.counters.unlock += 1;
         Reply::Owner(Status::Unlocked, req.id)
     }
@@ -382,16 +471,163 @@ impl Store {
         Reply::Owner(Status::Done, req.id)
     }
 
-    /// The key of the lock `name` if it exists and has not expired; an
-    /// expired one is removed on the spot.
+    /// The key of the lock `name` if it exists and has not expired. An
+    /// expired one ends on the spot: it passes to its oldest waiter (and is
+    /// then live, under the new owner) or is removed.
     fn live_lock(&mut self, now: u64, name: &str) -> Option<u32> {
         let key = self.locks.find(name)?;
         if self.locks.entries[key as usize].deadline > now {
             return Some(key);
         }
-        self.remove_lock(key);
         self.counters.expired_lock += 1;
-        None
+        self.end_hold(now, key, true).then_some(key)
+    }
+
+    /// Ends the current holder's hold on lock `key`: the oldest waiter takes
+    /// it over (true), or the lock is removed (false). `timer_live` is false
+    /// when the wheel has just fired (and dropped) the hold's timer.
+    fn end_hold(&mut self, now: u64, key: u32, timer_live: bool) -> bool {
+        // Waiters whose own time ran out (their timers not yet fired) are
+        // answered NotOwner rather than granted.
+        let mut head = self.locks.entries[key as usize].queue.head;
+        while head != NIL && self.wheel.deadline(self.waiters[head as usize].timer) <= now {
+            let timer = self.waiters[head as usize].timer;
+            self.wheel.cancel(timer);
+            self.time_out(head);
+            head = self.locks.entries[key as usize].queue.head;
+        }
+        if head == NIL {
+            if timer_live {
+                self.remove_lock(key);
+            } else {
+                let hold = self.locks.remove(key);
+                self.release(hold.cost());
+                self.counters.a_lock = self.locks.len() as u64;
+            }
+            return false;
+        }
+        let waiter = self.unqueue(head);
+        self.wheel.cancel(waiter.timer);
+        let token = self.next_token;
+        self.next_token += 1;
+        let deadline = now.saturating_add(waiter.expire_ms);
+        let hold = &mut self.locks.entries[key as usize];
+        // The waiter was charged for its owner string; the hold now carries it.
+        let old_owner = hold.owner.len() as u64;
+        hold.owner = waiter.owner;
+        hold.token = token;
+        hold.deadline = deadline;
+        if timer_live {
+            self.wheel.reschedule(hold.timer, deadline);
+        } else {
+            hold.timer = self.wheel.schedule(deadline, Due::Lock(key));
+        }
+        self.release(ENTRY_OVERHEAD + old_owner);
+        self.completed.push(Completion {
+            ticket: ticket(head, waiter.generation),
+            granted: Some(token),
+        });
+        self.counters.lock += 1;
+        true
+    }
+
+    /// Answers waiter `wkey` NotOwner (its wait ran out) and drops it. Its
+    /// timer is left to the caller.
+    fn time_out(&mut self, wkey: u32) {
+        let waiter = self.unqueue(wkey);
+        self.release(ENTRY_OVERHEAD + waiter.owner.len() as u64);
+        self.completed.push(Completion {
+            ticket: ticket(wkey, waiter.generation),
+            granted: None,
+        });
+        self.counters.wait_timeout += 1;
+        self.counters.not_owner += 1;
+    }
+
+    /// Parks `req` on lock `key`, unless a bound or the memory cap refuses.
+    fn park<'a>(&mut self, now: u64, key: u32, req: &Request<'a>) -> Reply<'a> {
+        let queue = self.locks.entries[key as usize].queue;
+        if queue.len >= self.config.max_waiters_per_lock
+            || self.waiters.len() >= self.config.max_waiters
+        {
+            return Reply::Bare(Status::NotOwner);
+        }
+        if !self.charge(ENTRY_OVERHEAD + req.id.len() as u64) {
+            return Reply::Bare(Status::No);
+        }
+        let wkey = self.waiters.vacant_key() as u32;
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let timer = self
+            .wheel
+            .schedule(now.saturating_add(req.wait_ms), Due::Waiter(wkey));
+        self.waiters.insert(Waiter {
+            hold: key,
+            owner: req.id.into(),
+            expire_ms: req.expire_ms,
+            timer,
+            prev: queue.tail,
+            next: NIL,
+            generation,
+        });
+        let hold = &mut self.locks.entries[key as usize];
+        if queue.tail == NIL {
+            hold.queue.head = wkey;
+        } else {
+            self.waiters[queue.tail as usize].next = wkey;
+        }
+        hold.queue.tail = wkey;
+        hold.queue.len += 1;
+        self.counters.waited += 1;
+        Reply::Parked {
+            ticket: ticket(wkey, generation),
+            id: req.id,
+        }
+    }
+
+    /// Takes waiter `wkey` out of its hold's queue and the waiters' slab.
+    /// Its timer is left to the caller.
+    fn unqueue(&mut self, wkey: u32) -> Waiter {
+        let waiter = self.waiters.remove(wkey as usize);
+        let queue = &mut self.locks.entries[waiter.hold as usize].queue;
+        if waiter.prev == NIL {
+            queue.head = waiter.next;
+        } else {
+            self.waiters[waiter.prev as usize].next = waiter.next;
+        }
+        if waiter.next == NIL {
+            queue.tail = waiter.prev;
+        } else {
+            self.waiters[waiter.next as usize].prev = waiter.prev;
+        }
+        queue.len -= 1;
+        waiter
+    }
+
+    /// Withdraws a parked request whose connection went away: it leaves the
+    /// queue and is never granted. Unknown or finished tickets are ignored.
+    pub fn cancel_wait(&mut self, ticket: Ticket) {
+        let (wkey, generation) = ((ticket.0 & 0xFFFF_FFFF) as u32, (ticket.0 >> 32) as u32);
+        if self
+            .waiters
+            .get(wkey as usize)
+            .is_some_and(|w| w.generation == generation)
+        {
+            let waiter = self.unqueue(wkey);
+            self.wheel.cancel(waiter.timer);
+            self.release(ENTRY_OVERHEAD + waiter.owner.len() as u64);
+        }
+    }
+
+    /// Moves the completions of parked requests (grants and time-outs) that
+    /// happened since the last call into `out`.
+    pub fn take_completions(&mut self, out: &mut Vec<Completion>) {
+        out.append(&mut self.completed);
+    }
+
+    /// Requests parked now.
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.len()
     }
 
     /// As [`Store::live_lock`], for data items.
@@ -441,20 +677,34 @@ impl Store {
         let mut due = std::mem::take(&mut self.expired);
         due.clear();
         let more = self.wheel.advance(now, limit, &mut due);
+        // The wheel has already dropped these timers: entries are freed
+        // without cancelling them again. Waiters go first, so that a lock
+        // whose hold ends in the same batch never hands itself to a waiter
+        // whose fired timer is still on the list.
         for &timer in &due {
-            // The wheel has already dropped the timer: free the entry without
-            // cancelling it again.
+            if let Due::Waiter(wkey) = timer {
+                self.time_out(wkey);
+            }
+        }
+        // Holds that ended earlier hand over (and take tokens) first; the
+        // wheel itself fires a batch in no particular order.
+        let locks = &self.locks.entries;
+        due.sort_by_key(|&timer| match timer {
+            Due::Lock(key) => (0, locks[key as usize].deadline, locks[key as usize].token),
+            _ => (1, 0, 0),
+        });
+        for &timer in &due {
             match timer {
                 Due::Lock(key) => {
-                    let hold = self.locks.remove(key);
-                    self.release(hold.cost());
                     self.counters.expired_lock += 1;
+                    self.end_hold(now, key, false);
                 }
                 Due::Data(key) => {
                     let item = self.data.remove(key);
                     self.release(item.cost());
                     self.counters.expired_data += 1;
                 }
+                Due::Waiter(_) => {}
             }
         }
         self.counters.a_lock = self.locks.len() as u64;
@@ -477,18 +727,36 @@ impl Store {
     pub fn compact(&mut self) {
         self.freed_since_compaction = 0;
         self.counters.forced_gc += 1;
-        let wheel = &mut self.wheel;
-        self.locks
-            .compact(|hold, to| wheel.set_key(hold.timer(), Due::Lock(to)));
+        let (wheel, waiters) = (&mut self.wheel, &mut self.waiters);
+        self.locks.compact(|hold, to| {
+            wheel.set_key(hold.timer(), Due::Lock(to));
+            let mut w = hold.queue.head;
+            while w != NIL {
+                waiters[w as usize].hold = to;
+                w = waiters[w as usize].next;
+            }
+        });
         self.data
             .compact(|item, to| wheel.set_key(item.timer(), Due::Data(to)));
         let (locks, data) = (&mut self.locks.entries, &mut self.data.entries);
+        let waiters = &mut self.waiters;
         wheel.compact(|due, timer| match due {
             Due::Lock(k) => locks[k as usize].set_timer(timer),
             Due::Data(k) => data[k as usize].set_timer(timer),
+            Due::Waiter(k) => waiters[k as usize].timer = timer,
         });
+        // Waiter keys live on in tickets held by connections, so the
+        // waiters' slab is never renumbered; it is only released when empty.
+        if self.waiters.is_empty() {
+            self.waiters = Slab::new();
+        }
         self.expired = Vec::new();
     }
+}
+
+/// A ticket from a waiter's slab key and generation.
+fn ticket(wkey: u32, generation: u32) -> Ticket {
+    Ticket(u64::from(generation) << 32 | u64::from(wkey))
 }
 
 #[cfg(test)]
