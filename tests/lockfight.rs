@@ -113,6 +113,12 @@ fn chaos_verified() {
     fight_verified("chaos", &[]);
 }
 
+#[test]
+fn wait_verified_on_two_hot_keys() {
+    // Few keys, so most Locks are parked and handed over by the server.
+    fight_verified("wait", &["--resources", "2", "--hold-ms", "0.2"]);
+}
+
 /// The echo ceiling, killed when dropped.
 struct Ceiling {
     child: Child,

@@ -29,6 +29,8 @@ pub struct Settings {
     pub seed: u64,
     pub threads: usize,
     pub retry_delay: Duration,
+    pub hold: Duration,
+    pub wait_secs: f64,
     pub encoded: bool,
     pub verify: bool,
 }
@@ -65,8 +67,9 @@ pub fn fight(
         },
     };
     let nonce = nonce();
-    let names = Names::new(&nonce, settings.resources, settings.expire_secs);
     let spec = settings.mode.spec();
+    let wait = spec.waits.then_some(settings.wait_secs);
+    let names = Names::new(&nonce, settings.resources, settings.expire_secs, wait);
     let per_conn = if spec.pipelined { settings.pipeline } else { 1 };
     let plan = Plan {
         addr: target.addr,
@@ -79,6 +82,7 @@ pub fn fight(
             verify: settings.verify,
             on_refusal: spec.on_refusal,
             retry_delay: settings.retry_delay,
+            hold: settings.hold,
         },
         duration: settings.duration,
         seed: settings.seed,

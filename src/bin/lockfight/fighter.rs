@@ -24,6 +24,8 @@ pub struct Rules {
     pub verify: bool,
     pub on_refusal: OnRefusal,
     pub retry_delay: Duration,
+    /// How long a holder keeps its lock before its next request.
+    pub hold: Duration,
 }
 
 /// What the fighters of one thread counted.
@@ -153,6 +155,9 @@ impl Fighter {
                 tally.lock_requests += count;
                 tally.acquisitions += count;
                 self.next = if rules.verify { Op::Get } else { Op::Unlock };
+                if !rules.hold.is_zero() {
+                    self.sleeps_until = Some(now + rules.hold);
+                }
             }
             (Op::Lock, Outcome::NotOwner) => {
                 tally.lock_requests += count;
@@ -227,6 +232,7 @@ mod tests {
             verify,
             on_refusal,
             retry_delay: Duration::from_millis(5),
+            hold: Duration::ZERO,
         }
     }
 
@@ -321,6 +327,22 @@ mod tests {
         f.on_reply(Outcome::Unlocked, &r, now, false, &mut t);
         assert_eq!(f.ready(now, true), Readiness::Done);
         assert_eq!(t.requests, 0, "the engine counts requests, not the fighter");
+    }
+
+    #[test]
+    fn holders_hold_before_their_next_request() {
+        let mut r = rules(false, OnRefusal::GiveUp);
+        r.hold = Duration::from_millis(3);
+        let mut f = fighter(&r);
+        let mut t = Tally::new(4);
+        let now = Instant::now();
+        f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+        assert_eq!(
+            f.ready(now, true),
+            Readiness::SleepsUntil(now + r.hold),
+            "even when stopping"
+        );
+        assert_eq!(f.ready(now + r.hold, true), Readiness::Ready);
     }
 
     #[test]

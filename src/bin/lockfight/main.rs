@@ -64,6 +64,7 @@ const USAGE: u8 = 2;
         target's figures divided by each other's, as the median over the rounds.\n\n\
         Exit status: 0 on success, 1 on a failed run or a --verify violation, 2 on a usage error.",
     args_conflicts_with_subcommands = true,
+    args_override_self = true,
     subcommand_negates_reqs = true
 )]
 struct Cli {
@@ -176,6 +177,14 @@ struct FightArgs {
     /// Milliseconds a patient (or chaos) fighter sleeps before retrying a refused lock
     #[arg(long, default_value_t = 1.0, value_name = "MS")]
     retry_delay_ms: f64,
+
+    /// Milliseconds a fighter holds a granted lock before its next request (any mode)
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    hold_ms: f64,
+
+    /// Wait of each Lock in the wait mode, in seconds: how long the server may queue it
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    wait: f64,
 
     /// Send table-encoded lines instead of plain JSON (jackrabbit and echo targets)
     #[arg(long)]
@@ -359,6 +368,12 @@ fn validate(args: &FightArgs) -> Result<Invocation, String> {
     {
         return Err("--retry-delay-ms must be between 0 and 60000".into());
     }
+    if !(args.hold_ms.is_finite() && args.hold_ms >= 0.0 && args.hold_ms <= 60_000.0) {
+        return Err("--hold-ms must be between 0 and 60000".into());
+    }
+    if !(args.wait.is_finite() && args.wait > 0.0 && args.wait <= 86400.0) {
+        return Err("--wait must be above 0 and at most 86400 seconds".into());
+    }
     let chart = args.chart.clone().or_else(|| {
         (!args.sweep_connections.is_empty()).then(|| PathBuf::from("lockfight-sweep.svg"))
     });
@@ -373,6 +388,8 @@ fn validate(args: &FightArgs) -> Result<Invocation, String> {
             seed: args.seed,
             threads: args.threads,
             retry_delay: Duration::from_secs_f64(args.retry_delay_ms / 1000.0),
+            hold: Duration::from_secs_f64(args.hold_ms / 1000.0),
+            wait_secs: args.wait,
             encoded: args.encoded,
             verify: args.verify,
         },

@@ -3,9 +3,7 @@
 //! A mode is a row of independent choices: how a fighter's connection lives,
 //! how many requests it keeps in flight, and what it does when a lock is
 //! refused. The engine and the fighters only read these choices, never the
-//! mode's name, so a new mode is a new row. The `wait` mode (PROTOCOL.md's
-//! waiting acquire) becomes a row with `waits: true` once the server
-//! handles `Wait`: the request writer then adds the field to `Lock`.
+//! mode's name, so a new mode is a new row.
 
 use std::fmt;
 
@@ -25,6 +23,8 @@ pub enum Mode {
     Aggressive,
     /// Per request a random mix: new or kept connection, give up, sleep or retry at once
     Chaos,
+    /// Like persistent, but Lock carries Wait (--wait): the server queues it until the lock is free
+    Wait,
 }
 
 /// What happens to the connection after a reply.
@@ -106,6 +106,14 @@ pub const MODES: &[ModeSpec] = &[
         pipelined: false,
         on_refusal: OnRefusal::Any,
         waits: false,
+    },
+    ModeSpec {
+        mode: Mode::Wait,
+        reconnect: Reconnect::Never,
+        pipelined: false,
+        // A refusal here means the wait ran out; the fighter moves on.
+        on_refusal: OnRefusal::GiveUp,
+        waits: true,
     },
 ];
 

@@ -23,6 +23,10 @@ pub fn write_json(out: &mut Vec<u8>, names: &Names, owner: &[u8], resource: u32,
             if op == Op::Lock {
                 out.extend_from_slice(b"\",\"Action\":\"Lock\",\"Expire\":\"");
                 out.extend_from_slice(names.expire_secs.as_bytes());
+                if let Some(wait) = &names.wait_secs {
+                    out.extend_from_slice(b"\",\"Wait\":\"");
+                    out.extend_from_slice(wait.as_bytes());
+                }
                 out.extend_from_slice(b"\"}");
             } else {
                 out.extend_from_slice(b"\",\"Action\":\"Unlock\"}");
@@ -124,7 +128,7 @@ mod tests {
     use jackrabbit_dlm::protocol::codec::encode;
 
     fn names() -> Names {
-        Names::new("t", 2, 10.0)
+        Names::new("t", 2, 10.0, None)
     }
 
     fn json(op: Op) -> String {
@@ -140,6 +144,17 @@ mod tests {
         assert_eq!(lock["FileName"], "lftr1");
         assert_eq!(lock["Action"], "Lock");
         assert_eq!(lock["Expire"], "10");
+        assert!(lock.get("Wait").is_none());
+        let mut out = Vec::new();
+        write_json(
+            &mut out,
+            &Names::new("t", 2, 10.0, Some(0.5)),
+            b"f1",
+            1,
+            Op::Lock,
+        );
+        let waiting: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(waiting["Wait"], "0.5");
         let unlock: serde_json::Value = serde_json::from_str(&json(Op::Unlock)).unwrap();
         assert_eq!(unlock["Action"], "Unlock");
         let get: serde_json::Value = serde_json::from_str(&json(Op::Get)).unwrap();

@@ -75,12 +75,14 @@ pub struct Names {
     pub expire_secs: String,
     /// The same in milliseconds, for Redis's `PX`.
     pub expire_ms: String,
+    /// `Wait` of a `Lock`, in seconds, in the wait mode.
+    pub wait_secs: Option<String>,
 }
 
 impl Names {
     /// Names for `resources` resources, unique to this run through `nonce`
     /// so that holds and counters left by an earlier run do not interfere.
-    pub fn new(nonce: &str, resources: u32, expire_secs: f64) -> Self {
+    pub fn new(nonce: &str, resources: u32, expire_secs: f64, wait_secs: Option<f64>) -> Self {
         let locks = (0..resources)
             .map(|r| format!("lf{nonce}r{r}").into_bytes().into_boxed_slice())
             .collect();
@@ -93,6 +95,7 @@ impl Names {
             counters,
             expire_secs: format!("{expire_secs}"),
             expire_ms: ms.to_string(),
+            wait_secs: wait_secs.map(|w| format!("{w}")),
         }
     }
 }
@@ -193,12 +196,13 @@ mod tests {
 
     #[test]
     fn names_are_unique_per_nonce_and_expire_converts() {
-        let n = Names::new("ab", 3, 0.25);
+        let n = Names::new("ab", 3, 0.25, Some(1.5));
         assert_eq!(&*n.locks[2], b"lfabr2");
         assert_eq!(&*n.counters[0], b"lfabc0");
         assert_eq!(n.expire_secs, "0.25");
         assert_eq!(n.expire_ms, "250");
-        assert_eq!(Names::new("x", 1, 10.0).expire_secs, "10");
+        assert_eq!(n.wait_secs.as_deref(), Some("1.5"));
+        assert_eq!(Names::new("x", 1, 10.0, None).expire_secs, "10");
     }
 
     #[test]

@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn commands_are_bulk_string_arrays() {
-        let names = Names::new("n", 1, 1.5);
+        let names = Names::new("n", 1, 1.5, None);
         let mut out = Vec::new();
         write_command(&mut out, &names, b"sha", b"f", 0, Op::Lock);
         assert_eq!(
