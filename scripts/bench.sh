@@ -145,11 +145,16 @@ targets=(--target "jackrabbit://$jr_addr" --target "redis://$redis_addr" --targe
          --server-pid "$jr_pid" --server-pid "$redis_pid" --server-pid "$echo_pid")
 common=(--duration "$duration" --rounds "$rounds" --resources 1024 --markdown)
 
-# Runs one scenario; the Markdown goes to $work/NAME.md.
-scenario() {
+# Runs one scenario against the given targets; the Markdown goes to $work/NAME.md.
+scenario_on() {
     local name=$1; shift
     say "scenario $name: lockfight $*"
-    "$lockfight" "${targets[@]}" "${common[@]}" "$@" >"$work/$name.md"
+    "$lockfight" "${common[@]}" "$@" >"$work/$name.md"
+}
+# Runs one scenario against all three targets.
+scenario() {
+    local name=$1; shift
+    scenario_on "$name" "${targets[@]}" "$@"
 }
 
 scenario persistent --mode persistent --connections 32
@@ -157,6 +162,11 @@ scenario pipelined --mode pipelined --pipeline 32 --connections 8
 scenario oneshot --mode oneshot --connections 8
 mkdir -p "$(dirname "$chart")"
 scenario sweep --mode persistent --sweep-connections 1,8,32,128 --chart "$chart"
+# Hot keys: 64 fighters on 4 keys, queued by the server (wait) or polling (patient).
+hot=(--connections 64 --resources 4)
+scenario_on wait --target "jackrabbit://$jr_addr" --server-pid "$jr_pid" --mode wait "${hot[@]}"
+scenario_on patient --target "jackrabbit://$jr_addr" --target "redis://$redis_addr" \
+    --server-pid "$jr_pid" --server-pid "$redis_pid" --mode patient "${hot[@]}"
 
 stop "$jr_pid"; stop "$redis_pid"; stop "$echo_pid"
 
@@ -258,6 +268,17 @@ git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
     echo "![throughput and p99 latency against connections]($chart)"
     echo
     cat "$work/sweep.md"
+    echo
+    echo "## Hot keys: 64 fighters on 4 keys"
+    echo
+    echo "With \`Wait\` the server queues a refused \`Lock\` and hands the lock over on release"
+    echo "(wait mode, Jackrabbit only: Redis has no waiting acquire); without it a refused"
+    echo "fighter sleeps 1 ms and asks again (patient mode). Fairness is Jain's index of the"
+    echo "locks granted per fighter: 1 when every fighter got as many."
+    echo
+    cat "$work/wait.md"
+    echo
+    cat "$work/patient.md"
     echo
     echo "## Memory"
     echo

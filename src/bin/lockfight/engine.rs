@@ -84,7 +84,13 @@ pub fn run_thread(
         return Err("another generator thread failed to start".into());
     }
     engine.run()?;
-    Ok(engine.tally)
+    let mut tally = engine.tally;
+    for conn in &engine.conns {
+        tally
+            .per_fighter
+            .extend(conn.fighters.iter().map(|f| f.acquired));
+    }
+    Ok(tally)
 }
 
 /// One connection and the fighters that share it.

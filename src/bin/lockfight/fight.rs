@@ -159,6 +159,7 @@ pub fn fight(
         refusals: tally.refusals,
         refusal_ratio: (grants && tally.lock_requests > 0)
             .then(|| tally.refusals as f64 / tally.lock_requests as f64),
+        fairness: if grants { tally.fairness() } else { None },
         errors: tally.errors,
         p50_us: us(0.5),
         p99_us: us(0.99),

@@ -54,6 +54,8 @@ pub struct Tally {
     pub first_failure: Option<String>,
     /// Whether the run ended before every fighter finished its cycle.
     pub unfinished: bool,
+    /// Locks each fighter was granted inside the window, for fairness.
+    pub per_fighter: Vec<u64>,
 }
 
 impl Tally {
@@ -87,6 +89,20 @@ impl Tally {
             self.first_failure.clone_from(&other.first_failure);
         }
         self.unfinished |= other.unfinished;
+        self.per_fighter.extend_from_slice(&other.per_fighter);
+    }
+
+    /// Jain's fairness index of the locks granted per fighter: 1 when all
+    /// got the same number, 1/n when one fighter got them all.
+    pub fn fairness(&self) -> Option<f64> {
+        let n = self.per_fighter.len() as f64;
+        let sum: f64 = self.per_fighter.iter().map(|&x| x as f64).sum();
+        let squares: f64 = self
+            .per_fighter
+            .iter()
+            .map(|&x| (x as f64) * (x as f64))
+            .sum();
+        (squares > 0.0).then(|| sum * sum / (n * squares))
     }
 }
 
@@ -103,6 +119,8 @@ pub struct Fighter {
     pub sleeps_until: Option<Instant>,
     /// It has finished its last cycle and makes no more requests.
     pub done: bool,
+    /// Locks granted to it inside the window.
+    pub acquired: u64,
 }
 
 impl Fighter {
@@ -116,6 +134,7 @@ impl Fighter {
             next: Op::Lock,
             sleeps_until: None,
             done: false,
+            acquired: 0,
         }
     }
 
@@ -154,6 +173,7 @@ impl Fighter {
             (Op::Lock, Outcome::Locked | Outcome::Answered) => {
                 tally.lock_requests += count;
                 tally.acquisitions += count;
+                self.acquired += count;
                 self.next = if rules.verify { Op::Get } else { Op::Unlock };
                 if !rules.hold.is_zero() {
                     self.sleeps_until = Some(now + rules.hold);
@@ -343,6 +363,16 @@ mod tests {
             "even when stopping"
         );
         assert_eq!(f.ready(now + r.hold, true), Readiness::Ready);
+    }
+
+    #[test]
+    fn fairness_index() {
+        let mut t = Tally::new(1);
+        assert_eq!(t.fairness(), None);
+        t.per_fighter = vec![5, 5, 5, 5];
+        assert_eq!(t.fairness(), Some(1.0));
+        t.per_fighter = vec![8, 0, 0, 0];
+        assert_eq!(t.fairness(), Some(0.25));
     }
 
     #[test]

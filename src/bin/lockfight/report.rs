@@ -57,6 +57,8 @@ pub struct RunResult {
     pub refusals: u64,
     /// Share of `Lock` requests answered `NotOwner`.
     pub refusal_ratio: Option<f64>,
+    /// Jain's index of locks granted per fighter (1 = perfectly even).
+    pub fairness: Option<f64>,
     pub errors: u64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -254,6 +256,7 @@ pub fn runs_table(runs: &[RunResult]) -> Table {
         "req/s",
         "acq/s",
         "NotOwner",
+        "fairness",
         "p50",
         "p99",
         "p999",
@@ -271,6 +274,7 @@ pub fn runs_table(runs: &[RunResult]) -> Table {
             rate(r.requests_per_sec),
             or_dash(r.acquisitions_per_sec, rate),
             or_dash(r.refusal_ratio, |v| format!("{:.1}%", v * 100.0)),
+            or_dash(r.fairness, |v| format!("{v:.3}")),
             micros(r.p50_us),
             micros(r.p99_us),
             micros(r.p999_us),
@@ -350,6 +354,7 @@ mod tests {
             acquisitions_per_sec: None,
             refusals: 0,
             refusal_ratio: None,
+            fairness: None,
             errors: 0,
             p50_us: 1.0,
             p99_us: rps / 1000.0,
