@@ -62,6 +62,16 @@ server="$root/target/release/jackrabbit-dlm"
 work=$(mktemp -d)
 pids=()
 cleanup() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        # Say why a server may have gone away before its logs are removed.
+        for log in "$work"/jr.*/stderr "$work"/redis-*.log "$work"/ceiling.out; do
+            [ -s "$log" ] && { say "tail of $log:"; tail -n 20 "$log" >&2; }
+        done
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null || say "server pid $pid is no longer running"
+        done
+    fi
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -84,11 +94,12 @@ address_in() {
     say "no address in $file:"; cat "$file" >&2; return 1
 }
 
-# A loopback port nothing listens on.
+# A loopback port nothing listens on, below the ephemeral range (32768 and
+# up), where the generator's own connections cannot be holding it.
 free_port() {
     local port
     for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 30000))
+        port=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"; return 0
         fi
@@ -104,18 +115,29 @@ start_jackrabbit() {
     jr_addr=$(address_in "$dir/stdout")
 }
 
-# Starts Redis without persistence; sets redis_addr and redis_pid.
+# Starts Redis without persistence; sets redis_addr and redis_pid. Tries a
+# few ports, in case another process takes the one picked meanwhile.
 start_redis() {
-    local port; port=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
-        --daemonize no --logfile "$work/redis-$port.log" &
-    redis_pid=$!; pids+=("$redis_pid")
-    redis_addr="127.0.0.1:$port"
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        sleep 0.1
+    local port attempt
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port)
+        redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+            --daemonize no --logfile "$work/redis-$port.log" &
+        redis_pid=$!
+        redis_addr="127.0.0.1:$port"
+        for _ in $(seq 100); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+                pids+=("$redis_pid"); return 0
+            fi
+            kill -0 "$redis_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        say "redis did not start on port $port (attempt $attempt):"
+        tail -n 3 "$work/redis-$port.log" >&2
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
     done
-    say "redis did not start:"; cat "$work/redis-$port.log" >&2; return 1
+    return 1
 }
 
 # Starts the echo ceiling; sets echo_addr and echo_pid.

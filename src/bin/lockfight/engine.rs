@@ -234,8 +234,12 @@ impl<'p> Engine<'p> {
 
     fn open_stream(&mut self, i: usize) -> io::Result<()> {
         let mut stream = TcpStream::connect(self.plan.addr)?;
-        // Requests are small and latency is measured: never let Nagle hold one.
-        stream.set_nodelay(true)?;
+        // Requests are small and latency is measured: never let Nagle hold
+        // one. A connection that carries a single request needs no such
+        // care (Nagle never holds a first segment), and saves the call.
+        if self.plan.spec.reconnect != Reconnect::EveryRequest {
+            stream.set_nodelay(true)?;
+        }
         self.poll.registry().register(
             &mut stream,
             Token(i),

@@ -59,7 +59,8 @@ const USAGE: u8 = 2;
         Each fighter owns an ID (and a connection, except in oneshot mode), picks one of \
         --resources names at random, sends Lock (Expire --expire), and on Locked sends Unlock. \
         Throughput counts every reply; acquisitions count granted locks; NotOwner is the share \
-        of Lock requests refused. Give several --target options to compare them in one run: \
+        of Lock requests refused; fairness is Jain's index of the locks granted per fighter \
+        (1 when all got as many). Latencies run from a request's write to its reply. Give several --target options to compare them in one run: \
         they are run in turn, round after round (--rounds), and the summary quotes the first \
         target's figures divided by each other's, as the median over the rounds.\n\n\
         Exit status: 0 on success, 1 on a failed run or a --verify violation, 2 on a usage error.",

@@ -17,7 +17,7 @@ pub enum Mode {
     Persistent,
     /// One connection per fighter, --pipeline requests written before the replies are read
     Pipelined,
-    /// Like persistent, but a refused fighter sleeps --retry-delay and retries the same resource
+    /// Like persistent, but a refused fighter sleeps --retry-delay-ms and retries the same resource
     Patient,
     /// Like persistent, but a refused fighter retries the same resource at once
     Aggressive,
