@@ -267,3 +267,30 @@ fn unreachable_target_fails_with_one_line() {
     assert!(stderr.contains("cannot connect"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn verify_reports_the_lost_updates_of_expired_holds() {
+    // Locks expire after 1 ms but holders take 2 ms between reading and
+    // writing the counter: a second holder gets in, and updates are lost.
+    let server = TestServer::start();
+    let target = format!("jackrabbit://{}", server.addr);
+    let out = lockfight(&[
+        "--target",
+        &target,
+        "--resources",
+        "1",
+        "--connections",
+        "8",
+        "--expire",
+        "0.001",
+        "--hold-ms",
+        "2",
+        "--duration",
+        "1",
+        "--verify",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VIOLATION"), "{stderr}");
+}

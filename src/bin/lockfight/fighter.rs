@@ -174,9 +174,11 @@ impl Fighter {
                 tally.lock_requests += count;
                 tally.acquisitions += count;
                 self.acquired += count;
-                self.next = if rules.verify { Op::Get } else { Op::Unlock };
-                if !rules.hold.is_zero() {
-                    self.sleeps_until = Some(now + rules.hold);
+                if rules.verify {
+                    self.next = Op::Get;
+                } else {
+                    self.next = Op::Unlock;
+                    self.hold(rules, now);
                 }
             }
             (Op::Lock, Outcome::NotOwner) => {
@@ -189,8 +191,14 @@ impl Fighter {
                 tally.errors += count;
                 self.new_cycle(rules);
             }
-            (Op::Get, Outcome::Value(v)) => self.next = Op::Put(v.saturating_add(1)),
-            (Op::Get, Outcome::NotFound) => self.next = Op::Put(1),
+            (Op::Get, Outcome::Value(v)) => {
+                self.next = Op::Put(v.saturating_add(1));
+                self.hold(rules, now);
+            }
+            (Op::Get, Outcome::NotFound) => {
+                self.next = Op::Put(1);
+                self.hold(rules, now);
+            }
             (Op::Put(_), Outcome::Done) => {
                 tally.increments[self.resource as usize] += 1;
                 self.next = Op::Unlock;
@@ -209,6 +217,15 @@ impl Fighter {
                 tally.errors += count;
                 self.new_cycle(rules);
             }
+        }
+    }
+
+    /// Keeps the lock for `--hold-ms` before the next request: between the
+    /// read and the write of the counter under `--verify`, so a hold that
+    /// outlives its lock shows up as a lost update.
+    fn hold(&mut self, rules: &Rules, now: Instant) {
+        if !rules.hold.is_zero() {
+            self.sleeps_until = Some(now + rules.hold);
         }
     }
 
@@ -350,19 +367,25 @@ mod tests {
     }
 
     #[test]
-    fn holders_hold_before_their_next_request() {
-        let mut r = rules(false, OnRefusal::GiveUp);
-        r.hold = Duration::from_millis(3);
-        let mut f = fighter(&r);
-        let mut t = Tally::new(4);
+    fn holders_hold_before_unlock_or_between_read_and_write() {
         let now = Instant::now();
-        f.on_reply(Outcome::Locked, &r, now, true, &mut t);
-        assert_eq!(
-            f.ready(now, true),
-            Readiness::SleepsUntil(now + r.hold),
-            "even when stopping"
-        );
-        assert_eq!(f.ready(now + r.hold, true), Readiness::Ready);
+        let mut t = Tally::new(4);
+        for verify in [false, true] {
+            let mut r = rules(verify, OnRefusal::GiveUp);
+            r.hold = Duration::from_millis(3);
+            let mut f = fighter(&r);
+            f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+            if verify {
+                assert_eq!(f.ready(now, true), Readiness::Ready);
+                f.on_reply(Outcome::Value(1), &r, now, true, &mut t);
+                assert_eq!(f.next, Op::Put(2));
+            } else {
+                assert_eq!(f.next, Op::Unlock);
+            }
+            let held = Readiness::SleepsUntil(now + r.hold);
+            assert_eq!(f.ready(now, true), held, "even when stopping");
+            assert_eq!(f.ready(now + r.hold, true), Readiness::Ready);
+        }
     }
 
     #[test]
