@@ -500,3 +500,90 @@ fn port_in_use_is_reported_and_exits_1() {
     assert!(common::read(&dir.join("JackrabbitDLM.log")).contains(&message));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn running_out_of_file_descriptors_neither_spins_nor_stops_service() {
+    let server = TestServer::spawn(&[], Some(48));
+    // More connections than the server can have descriptors for: the rest
+    // wait in the kernel's accept queue while accept fails with EMFILE.
+    let mut clients: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = server.cpu_seconds() - before;
+    assert!(
+        spent < 0.5,
+        "a busy accept loop burned {spent} s of CPU in 1 s"
+    );
+    // Free descriptors: the waiting connections are accepted and served.
+    let last = clients.pop().expect("a client");
+    clients.truncate(5);
+    let mut last = Client {
+        reader: std::io::BufReader::new(last),
+    };
+    last.stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(status(&last.call(&version_line())), "Version");
+}
+
+#[test]
+fn large_frees_compact_the_tables() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let value = "v".repeat(200);
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&put("w", &format!("item-{i}"), &value, "60"));
+        batch.push('\n');
+    }
+    client.send(batch.as_bytes());
+    for _ in 0..20_000 {
+        client.line();
+    }
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&request("Erase", "w", &format!("item-{i}"), "0"));
+        batch.push('\n');
+    }
+    client.send(batch.as_bytes());
+    for _ in 0..20_000 {
+        assert!(client.line().contains("Done"));
+    }
+    let stats = stats_until(&mut client, Duration::from_secs(10), |s| {
+        s["ForcedGC"].as_u64() >= Some(1)
+    });
+    assert!(stats["ForcedGC"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(stats["AData"], 0);
+    // Still fully working after the compaction.
+    assert_eq!(status(&client.call(&put("w", "after", "v", "60"))), "Done");
+    assert_eq!(
+        client.call(&request("Get", "w", "after", "0"))["DataStore"],
+        "v"
+    );
+}
+
+#[test]
+fn pin_core_serves_and_rejects_a_missing_cpu() {
+    let server = TestServer::with_args(&["--pin-core", "0"]);
+    assert_eq!(status(&server.connect().call(&version_line())), "Version");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let allowed = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(allowed, "0");
+    let dir = common::temp_dir("pin");
+    let out = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+        .args(["127.0.0.1", "0", "--pin-core", "4000", "--log-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pin-core 4000"));
+    let _ = std::fs::remove_dir_all(dir);
+}
