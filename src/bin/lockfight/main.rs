@@ -100,9 +100,13 @@ enum Command {
 
 #[derive(Args)]
 struct MemoryArgs {
-    /// Server to fill: [LABEL=]jackrabbit://HOST[:PORT] or [LABEL=]redis://HOST[:PORT];
-    /// repeat for several
-    #[arg(long = "target", value_name = "URL", required = true)]
+    #[arg(
+        long = "target",
+        value_name = "URL",
+        required = true,
+        help = "Server to fill: [LABEL=]jackrabbit://HOST[:PORT] or [LABEL=]redis://HOST[:PORT]; \
+                repeat for several"
+    )]
     targets: Vec<String>,
 
     /// PID of each target's server process, in the same order as --target
@@ -128,10 +132,14 @@ struct MemoryArgs {
 
 #[derive(Args)]
 struct FightArgs {
-    /// Server to fight over: [LABEL=]jackrabbit://HOST[:PORT] (default port 37373),
-    /// [LABEL=]redis://HOST[:PORT] (default 6379) or [LABEL=]echo://HOST:PORT.
-    /// Repeat to compare targets in one run; the first is the reference of the ratios
-    #[arg(long = "target", value_name = "URL", required = true)]
+    #[arg(
+        long = "target",
+        value_name = "URL",
+        required = true,
+        help = "Server to fight over: [LABEL=]jackrabbit://HOST[:PORT] (default port 37373), \
+                [LABEL=]redis://HOST[:PORT] (default 6379) or [LABEL=]echo://HOST:PORT. Repeat to \
+                compare targets in one run; the first is the reference of the ratios"
+    )]
     targets: Vec<String>,
 
     /// Fighting mode
