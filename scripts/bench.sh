@@ -17,7 +17,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
-command_line="scripts/bench.sh $*"
+command_line="scripts/bench.sh${*:+ $*}"
 
 rounds=""
 duration=""
@@ -46,12 +46,15 @@ case "$rounds" in ''|*[!0-9]*) echo "bench.sh: --rounds needs a whole number" >&
 say() { echo "bench.sh: $*" >&2; }
 
 # --- prerequisites ---------------------------------------------------------
-if ! command -v redis-server >/dev/null 2>&1; then
-    say "installing redis-server"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 say "building release binaries"
 cargo build --release --quiet --bin jackrabbit-dlm --bin lockfight
@@ -190,6 +193,43 @@ scenario_on wait --target "jackrabbit://$jr_addr" --server-pid "$jr_pid" --mode 
 scenario_on patient --target "jackrabbit://$jr_addr" --target "redis://$redis_addr" \
     --server-pid "$jr_pid" --server-pid "$redis_pid" --mode patient "${hot[@]}"
 
+# System calls per request of each server, counted by strace while a short
+# run fights over it alone (strace slows the server, so only the counts
+# matter here, not the rates).
+syscalls() {
+    local name=$1 url=$2 pid=$3; shift 3
+    local trace="$work/strace-$name.txt" requests strace_pid
+    strace -c -f -q -p "$pid" -o "$trace" 2>/dev/null &
+    strace_pid=$!
+    sleep 0.5
+    requests=$("$lockfight" --target "$url" --duration 1 --json --quiet "$@" |
+        grep -o '"requests": [0-9]*' | head -n1 | grep -o '[0-9]*$' || true)
+    kill -INT "$strace_pid" 2>/dev/null || true
+    wait "$strace_pid" 2>/dev/null || true
+    if [ -z "$requests" ] || [ "$requests" -eq 0 ] || [ ! -s "$trace" ]; then
+        echo "| $name | - | not measured (strace unavailable?) | |"
+        return 0
+    fi
+    awk -v n="$requests" -v name="$name" '
+        # Columns: % time, seconds, usecs/call, calls, [errors,] syscall.
+        $NF == "total" { total = $4; next }
+        $1 ~ /^[0-9.]+$/ && NF >= 5 && $4 / n >= 0.01 {
+            top = top sprintf("%s%s %.2f", (top == "" ? "" : ", "), $NF, $4 / n)
+        }
+        END { printf "| %s | %d | %.2f | %s |\n", name, n, total / n, top }
+    ' "$trace"
+}
+for mode in persistent pipelined; do
+    say "system calls per request, $mode"
+    {
+        echo "| server | requests | system calls per request | of which (per request) |"
+        echo "|---|---:|---:|---|"
+        syscalls jackrabbit "jackrabbit://$jr_addr" "$jr_pid" --mode "$mode" --connections 32 --pipeline 32
+        syscalls redis "redis://$redis_addr" "$redis_pid" --mode "$mode" --connections 32 --pipeline 32
+        syscalls echo "echo://$echo_addr" "$echo_pid" --mode "$mode" --connections 32 --pipeline 32
+    } >"$work/syscalls-$mode.md"
+done
+
 stop "$jr_pid"; stop "$redis_pid"; stop "$echo_pid"
 
 say "memory: $entries locks and $entries data items on fresh servers"
@@ -290,6 +330,20 @@ git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
     echo "![throughput and p99 latency against connections]($chart)"
     echo
     cat "$work/sweep.md"
+    echo
+    echo "## System calls"
+    echo
+    echo "Counted by \`strace -c -f -p PID\` on each server while it alone serves a 1-second"
+    echo "run with 32 connections (strace slows it down; the counts are what matter):"
+    echo "the kernel dominates the cost of a request, so each avoidable call shows."
+    echo
+    echo "Persistent (one request in flight per connection):"
+    echo
+    cat "$work/syscalls-persistent.md"
+    echo
+    echo "Pipelined (32 requests in flight per connection):"
+    echo
+    cat "$work/syscalls-pipelined.md"
     echo
     echo "## Hot keys: 64 fighters on 4 keys"
     echo
