@@ -56,6 +56,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+if ! command -v cargo >/dev/null 2>&1; then
+    say "cargo not found; install Rust first (https://rustup.rs)"
+    exit 1
+fi
 say "building release binaries"
 cargo build --release --quiet --bin jackrabbit-dlm --bin lockfight
 lockfight="$root/target/release/lockfight"
