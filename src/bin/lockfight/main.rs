@@ -204,8 +204,8 @@ struct FightArgs {
     #[arg(long)]
     verify: bool,
 
-    /// PID of a target's server process, to report its CPU seconds (utime+stime) per million
-    /// requests; give one per --target, in the same order (0 for none)
+    /// PID of a target's server process, to report its CPU seconds (user+system, all threads,
+    /// from /proc) per million requests; give one per --target, in the same order (0 for none)
     #[arg(long = "server-pid", value_name = "PID")]
     server_pids: Vec<u32>,
 
