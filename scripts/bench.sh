@@ -300,7 +300,8 @@ git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
     echo "- Load generator: \`lockfight\`, one mio thread, $duration s per run, 1024 resources, Expire 10"
     echo "- req/s counts every reply; acq/s counts granted locks; NotOwner is the share of Lock"
     echo "  requests refused; latencies are per request, from write to reply"
-    echo "- CPU s/Mreq: the server's utime+stime (from /proc) per million requests answered"
+    echo "- CPU s/Mreq: the server's CPU seconds (user+system, all threads, from"
+    echo "  /proc/PID/task/*/schedstat) per million requests answered"
     echo
     echo "## Goals of issue 3"
     echo
