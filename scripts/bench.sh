@@ -303,6 +303,13 @@ git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
     echo "- CPU s/Mreq: the server's CPU seconds (user+system, all threads, from"
     echo "  /proc/PID/task/*/schedstat) per million requests answered"
     echo
+    echo "Reading the figures: the machine is a shared 2-vCPU virtual machine, so single"
+    echo "runs scatter. One cause is systematic: when the generator and a server happen to"
+    echo "run on different vCPUs, every wake-up crosses CPUs, which costs this VM about 20 µs"
+    echo "(one connection: 13 µs per round trip on one vCPU, 33 µs across two, measured with"
+    echo "\`taskset\`); the scheduler picks either, run by run. Hence the per-round ratios and"
+    echo "their medians."
+    echo
     echo "## Goals of issue 3"
     echo
     echo "| ratio (jackrabbit ÷ other, median of rounds) | measured | goal | |"
