@@ -24,6 +24,8 @@ duration=""
 quick=0
 output=BENCHMARKS.md
 chart=docs/bench-sweep.svg
+begin_marker="<!-- scripts/bench.sh: begin -->"
+end_marker="<!-- scripts/bench.sh: end -->"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -284,9 +286,11 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 
 {
-    echo "# Benchmarks"
+    echo "$begin_marker"
     echo
-    echo "Written by \`scripts/bench.sh\`; do not edit by hand. Every figure below was"
+    echo "## Side by side: jackrabbit-dlm, Redis and the echo ceiling"
+    echo
+    echo "Written by \`scripts/bench.sh\` between the markers; do not edit this part by hand. Every figure below was"
     echo "measured in one run on one machine; ratios are medians over $rounds rounds in"
     echo "which the targets alternate (jackrabbit, redis, echo, jackrabbit, ...), each"
     echo "ratio being jackrabbit's figure divided by the other target's in the same round."
@@ -376,5 +380,20 @@ git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
     echo "owner for a data item); overhead is growth minus payload."
     echo
     cat "$work/memory.md"
-} >"$output"
+    echo
+    echo "$end_marker"
+} >"$work/report.md"
+
+# The report replaces what stands between the markers in $output; the rest of
+# the file (hand-written sections such as the criterion figures) is kept.
+if [ -f "$output" ] && grep -qF "$begin_marker" "$output" && grep -qF "$end_marker" "$output"; then
+    awk -v begin="$begin_marker" -v end="$end_marker" -v report="$work/report.md" '
+        $0 == begin { while ((getline line < report) > 0) print line; skip = 1; next }
+        $0 == end { skip = 0; next }
+        !skip { print }
+    ' "$output" >"$work/merged.md"
+    mv "$work/merged.md" "$output"
+else
+    { echo "# Benchmarks"; echo; cat "$work/report.md"; } >"$output"
+fi
 say "wrote $output and $chart"
