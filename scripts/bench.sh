@@ -193,11 +193,18 @@ scenario pipelined --mode pipelined --pipeline 32 --connections 8
 scenario oneshot --mode oneshot --connections 8
 mkdir -p "$(dirname "$chart")"
 scenario sweep --mode persistent --sweep-connections 1,8,32,128 --chart "$chart"
-# Hot keys: 64 fighters on 4 keys, queued by the server (wait) or polling (patient).
-hot=(--connections 64 --resources 4)
-scenario_on wait --target "jackrabbit://$jr_addr" --server-pid "$jr_pid" --mode wait "${hot[@]}"
-scenario_on patient --target "jackrabbit://$jr_addr" --target "redis://$redis_addr" \
-    --server-pid "$jr_pid" --server-pid "$redis_pid" --mode patient "${hot[@]}"
+# Hot keys (issue 6): 64 fighters on 1 and on 4 keys, each holding a lock for
+# 1 ms; queued by the server (wait, Jackrabbit only) or polling: at once
+# (aggressive) or after a 1 ms sleep (patient), against Jackrabbit and Redis.
+hot=(--connections 64 --hold-ms 1)
+for keys in 1 4; do
+    scenario_on "wait-$keys" --target "jackrabbit://$jr_addr" --server-pid "$jr_pid" \
+        --mode wait --resources "$keys" "${hot[@]}"
+    for mode in aggressive patient; do
+        scenario_on "$mode-$keys" --target "jackrabbit://$jr_addr" --target "redis://$redis_addr" \
+            --server-pid "$jr_pid" --server-pid "$redis_pid" --mode "$mode" --resources "$keys" "${hot[@]}"
+    done
+done
 
 # System calls per request of each server, counted by strace while a short
 # run fights over it alone (strace slows the server, so only the counts
@@ -256,6 +263,35 @@ cell() {
         /^\| target / { n++; if (n == 2) for (i = 2; i < NF; i++) { x = $i; gsub(/^ +| +$/, "", x); col[x] = i } next }
         n == 2 && $2 ~ "^ *" t " *$" && $4 ~ "^ *" c " *$" { x = $(col[h]); gsub(/ /, "", x); print x; exit }
     ' "$file"
+}
+# Median over the rounds of COLUMN for TARGET in FILE's per-round table, as a
+# plain number (the k and M suffixes and % signs undone).
+round_median() {
+    awk -F'|' -v t="$2" -v h="$3" '
+        /^\| target / { n++; if (n == 1) for (i = 2; i < NF; i++) { x = $i; gsub(/^ +| +$/, "", x); col[x] = i } next }
+        n == 1 && $2 ~ "^ *" t " *$" {
+            x = $(col[h]); gsub(/ /, "", x); m = 1
+            if (x ~ /k$/) m = 1000
+            if (x ~ /M$/) m = 1000000
+            sub(/[kM%]$/, "", x)
+            v[++k] = x * m
+        }
+        END {
+            if (k == 0) { print "-"; exit }
+            for (i = 2; i <= k; i++) { y = v[i]; for (j = i - 1; j >= 1 && v[j] > y; j--) v[j + 1] = v[j]; v[j + 1] = y }
+            print (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+        }
+    ' "$1"
+}
+# A / B to three decimals, or - when either is missing.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.3f\n", a / b }'
+}
+# One row of the fair-waiting table: keys, target, mode, and the medians.
+fair_row() {
+    local keys=$1 target=$2 mode=$3 file="$work/$3-$1.md"
+    echo "| $keys | $target | $mode | $(round_median "$file" "$target" "acq/s")" \
+        "| $(round_median "$file" "$target" "req/acq") | $(round_median "$file" "$target" fairness) |"
 }
 memory_cell() {
     awk -F'|' -v t="$1" -v h="$2" '
@@ -361,16 +397,45 @@ git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
     echo
     cat "$work/syscalls-pipelined.md"
     echo
-    echo "## Hot keys: 64 fighters on 4 keys"
+    echo "## Fair waiting: 64 fighters on 1 and on 4 hot keys"
     echo
-    echo "With \`Wait\` the server queues a refused \`Lock\` and hands the lock over on release"
-    echo "(wait mode, Jackrabbit only: Redis has no waiting acquire); without it a refused"
-    echo "fighter sleeps 1 ms and asks again (patient mode). Fairness is Jain's index of the"
-    echo "locks granted per fighter: 1 when every fighter got as many."
+    echo "Each fighter holds a lock for 1 ms, then unlocks. With \`Wait\` (wait mode) the"
+    echo "server queues a refused \`Lock\` and hands the lock over on release (Redis has no"
+    echo "waiting acquire); without it a refused fighter asks again at once (aggressive) or"
+    echo "after a 1 ms sleep (patient). Requests per acquisition count every request"
+    echo "answered, the \`Unlock\` included (so 2 is the least possible). Fairness is"
+    echo "Jain's index of the locks granted per fighter: 1 when every fighter got as many."
+    echo "Medians over the rounds."
     echo
-    cat "$work/wait.md"
+    echo "| ratio or figure (median of rounds) | measured | goal | |"
+    echo "|---|---:|---|---|"
+    for keys in 1 4; do
+        wait_acq=$(round_median "$work/wait-$keys.md" jackrabbit "acq/s")
+        aggr_acq=$(round_median "$work/aggressive-$keys.md" jackrabbit "acq/s")
+        goal "$keys key(s): wait acq/s ÷ aggressive polling acq/s" "$(ratio "$wait_acq" "$aggr_acq")" ">=" 1.5
+        goal "$keys key(s): wait requests per acquisition" "$(round_median "$work/wait-$keys.md" jackrabbit "req/acq")" "<=" 2.1
+        goal "$keys key(s): wait fairness" "$(round_median "$work/wait-$keys.md" jackrabbit fairness)" ">=" 0.99
+    done
     echo
-    cat "$work/patient.md"
+    echo "| keys | target | mode | acq/s | requests per acquisition | fairness |"
+    echo "|---:|---|---|---:|---:|---:|"
+    for keys in 1 4; do
+        fair_row "$keys" jackrabbit wait
+        for mode in aggressive patient; do
+            fair_row "$keys" jackrabbit "$mode"
+            fair_row "$keys" redis "$mode"
+        done
+    done
+    echo
+    echo "<details><summary>Every round</summary>"
+    echo
+    for keys in 1 4; do
+        for mode in wait aggressive patient; do
+            cat "$work/$mode-$keys.md"
+            echo
+        done
+    done
+    echo "</details>"
     echo
     echo "## Memory"
     echo

@@ -255,6 +255,7 @@ pub fn runs_table(runs: &[RunResult]) -> Table {
         "round",
         "req/s",
         "acq/s",
+        "req/acq",
         "NotOwner",
         "fairness",
         "p50",
@@ -273,6 +274,10 @@ pub fn runs_table(runs: &[RunResult]) -> Table {
             r.round.to_string(),
             rate(r.requests_per_sec),
             or_dash(r.acquisitions_per_sec, rate),
+            or_dash(
+                (r.acquisitions > 0).then(|| r.requests as f64 / r.acquisitions as f64),
+                |v| format!("{v:.2}"),
+            ),
             or_dash(r.refusal_ratio, |v| format!("{:.1}%", v * 100.0)),
             or_dash(r.fairness, |v| format!("{v:.3}")),
             micros(r.p50_us),
