@@ -16,7 +16,7 @@ pub const DEFAULT_PORT: u16 = 37373;
 /// and share small values with a TTL. Values are stored and returned untouched
 /// and never logged.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "jackrabbit-dlm", version, about, long_about = None)]
+#[command(name = "jackrabbit-dlm", version)]
 pub struct Config {
     /// Address to listen on: an IPv4 or IPv6 address or a host name (0.0.0.0 serves other machines)
     #[arg(default_value = "127.0.0.1")]
@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub batch: u64,
+
+    /// Most requests waiting (Lock with Wait) on one lock; past it a waiting Lock gets NotOwner at once
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_waiters: u32,
+
+    /// Most requests waiting on all locks together
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_waiters_total: u64,
 
     /// Compact tables and buffers (ForcedGC) once this many bytes were freed [default: --max-line]
     #[arg(long, value_name = "BYTES")]

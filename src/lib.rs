@@ -9,7 +9,10 @@
 //! - [`stats`]: the counters and the statistics log line.
 //! - [`config`]: the command line, validated.
 //! - [`server`]: the only module that does I/O: one `mio` reactor.
+//! - [`client`]: the Rust client (`Locker`) that the `dlm` command line is
+//!   built on; a user of the server, not a part of it.
 
+pub mod client;
 pub mod config;
 pub mod protocol;
 pub mod server;

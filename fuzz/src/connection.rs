@@ -25,7 +25,7 @@
 //! - a connection's buffers stay near the line limit.
 
 use jackrabbit_dlm::protocol::request::PADDING;
-use jackrabbit_dlm::server::connection::{Connection, Engine, Served};
+use jackrabbit_dlm::server::connection::{Answer, Connection, Engine, Served};
 use jackrabbit_dlm::store::{Store, StoreConfig};
 
 use super::input::{Bytes, End, Lines, Rng, split_lines};
@@ -38,6 +38,11 @@ fn engine(batch: usize, max_line: usize) -> Engine {
             max_bytes: 64 * 1024,
             compact_after: 4096,
             first_token: 1_000,
+            // No request ever waits: a waiting Lock on a held lock is
+            // answered NotOwner at once, so the oracle (which answers lines
+            // one by one) stays exact.
+            max_waiters_per_lock: 0,
+            max_waiters: 0,
         },
         0,
     );
@@ -81,8 +86,14 @@ impl Run {
         let mut buf = line.to_vec();
         buf.resize(line.len() + PADDING, b' ');
         let client = &mut self.clients[c];
-        self.oracle
+        match self
+            .oracle
             .answer_line(self.now, &mut buf, 0..line.len(), &mut client.want)
+        {
+            Answer::Blank => false,
+            Answer::Replied => true,
+            Answer::Parked { .. } => panic!("a request waits although waiting is off"),
+        }
     }
 
     /// The oracle answers the next `k` non-blank model lines of client `c`.
@@ -252,8 +263,9 @@ pub fn check(data: &[u8]) {
     }
     let clients = streams
         .into_iter()
-        .map(|stream| Client {
-            conn: Connection::new(max_line),
+        .enumerate()
+        .map(|(c, stream)| Client {
+            conn: Connection::new(max_line, c),
             model: split_lines(&stream, max_line),
             stream,
             fed: 0,

@@ -270,6 +270,7 @@ pub fn check(data: &[u8]) {
             max_bytes,
             compact_after: 512,
             first_token,
+            ..StoreConfig::unbounded()
         },
         0,
     );

@@ -7,6 +7,7 @@
 //! non-ASCII UTF-8, is copied as it is.
 
 use crate::stats::Counters;
+use crate::store::Ticket;
 
 /// The `Status` of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,6 +23,8 @@ pub enum Status {
     BadAction,
     /// The memory guard refused to create or grow an entry.
     No,
+    /// Internal: a parked request (never sent; see [`Reply::Parked`]).
+    Waiting,
 }
 
 impl Status {
@@ -38,6 +41,7 @@ impl Status {
             Status::BadPayload => "BadPayload",
             Status::BadAction => "BadAction",
             Status::No => "NO",
+            Status::Waiting => "Waiting",
         }
     }
 
@@ -78,6 +82,9 @@ pub enum Reply<'a> {
     Version,
     /// `{"Status":"Stats",...}` with every counter.
     Stats(&'a Counters),
+    /// Not a wire reply: the request waits in a lock's queue (the `Wait`
+    /// extension) and is answered later, when its ticket completes.
+    Parked { ticket: Ticket, id: &'a str },
 }
 
 impl Reply<'_> {
@@ -89,6 +96,7 @@ impl Reply<'_> {
             Reply::Value { .. } => Status::Done,
             Reply::Version => Status::Version,
             Reply::Stats(_) => Status::Stats,
+            Reply::Parked { .. } => Status::Waiting,
         }
     }
 
@@ -98,7 +106,7 @@ impl Reply<'_> {
         out.extend_from_slice(self.status().as_str().as_bytes());
         out.push(b'"');
         match *self {
-            Reply::Bare(_) => {}
+            Reply::Bare(_) | Reply::Parked { .. } => {}
             Reply::Owner(_, id) => write_field(out, b",\"ID\":", id),
             Reply::Locked { id, token } => {
                 write_field(out, b",\"ID\":", id);
@@ -128,6 +136,21 @@ fn write_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
     write_json_string(out, value);
 }
 
+/// Whether any byte of `chunk` (8 bytes, little-endian) needs escaping: a
+/// control character (below 0x20), `"` or `\\`. Checks the eight bytes at
+/// once (the classic "has a zero byte" bit trick, applied to the bytes
+/// themselves and to their differences from `"` and `\\`).
+fn chunk_needs_escape(chunk: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = chunk.wrapping_sub(ONES * 0x20) & !chunk;
+    let quote = chunk ^ (ONES * b'"' as u64);
+    let backslash = chunk ^ (ONES * b'\\' as u64);
+    let is_quote = quote.wrapping_sub(ONES) & !quote;
+    let is_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (below_space | is_quote | is_backslash) & HIGH != 0
+}
+
 /// Whether a byte must be escaped inside a JSON string.
 const fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
@@ -135,10 +158,32 @@ const fn needs_escape(b: u8) -> bool {
 
 /// Appends `s` as a quoted JSON string.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(s.len() + 2);
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Most strings (IDs, base64 values) need no escape: find that out eight
+    // bytes at a time and copy them whole.
+    let mut clean = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if chunk_needs_escape(word) {
+            break;
+        }
+        clean += 8;
+    }
+    while clean < bytes.len() && !needs_escape(bytes[clean]) {
+        clean += 1;
+    }
+    out.extend_from_slice(&bytes[..clean]);
+    if clean < bytes.len() {
+        write_escaped(out, &bytes[clean..]);
+    }
+    out.push(b'"');
+}
+
+/// Appends `bytes`, escaping what JSON requires.
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut copied = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if !needs_escape(b) {
@@ -163,22 +208,11 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
         copied = i + 1;
     }
     out.extend_from_slice(&bytes[copied..]);
-    out.push(b'"');
 }
 
 /// Appends the decimal digits of `n`.
-pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 #[cfg(test)]
@@ -244,6 +278,33 @@ mod tests {
         assert_eq!(parsed["Status"], "Stats");
         assert_eq!(parsed["Lock"], 3);
         assert_eq!(parsed["NotOwner"], 0);
+    }
+
+    #[test]
+    fn escape_detection_agrees_with_the_byte_rule() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut chunk = [b'a'; 8];
+                chunk[pos] = b;
+                assert_eq!(
+                    chunk_needs_escape(u64::from_le_bytes(chunk)),
+                    needs_escape(b),
+                    "byte {b} at {pos}"
+                );
+            }
+        }
+        // Every length and position of a byte to escape, through the writer.
+        for len in 0..24 {
+            for pos in 0..len {
+                let mut text = vec![b'x'; len];
+                text[pos] = b'"';
+                let s = String::from_utf8(text).unwrap();
+                let mut out = Vec::new();
+                write_json_string(&mut out, &s);
+                let back: String = serde_json::from_slice(&out).unwrap();
+                assert_eq!(back, s);
+            }
+        }
     }
 
     #[test]

@@ -68,9 +68,19 @@ impl Action {
 
     /// The action named `name`, compared without regard to ASCII case.
     pub fn from_name(name: &str) -> Option<Action> {
-        Action::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(name))
+        // Clients spell the names exactly almost always: try that first.
+        let exact = match name {
+            "Lock" => Some(Action::Lock),
+            "Unlock" => Some(Action::Unlock),
+            "Get" => Some(Action::Get),
+            "Put" => Some(Action::Put),
+            _ => None,
+        };
+        exact.or_else(|| {
+            Action::ALL
+                .into_iter()
+                .find(|a| a.name().eq_ignore_ascii_case(name))
+        })
     }
 }
 
@@ -244,7 +254,16 @@ fn required_str<'a>(
 /// Seconds as sent (a JSON number or a decimal string), before range checks.
 fn seconds(node: Node<'_>) -> Option<f64> {
     match node {
-        Node::String(text) => text.trim_ascii().parse::<f64>().ok(),
+        Node::String(text) => {
+            let text = text.trim_ascii();
+            // Whole seconds ("30") are the common case: skip the general
+            // float parser for them.
+            if !text.is_empty() && text.len() <= 9 && text.bytes().all(|b| b.is_ascii_digit()) {
+                let whole = text.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+                return Some(f64::from(whole));
+            }
+            text.parse::<f64>().ok()
+        }
         Node::Static(StaticNode::I64(n)) => Some(n as f64),
         Node::Static(StaticNode::U64(n)) => Some(n as f64),
         Node::Static(StaticNode::F64(n)) => Some(n),

@@ -12,13 +12,16 @@
 //! because simd-json reads (but never changes) that many bytes past a line;
 //! lines are therefore parsed where they were received, never copied.
 
+use std::collections::VecDeque;
 use std::ops::Range;
+
+use hashbrown::HashMap;
 
 use crate::protocol::codec;
 use crate::protocol::frame::{Frame, Framer};
 use crate::protocol::request::PADDING;
 use crate::protocol::{ParseError, Parser, Reply, Status};
-use crate::store::Store;
+use crate::store::{Completion, Store, Ticket};
 
 /// Input buffer size a connection starts with (and shrinks back to).
 const INITIAL_INPUT: usize = 16 * 1024;
@@ -41,6 +44,23 @@ pub struct Engine {
     batch: usize,
     /// The line limit given to new connections.
     max_line: usize,
+    /// Which connection each parked request belongs to.
+    parked: HashMap<Ticket, usize>,
+}
+
+/// What [`Engine::answer_line`] did with a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Only whitespace: nothing to answer.
+    Blank,
+    /// The reply was appended to the output.
+    Replied,
+    /// The request waits in a lock's queue; its reply comes later.
+    Parked {
+        ticket: Ticket,
+        id: Box<str>,
+        encoded: bool,
+    },
 }
 
 impl Engine {
@@ -54,6 +74,27 @@ impl Engine {
             plain: Vec::new(),
             batch: batch.max(1),
             max_line,
+            parked: HashMap::new(),
+        }
+    }
+
+    /// Forgets the parked requests of a connection that closed.
+    pub fn forget_parked(&mut self, tickets: impl Iterator<Item = Ticket>) {
+        for ticket in tickets {
+            self.parked.remove(&ticket);
+        }
+    }
+
+    /// Moves the completions of parked requests out of the store, each with
+    /// the key of the connection it belongs to (completions of connections
+    /// that closed are dropped).
+    pub fn completions(&mut self, out: &mut Vec<(usize, Completion)>) {
+        let mut done = Vec::new();
+        self.store.take_completions(&mut done);
+        for completion in done {
+            if let Some(conn) = self.parked.remove(&completion.ticket) {
+                out.push((conn, completion));
+            }
         }
     }
 
@@ -71,19 +112,19 @@ impl Engine {
 
     /// Answers the line `buf[line]`, appending the reply and its newline to
     /// `out`, in the line's own encoding. `buf` must extend at least
-    /// [`PADDING`] bytes past the line. Returns false, and writes nothing, for
-    /// a line of only whitespace.
+    /// [`PADDING`] bytes past the line. Writes nothing for a line of only
+    /// whitespace, or for a request that waits in a lock's queue.
     pub fn answer_line(
         &mut self,
         now: u64,
         buf: &mut [u8],
         line: Range<usize>,
         out: &mut Vec<u8>,
-    ) -> bool {
+    ) -> Answer {
         let raw = &buf[line.clone()];
         let len = raw.trim_ascii().len();
         if len == 0 {
-            return false;
+            return Answer::Blank;
         }
         let start = line.start + (raw.len() - raw.trim_ascii_start().len());
         let Engine {
@@ -96,6 +137,13 @@ impl Engine {
         store.counters.requests_in += 1;
         if buf[start] == b'{' {
             let reply = answer(store, parser, now, &mut buf[start..], len);
+            if let Reply::Parked { ticket, id } = reply {
+                return Answer::Parked {
+                    ticket,
+                    id: id.into(),
+                    encoded: false,
+                };
+            }
             reply.write_json(out);
         } else {
             decoded.clear();
@@ -111,12 +159,19 @@ impl Engine {
                     Reply::Bare(Status::BadPayload)
                 }
             };
+            if let Reply::Parked { ticket, id } = reply {
+                return Answer::Parked {
+                    ticket,
+                    id: id.into(),
+                    encoded: true,
+                };
+            }
             reply.write_json(plain);
             codec::encode_into(plain, out);
         }
         out.push(b'\n');
         store.counters.replies_out += 1;
-        true
+        Answer::Replied
     }
 }
 
@@ -174,11 +229,30 @@ pub struct Connection {
     sent: usize,
     /// When the current unfinished line was first seen (ms).
     partial_since: Option<u64>,
+    /// Requests waiting in lock queues, in request order, each with the
+    /// replies to the requests after it (which must not overtake it).
+    parked: VecDeque<ParkedReply>,
+    /// Bytes of replies held back behind parked requests.
+    held: usize,
+    /// The key the reactor knows this connection by.
+    key: usize,
+}
+
+/// A reply slot for a parked request.
+struct ParkedReply {
+    ticket: Ticket,
+    id: Box<str>,
+    encoded: bool,
+    /// Its reply, once the wait is over.
+    reply: Option<Vec<u8>>,
+    /// Replies to the requests that came after it, in order.
+    behind: Vec<u8>,
 }
 
 impl Connection {
-    /// A connection whose lines may be at most `max_line` bytes.
-    pub fn new(max_line: usize) -> Connection {
+    /// A connection whose lines may be at most `max_line` bytes, known to
+    /// the reactor (and to parked-request bookkeeping) as `key`.
+    pub fn new(max_line: usize, key: usize) -> Connection {
         Connection {
             input: vec![0; INITIAL_INPUT.min(max_line + MIN_READ) + PADDING],
             filled: 0,
@@ -186,6 +260,9 @@ impl Connection {
             output: Vec::new(),
             sent: 0,
             partial_since: None,
+            parked: VecDeque::new(),
+            held: 0,
+            key,
         }
     }
 
@@ -216,7 +293,7 @@ impl Connection {
         let mut answered = 0;
         let mut consumed_any = false;
         let outcome = loop {
-            if self.unsent().len() >= max_output {
+            if self.pending_output() >= max_output {
                 break Served::OutputFull;
             }
             if answered >= engine.batch {
@@ -225,7 +302,7 @@ impl Connection {
             match self.framer.next_line(&self.input[..self.filled]) {
                 Frame::Line(line) => {
                     consumed_any = true;
-                    if engine.answer_line(now, &mut self.input, line, &mut self.output) {
+                    if self.answer(engine, now, line) {
                         answered += 1;
                     }
                 }
@@ -246,9 +323,103 @@ impl Connection {
     /// At end of input: answers a last line that lacks its newline.
     pub fn finish(&mut self, engine: &mut Engine, now: u64) {
         if let Some(line) = self.framer.take_rest(&self.input[..self.filled]) {
-            engine.answer_line(now, &mut self.input, line, &mut self.output);
+            self.answer(engine, now, line);
         }
         self.discard_consumed(now, true);
+    }
+
+    /// Answers one line; its reply goes out directly, or behind the last
+    /// parked request. True unless the line was blank.
+    fn answer(&mut self, engine: &mut Engine, now: u64, line: Range<usize>) -> bool {
+        let (out, held) = match self.parked.back_mut() {
+            Some(last) => (&mut last.behind, true),
+            None => (&mut self.output, false),
+        };
+        let before = out.len();
+        match engine.answer_line(now, &mut self.input, line, out) {
+            Answer::Blank => false,
+            Answer::Replied => {
+                if held {
+                    self.held += out.len() - before;
+                }
+                true
+            }
+            Answer::Parked {
+                ticket,
+                id,
+                encoded,
+            } => {
+                engine.parked.insert(ticket, self.key);
+                self.parked.push_back(ParkedReply {
+                    ticket,
+                    id,
+                    encoded,
+                    reply: None,
+                    behind: Vec::new(),
+                });
+                true
+            }
+        }
+    }
+
+    /// Writes the reply of a parked request that completed, and releases
+    /// every reply that no longer waits behind an unanswered one.
+    pub fn complete(&mut self, engine: &mut Engine, completion: Completion) {
+        let Some(slot) = self
+            .parked
+            .iter_mut()
+            .find(|p| p.ticket == completion.ticket)
+        else {
+            return;
+        };
+        let reply = match completion.granted {
+            Some(token) => Reply::Locked {
+                id: &slot.id,
+                token,
+            },
+            None => Reply::Bare(Status::NotOwner),
+        };
+        let mut bytes = Vec::new();
+        if slot.encoded {
+            engine.plain.clear();
+            reply.write_json(&mut engine.plain);
+            codec::encode_into(&engine.plain, &mut bytes);
+        } else {
+            reply.write_json(&mut bytes);
+        }
+        bytes.push(b'\n');
+        self.held += bytes.len();
+        slot.reply = Some(bytes);
+        engine.store.counters.replies_out += 1;
+        while let Some(front) = self.parked.front_mut() {
+            let Some(reply) = front.reply.take() else {
+                break;
+            };
+            self.held -= reply.len() + front.behind.len();
+            self.output.extend_from_slice(&reply);
+            self.output.extend_from_slice(&front.behind);
+            self.parked.pop_front();
+        }
+    }
+
+    /// Tickets of this connection's requests still waiting in lock queues:
+    /// the reactor withdraws them when the connection closes.
+    pub fn waiting_tickets(&self) -> impl Iterator<Item = Ticket> + '_ {
+        self.parked
+            .iter()
+            .filter(|p| p.reply.is_none())
+            .map(|p| p.ticket)
+    }
+
+    /// Whether a request of this connection waits in a lock queue.
+    pub fn is_waiting(&self) -> bool {
+        !self.parked.is_empty()
+    }
+
+    /// Reply bytes not yet written, including those held back behind a
+    /// parked request: what `--max-output` bounds.
+    pub fn pending_output(&self) -> usize {
+        self.unsent().len() + self.held
     }
 
     /// Moves the unfinished line to the front of the input buffer.
@@ -301,7 +472,7 @@ impl Connection {
 
     /// Heap bytes held by this connection's buffers.
     pub fn heap_bytes(&self) -> usize {
-        self.input.capacity() + self.output.capacity()
+        self.input.capacity() + self.output.capacity() + self.held
     }
 }
 
@@ -313,9 +484,8 @@ mod tests {
     fn engine() -> Engine {
         let store = Store::new(
             StoreConfig {
-                max_bytes: u64::MAX,
-                compact_after: 1 << 20,
                 first_token: 7,
+                ..StoreConfig::unbounded()
             },
             0,
         );
@@ -354,7 +524,7 @@ mod tests {
     #[test]
     fn answers_pipelined_lines_in_order_across_budgets() {
         let mut e = engine();
-        let mut c = Connection::new(1024);
+        let mut c = Connection::new(1024, 0);
         let mut input = Vec::new();
         for i in 0..10 {
             input.extend_from_slice(
@@ -378,7 +548,7 @@ mod tests {
     #[test]
     fn table_encoded_request_gets_table_encoded_reply() {
         let mut e = engine();
-        let mut c = Connection::new(1024);
+        let mut c = Connection::new(1024, 0);
         let mut line =
             codec::encode(br#"{"ID":"w1","FileName":"jobs","Action":"Lock","Expire":"30"}"#)
                 .into_bytes();
@@ -391,7 +561,7 @@ mod tests {
     #[test]
     fn bad_encoded_line_is_an_encoded_bad_payload() {
         let mut e = engine();
-        let mut c = Connection::new(1024);
+        let mut c = Connection::new(1024, 0);
         let (out, _) = feed(&mut e, &mut c, b"a^1\nzz~~\n", 100);
         let lines: Vec<&[u8]> = out
             .split(|&b| b == b'\n')
@@ -406,7 +576,7 @@ mod tests {
     #[test]
     fn whitespace_lines_get_no_reply() {
         let mut e = engine();
-        let mut c = Connection::new(1024);
+        let mut c = Connection::new(1024, 0);
         let (out, _) = feed(&mut e, &mut c, b"\n \t \r\n\n", 2);
         assert!(out.is_empty());
         assert_eq!(e.store.counters.requests_in, 0);
@@ -415,7 +585,7 @@ mod tests {
     #[test]
     fn overrun_frees_the_buffer_and_counts() {
         let mut e = engine();
-        let mut c = Connection::new(64);
+        let mut c = Connection::new(64, 0);
         let (out, last) = feed(&mut e, &mut c, &[b'x'; 100], 10);
         assert!(out.is_empty());
         assert_eq!(last, Served::Overrun);
@@ -426,7 +596,7 @@ mod tests {
     #[test]
     fn unterminated_last_line_is_answered_at_end_of_input() {
         let mut e = engine();
-        let mut c = Connection::new(1024);
+        let mut c = Connection::new(1024, 0);
         let line = br#"{"ID":"a","FileName":"f","Action":"Version"}"#;
         let (out, _) = feed(&mut e, &mut c, line, 7);
         assert!(out.is_empty());
@@ -437,7 +607,7 @@ mod tests {
     #[test]
     fn leading_whitespace_before_the_object() {
         let mut e = engine();
-        let mut c = Connection::new(1024);
+        let mut c = Connection::new(1024, 0);
         let (out, _) = feed(
             &mut e,
             &mut c,
@@ -450,7 +620,7 @@ mod tests {
     #[test]
     fn partial_line_timestamp() {
         let mut e = engine();
-        let mut c = Connection::new(1024);
+        let mut c = Connection::new(1024, 0);
         c.read_buffer()[..3].copy_from_slice(b"{\"I");
         c.received(3);
         c.serve(&mut e, 5, 1 << 20);

@@ -39,7 +39,12 @@ impl StatsLog {
     /// reported on stderr and otherwise ignored: losing a log line must not
     /// stop the lock server.
     pub fn line(&mut self, text: &str) {
-        let line = format!("{} {text}\n", timestamp(SystemTime::now()));
+        let stamp = timestamp(SystemTime::now());
+        let line = if text.is_empty() {
+            format!("{stamp}\n")
+        } else {
+            format!("{stamp} {text}\n")
+        };
         if let Err(e) = self.file.write_all(line.as_bytes()) {
             log::warn!("cannot write {LOG_FILE}: {e}");
         }

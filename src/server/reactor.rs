@@ -33,7 +33,7 @@ use super::connection::{Connection, Engine, Served};
 use super::log::StatsLog;
 use crate::config::Config;
 use crate::stats::format_pairs;
-use crate::store::{Store, StoreConfig};
+use crate::store::{Completion, Store, StoreConfig, Ticket};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -80,12 +80,11 @@ struct Peer {
     readable: bool,
     /// The client closed its side: answer what is left, then close.
     eof: bool,
+    /// The poller reported the client's FIN: read on past a short read,
+    /// since no further readiness event will come.
+    hangup_seen: bool,
     /// Not read until its unsent replies drain below `--max-output`.
     output_full: bool,
-    /// The peer's side closed or reset (readiness said so): read until the
-    /// socket itself says so, even after a short read, since no further
-    /// readiness event will come.
-    hangup: bool,
 }
 
 /// What `drive` decided about a connection.
@@ -157,6 +156,8 @@ impl Server {
                 max_bytes: config.max_memory,
                 compact_after: config.compact_threshold(),
                 first_token,
+                max_waiters_per_lock: config.max_waiters,
+                max_waiters: config.max_waiters_total as usize,
             },
             0,
         );
@@ -245,7 +246,7 @@ impl Server {
                                 peer.readable = true;
                             }
                             if event.is_read_closed() || event.is_error() {
-                                peer.hangup = true;
+                                peer.hangup_seen = true;
                             }
                             self.drive(key, now);
                         }
@@ -258,7 +259,9 @@ impl Server {
                 }
             }
 
+            self.deliver_completions(now);
             expiry_behind = self.engine.store.expire(now, EXPIRE_BATCH);
+            self.deliver_completions(now);
             if self.engine.store.maybe_compact() {
                 self.engine.shrink();
             }
@@ -313,7 +316,8 @@ impl Server {
                     // Replies are small and written once per batch: send at once.
                     let _ = stream.set_nodelay(true);
                     let entry = self.peers.vacant_entry();
-                    let token = Token(FIRST_PEER + entry.key());
+                    let key = entry.key();
+                    let token = Token(FIRST_PEER + key);
                     if let Err(e) = self.poll.registry().register(
                         &mut stream,
                         token,
@@ -324,11 +328,11 @@ impl Server {
                     }
                     entry.insert(Peer {
                         stream,
-                        conn: Connection::new(self.engine.max_line()),
+                        conn: Connection::new(self.engine.max_line(), key),
                         readable: true,
                         eof: false,
+                        hangup_seen: false,
                         output_full: false,
-                        hangup: false,
                     });
                     self.engine.store.counters.connections += 1;
                 }
@@ -357,7 +361,36 @@ impl Server {
     fn drive(&mut self, key: usize, now: u64) {
         let fate = self.serve_peer(key, now);
         if let Fate::Close = fate {
-            self.peers.remove(key);
+            self.close(key);
+        }
+    }
+
+    /// Closes connection `key`, withdrawing its requests from lock queues.
+    fn close(&mut self, key: usize) {
+        if let Some(peer) = self.peers.try_remove(key) {
+            for ticket in peer.conn.waiting_tickets() {
+                self.engine.store.cancel_wait(ticket);
+            }
+            self.engine.forget_parked(peer.conn.waiting_tickets());
+        }
+    }
+
+    /// Delivers the replies of parked requests that were granted or timed
+    /// out, and writes them at once. Serving a connection can complete more
+    /// waits (an `Unlock` hands the lock over), so this runs until quiet.
+    fn deliver_completions(&mut self, now: u64) {
+        let mut done = Vec::new();
+        loop {
+            self.engine.completions(&mut done);
+            if done.is_empty() {
+                return;
+            }
+            for (key, completion) in done.drain(..) {
+                if let Some(peer) = self.peers.get_mut(key) {
+                    peer.conn.complete(&mut self.engine, completion);
+                    self.drive(key, now);
+                }
+            }
         }
     }
 
@@ -371,13 +404,13 @@ impl Server {
             return Fate::Close;
         }
         if peer.output_full {
-            if peer.conn.unsent().len() >= max_output {
+            if peer.conn.pending_output() >= max_output {
                 return Fate::Keep;
             }
             peer.output_full = false;
         }
         if shutting_down {
-            return if peer.conn.unsent().is_empty() && peer.eof {
+            return if peer.conn.unsent().is_empty() && peer.eof && !peer.conn.is_waiting() {
                 Fate::Close
             } else {
                 Fate::Keep
@@ -394,7 +427,7 @@ impl Server {
                     if flush(peer).is_err() {
                         return Fate::Close;
                     }
-                    if peer.conn.unsent().len() >= max_output {
+                    if peer.conn.pending_output() >= max_output {
                         peer.output_full = true;
                         break;
                     }
@@ -409,6 +442,22 @@ impl Server {
             }
             if peer.eof {
                 peer.conn.finish(&mut self.engine, now);
+                // A client that closed its side cannot be granted a lock it
+                // would never hear of: its waits leave their queues and are
+                // answered NotOwner, so replies behind them still go out.
+                let withdrawn: Vec<Ticket> = peer.conn.waiting_tickets().collect();
+                for ticket in withdrawn {
+                    self.engine.store.cancel_wait(ticket);
+                    self.engine.forget_parked(std::iter::once(ticket));
+                    self.engine.store.counters.not_owner += 1;
+                    peer.conn.complete(
+                        &mut self.engine,
+                        Completion {
+                            ticket,
+                            granted: None,
+                        },
+                    );
+                }
                 break;
             }
             if !peer.readable {
@@ -423,10 +472,7 @@ impl Server {
                 }
                 Ok(n) => {
                     peer.conn.received(n);
-                    // A short read means drained, unless the peer already
-                    // closed: then its FIN or reset came with the data, and
-                    // only another read shows it.
-                    if n < room && !peer.hangup {
+                    if n < room && !peer.hangup_seen {
                         peer.readable = false;
                     }
                 }
@@ -438,7 +484,11 @@ impl Server {
         if flush(peer).is_err() {
             return Fate::Close;
         }
-        if peer.eof && peer.conn.unsent().is_empty() && !peer.conn.has_input() {
+        if peer.eof
+            && peer.conn.unsent().is_empty()
+            && !peer.conn.has_input()
+            && !peer.conn.is_waiting()
+        {
             return Fate::Close;
         }
         Fate::Keep
@@ -463,7 +513,7 @@ impl Server {
             .collect();
         for key in stalled {
             log::debug!("partial line timed out: closing connection {key}");
-            self.peers.remove(key);
+            self.close(key);
         }
         if self.peers.is_empty() && self.peers.capacity() > 1024 {
             self.peers.shrink_to_fit();

@@ -6,7 +6,7 @@
 //! entries whose TTL has passed, driven by the [`wheel`].
 //!
 //! Locks and data items are two namespaces of the same shape, each a
-//! [`Table`]: the entries live in a `Slab` (stable `u32` keys that the timer
+//! `Table`: the entries live in a `Slab` (stable `u32` keys that the timer
 //! wheel can carry) and a `hashbrown::HashTable` of those keys, hashed by
 //! name, finds them. Each entry owns exactly one timer; refreshing a TTL moves
 //! that timer, so the wheel never holds stale entries.
@@ -18,6 +18,16 @@
 //! Memory guard: every entry is charged its name, owner and value bytes plus
 //! [`ENTRY_OVERHEAD`]; a `Lock` or `Put` that would create or grow an entry
 //! past `max_bytes` is answered `NO` and changes nothing.
+//!
+//! Waiting acquire (`Wait` on `Lock`): when another ID holds the lock, the
+//! request becomes a [`Waiter`] in the hold's first-come-first-served queue
+//! (an intrusive list through the waiters' slab, so leaving it from the middle
+//! is O(1)) and [`Store::apply`] answers [`Reply::Parked`] with a [`Ticket`].
+//! Whenever the hold ends (unlock, expiry seen by the wheel or on access), the
+//! oldest waiter takes it over at once with a new token, and a
+//! [`Completion`] is queued for the caller to deliver; a waiter whose time
+//! runs out completes with `NotOwner`. The caller withdraws the waiters of a
+//! connection that closes with [`Store::cancel_wait`].
 
 pub mod wheel;
 
@@ -42,6 +52,38 @@ pub struct StoreConfig {
     pub compact_after: u64,
     /// The first fencing token handed out.
     pub first_token: u64,
+    /// Most waiters queued on one lock; past it a waiting `Lock` gets `NotOwner` at once.
+    pub max_waiters_per_lock: u32,
+    /// Most waiters queued in all.
+    pub max_waiters: usize,
+}
+
+impl StoreConfig {
+    /// No memory cap, compaction after 1 MiB freed, tokens from 1, and the
+    /// server's default waiter bounds: for tests and tools.
+    pub fn unbounded() -> StoreConfig {
+        StoreConfig {
+            max_bytes: u64::MAX,
+            compact_after: 1 << 20,
+            first_token: 1,
+            max_waiters_per_lock: 10_000,
+            max_waiters: 100_000,
+        }
+    }
+}
+
+/// Names a parked request, so its completion can find its way back and its
+/// connection can withdraw it. Unique for the life of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+/// How a parked request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    pub ticket: Ticket,
+    /// `Some(token)`: the lock was granted (`Locked`); `None`: the wait ran
+    /// out (`NotOwner`).
+    pub granted: Option<u64>,
 }
 
 /// What a timer in the wheel stands for.
@@ -49,24 +91,103 @@ pub struct StoreConfig {
 enum Due {
     Lock(u32),
     Data(u32),
+    Waiter(u32),
+}
+
+/// End of a waiter list.
+const NIL: u32 = u32::MAX;
+
+/// The waiters of one hold, oldest first: an intrusive list through
+/// [`Waiter::prev`]/[`Waiter::next`].
+#[derive(Debug, Clone, Copy)]
+struct Queue {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl Queue {
+    const EMPTY: Queue = Queue {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+/// A `Lock` request parked until the hold it waits on ends or its time runs out.
+#[derive(Debug)]
+pub struct Waiter {
+    /// The hold it waits on (a key of the lock table).
+    hold: u32,
+    owner: Box<str>,
+    expire_ms: u64,
+    timer: TimerId,
+    prev: u32,
+    next: u32,
+    /// Distinguishes successive waiters that reuse one slab slot.
+    generation: u32,
+}
+
+/// An entry's name, owner and (for data items) value in one allocation:
+/// one heap block per entry instead of three saves two pointers and two
+/// allocator headers, a third of the memory of a small entry.
+#[derive(Debug)]
+struct Packed {
+    text: Box<str>,
+    name_len: u16,
+    owner_len: u16,
+}
+
+impl Packed {
+    /// Names are at most 4096 bytes and owners 1024 (`protocol::request`),
+    /// so both lengths fit in a `u16`.
+    fn new(name: &str, owner: &str, value: &str) -> Packed {
+        let mut text = String::with_capacity(name.len() + owner.len() + value.len());
+        text.push_str(name);
+        text.push_str(owner);
+        text.push_str(value);
+        Packed {
+            text: text.into_boxed_str(),
+            name_len: name.len() as u16,
+            owner_len: owner.len() as u16,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.text[..self.name_len as usize]
+    }
+
+    fn owner(&self) -> &str {
+        let start = self.name_len as usize;
+        &self.text[start..start + self.owner_len as usize]
+    }
+
+    fn value(&self) -> &str {
+        &self.text[self.name_len as usize + self.owner_len as usize..]
+    }
+
+    /// Bytes of strings held.
+    fn len(&self) -> usize {
+        self.text.len()
+    }
 }
 
 /// A lock held by an owner until `deadline`.
 #[derive(Debug)]
 struct Hold {
-    name: Box<str>,
-    owner: Box<str>,
+    /// Name and owner.
+    packed: Packed,
     deadline: u64,
     token: u64,
     timer: TimerId,
+    queue: Queue,
 }
 
 /// A data item owned by an owner until `deadline`.
 #[derive(Debug)]
 struct Item {
-    name: Box<str>,
-    owner: Box<str>,
-    value: Box<str>,
+    /// Name, owner and value.
+    packed: Packed,
     deadline: u64,
     timer: TimerId,
 }
@@ -80,7 +201,7 @@ trait Entry {
 
 impl Entry for Hold {
     fn name(&self) -> &str {
-        &self.name
+        self.packed.name()
     }
     fn timer(&self) -> TimerId {
         self.timer
@@ -89,13 +210,13 @@ impl Entry for Hold {
         self.timer = timer;
     }
     fn cost(&self) -> u64 {
-        ENTRY_OVERHEAD + self.name.len() as u64 + self.owner.len() as u64
+        ENTRY_OVERHEAD + self.packed.len() as u64
     }
 }
 
 impl Entry for Item {
     fn name(&self) -> &str {
-        &self.name
+        self.packed.name()
     }
     fn timer(&self) -> TimerId {
         self.timer
@@ -104,7 +225,7 @@ impl Entry for Item {
         self.timer = timer;
     }
     fn cost(&self) -> u64 {
-        ENTRY_OVERHEAD + (self.name.len() + self.owner.len() + self.value.len()) as u64
+        ENTRY_OVERHEAD + self.packed.len() as u64
     }
 }
 
@@ -127,6 +248,12 @@ impl<E: Entry> Table<E> {
 
     fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether at least half of the slab's room is unused, so that
+    /// compacting would give memory back.
+    fn is_sparse(&self) -> bool {
+        self.entries.capacity() >= 2 * self.entries.len() + 64
     }
 
     fn find(&self, name: &str) -> Option<u32> {
@@ -183,6 +310,9 @@ pub struct Store {
     freed_since_compaction: u64,
     config: StoreConfig,
     expired: Vec<Due>,
+    waiters: Slab<Waiter>,
+    next_generation: u32,
+    completed: Vec<Completion>,
     /// Every counter of PROTOCOL.md; the server adds its own (`In`, `Out`,
     /// `Connections`, ...) here too, so `Stats` reports one set.
     pub counters: Counters,
@@ -200,6 +330,9 @@ impl Store {
             freed_since_compaction: 0,
             config,
             expired: Vec::new(),
+            waiters: Slab::new(),
+            next_generation: 0,
+            completed: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -247,8 +380,12 @@ impl Store {
         match self.live_lock(now, req.name) {
             Some(key) => {
                 let hold = &mut self.locks.entries[key as usize];
-                if &*hold.owner != req.id {
-                    return Reply::Bare(Status::NotOwner);
+                if hold.packed.owner() != req.id {
+                    return if req.wait_ms > 0 {
+                        self.park(now, key, req)
+                    } else {
+                        Reply::Bare(Status::NotOwner)
+                    };
                 }
                 hold.deadline = deadline;
                 self.wheel.reschedule(hold.timer, deadline);
@@ -270,11 +407,11 @@ impl Store {
                 let key = self.locks.entries.vacant_key() as u32;
                 let timer = self.wheel.schedule(deadline, Due::Lock(key));
                 self.locks.insert(Hold {
-                    name: req.name.into(),
-                    owner: req.id.into(),
+                    packed: Packed::new(req.name, req.id, ""),
                     deadline,
                     token,
                     timer,
+                    queue: Queue::EMPTY,
                 });
                 self.counters.lock += 1;
                 self.counters.a_lock = self.locks.len() as u64;
@@ -288,10 +425,10 @@ impl Store {
             self.counters.unlock_nf += 1;
             return Reply::Bare(Status::Unlocked);
         };
-        if &*self.locks.entries[key as usize].owner != req.id {
+        if self.locks.entries[key as usize].packed.owner() != req.id {
             return Reply::Bare(Status::NotOwner);
         }
-        self.remove_lock(key);
+        self.end_hold(now, key, true);
         self.counters.unlock += 1;
         Reply::Owner(Status::Unlocked, req.id)
     }
@@ -300,7 +437,7 @@ impl Store {
         self.counters.test_lock += 1;
         match self.live_lock(now, req.name) {
             None => Reply::Bare(Status::Unlocked),
-            Some(key) if &*self.locks.entries[key as usize].owner == req.id => {
+            Some(key) if self.locks.entries[key as usize].packed.owner() == req.id => {
                 Reply::Owner(Status::Locked, req.id)
             }
             Some(_) => Reply::Bare(Status::NotOwner),
@@ -312,10 +449,10 @@ impl Store {
         match self.live_item(now, req.name) {
             Some(key) => {
                 let item = &self.data.entries[key as usize];
-                if &*item.owner != req.id {
+                if item.packed.owner() != req.id {
                     return Reply::Bare(Status::NotOwner);
                 }
-                let old_len = item.value.len() as u64;
+                let old_len = item.packed.value().len() as u64;
                 let new_len = req.data.len() as u64;
                 if new_len > old_len && !self.charge(new_len - old_len) {
                     return Reply::Bare(Status::No);
@@ -324,7 +461,7 @@ impl Store {
                     self.release(old_len - new_len);
                 }
                 let item = &mut self.data.entries[key as usize];
-                item.value = req.data.into();
+                item.packed = Packed::new(req.name, req.id, req.data);
                 item.deadline = deadline;
                 self.wheel.reschedule(item.timer, deadline);
                 self.counters.put_update += 1;
@@ -337,9 +474,7 @@ impl Store {
                 let key = self.data.entries.vacant_key() as u32;
                 let timer = self.wheel.schedule(deadline, Due::Data(key));
                 self.data.insert(Item {
-                    name: req.name.into(),
-                    owner: req.id.into(),
-                    value: req.data.into(),
+                    packed: Packed::new(req.name, req.id, req.data),
                     deadline,
                     timer,
                 });
@@ -357,15 +492,15 @@ impl Store {
             return Reply::Bare(Status::NotFound);
         };
         let item = &self.data.entries[key as usize];
-        if &*item.owner != req.id {
+        if item.packed.owner() != req.id {
             self.counters.not_owner += 1;
             return Reply::Bare(Status::NotOwner);
         }
         self.counters.get += 1;
-        self.counters.data_out += item.value.len() as u64;
+        self.counters.data_out += item.packed.value().len() as u64;
         Reply::Value {
             id: req.id,
-            data: &item.value,
+            data: item.packed.value(),
         }
     }
 
@@ -374,7 +509,7 @@ impl Store {
             self.counters.erase_nf += 1;
             return Reply::Bare(Status::NotFound);
         };
-        if &*self.data.entries[key as usize].owner != req.id {
+        if self.data.entries[key as usize].packed.owner() != req.id {
             return Reply::Bare(Status::NotOwner);
         }
         self.remove_item(key);
@@ -382,16 +517,163 @@ impl Store {
         Reply::Owner(Status::Done, req.id)
     }
 
-    /// The key of the lock `name` if it exists and has not expired; an
-    /// expired one is removed on the spot.
+    /// The key of the lock `name` if it exists and has not expired. An
+    /// expired one ends on the spot: it passes to its oldest waiter (and is
+    /// then live, under the new owner) or is removed.
     fn live_lock(&mut self, now: u64, name: &str) -> Option<u32> {
         let key = self.locks.find(name)?;
         if self.locks.entries[key as usize].deadline > now {
             return Some(key);
         }
-        self.remove_lock(key);
         self.counters.expired_lock += 1;
-        None
+        self.end_hold(now, key, true).then_some(key)
+    }
+
+    /// Ends the current holder's hold on lock `key`: the oldest waiter takes
+    /// it over (true), or the lock is removed (false). `timer_live` is false
+    /// when the wheel has just fired (and dropped) the hold's timer.
+    fn end_hold(&mut self, now: u64, key: u32, timer_live: bool) -> bool {
+        // Waiters whose own time ran out (their timers not yet fired) are
+        // answered NotOwner rather than granted.
+        let mut head = self.locks.entries[key as usize].queue.head;
+        while head != NIL && self.wheel.deadline(self.waiters[head as usize].timer) <= now {
+            let timer = self.waiters[head as usize].timer;
+            self.wheel.cancel(timer);
+            self.time_out(head);
+            head = self.locks.entries[key as usize].queue.head;
+        }
+        if head == NIL {
+            if timer_live {
+                self.remove_lock(key);
+            } else {
+                let hold = self.locks.remove(key);
+                self.release(hold.cost());
+                self.counters.a_lock = self.locks.len() as u64;
+            }
+            return false;
+        }
+        let waiter = self.unqueue(head);
+        self.wheel.cancel(waiter.timer);
+        let token = self.next_token;
+        self.next_token += 1;
+        let deadline = now.saturating_add(waiter.expire_ms);
+        let hold = &mut self.locks.entries[key as usize];
+        // The waiter was charged for its owner string; the hold now carries it.
+        let old_owner = hold.packed.owner().len() as u64;
+        hold.packed = Packed::new(hold.packed.name(), &waiter.owner, "");
+        hold.token = token;
+        hold.deadline = deadline;
+        if timer_live {
+            self.wheel.reschedule(hold.timer, deadline);
+        } else {
+            hold.timer = self.wheel.schedule(deadline, Due::Lock(key));
+        }
+        self.release(ENTRY_OVERHEAD + old_owner);
+        self.completed.push(Completion {
+            ticket: ticket(head, waiter.generation),
+            granted: Some(token),
+        });
+        self.counters.lock += 1;
+        true
+    }
+
+    /// Answers waiter `wkey` NotOwner (its wait ran out) and drops it. Its
+    /// timer is left to the caller.
+    fn time_out(&mut self, wkey: u32) {
+        let waiter = self.unqueue(wkey);
+        self.release(ENTRY_OVERHEAD + waiter.owner.len() as u64);
+        self.completed.push(Completion {
+            ticket: ticket(wkey, waiter.generation),
+            granted: None,
+        });
+        self.counters.wait_timeout += 1;
+        self.counters.not_owner += 1;
+    }
+
+    /// Parks `req` on lock `key`, unless a bound or the memory cap refuses.
+    fn park<'a>(&mut self, now: u64, key: u32, req: &Request<'a>) -> Reply<'a> {
+        let queue = self.locks.entries[key as usize].queue;
+        if queue.len >= self.config.max_waiters_per_lock
+            || self.waiters.len() >= self.config.max_waiters
+        {
+            return Reply::Bare(Status::NotOwner);
+        }
+        if !self.charge(ENTRY_OVERHEAD + req.id.len() as u64) {
+            return Reply::Bare(Status::No);
+        }
+        let wkey = self.waiters.vacant_key() as u32;
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let timer = self
+            .wheel
+            .schedule(now.saturating_add(req.wait_ms), Due::Waiter(wkey));
+        self.waiters.insert(Waiter {
+            hold: key,
+            owner: req.id.into(),
+            expire_ms: req.expire_ms,
+            timer,
+            prev: queue.tail,
+            next: NIL,
+            generation,
+        });
+        let hold = &mut self.locks.entries[key as usize];
+        if queue.tail == NIL {
+            hold.queue.head = wkey;
+        } else {
+            self.waiters[queue.tail as usize].next = wkey;
+        }
+        hold.queue.tail = wkey;
+        hold.queue.len += 1;
+        self.counters.waited += 1;
+        Reply::Parked {
+            ticket: ticket(wkey, generation),
+            id: req.id,
+        }
+    }
+
+    /// Takes waiter `wkey` out of its hold's queue and the waiters' slab.
+    /// Its timer is left to the caller.
+    fn unqueue(&mut self, wkey: u32) -> Waiter {
+        let waiter = self.waiters.remove(wkey as usize);
+        let queue = &mut self.locks.entries[waiter.hold as usize].queue;
+        if waiter.prev == NIL {
+            queue.head = waiter.next;
+        } else {
+            self.waiters[waiter.prev as usize].next = waiter.next;
+        }
+        if waiter.next == NIL {
+            queue.tail = waiter.prev;
+        } else {
+            self.waiters[waiter.next as usize].prev = waiter.prev;
+        }
+        queue.len -= 1;
+        waiter
+    }
+
+    /// Withdraws a parked request whose connection went away: it leaves the
+    /// queue and is never granted. Unknown or finished tickets are ignored.
+    pub fn cancel_wait(&mut self, ticket: Ticket) {
+        let (wkey, generation) = ((ticket.0 & 0xFFFF_FFFF) as u32, (ticket.0 >> 32) as u32);
+        if self
+            .waiters
+            .get(wkey as usize)
+            .is_some_and(|w| w.generation == generation)
+        {
+            let waiter = self.unqueue(wkey);
+            self.wheel.cancel(waiter.timer);
+            self.release(ENTRY_OVERHEAD + waiter.owner.len() as u64);
+        }
+    }
+
+    /// Moves the completions of parked requests (grants and time-outs) that
+    /// happened since the last call into `out`.
+    pub fn take_completions(&mut self, out: &mut Vec<Completion>) {
+        out.append(&mut self.completed);
+    }
+
+    /// Requests parked now.
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.len()
     }
 
     /// As [`Store::live_lock`], for data items.
@@ -441,20 +723,34 @@ impl Store {
         let mut due = std::mem::take(&mut self.expired);
         due.clear();
         let more = self.wheel.advance(now, limit, &mut due);
+        // The wheel has already dropped these timers: entries are freed
+        // without cancelling them again. Waiters go first, so that a lock
+        // whose hold ends in the same batch never hands itself to a waiter
+        // whose fired timer is still on the list.
         for &timer in &due {
-            // The wheel has already dropped the timer: free the entry without
-            // cancelling it again.
+            if let Due::Waiter(wkey) = timer {
+                self.time_out(wkey);
+            }
+        }
+        // Holds that ended earlier hand over (and take tokens) first; the
+        // wheel itself fires a batch in no particular order.
+        let locks = &self.locks.entries;
+        due.sort_by_key(|&timer| match timer {
+            Due::Lock(key) => (0, locks[key as usize].deadline, locks[key as usize].token),
+            _ => (1, 0, 0),
+        });
+        for &timer in &due {
             match timer {
                 Due::Lock(key) => {
-                    let hold = self.locks.remove(key);
-                    self.release(hold.cost());
                     self.counters.expired_lock += 1;
+                    self.end_hold(now, key, false);
                 }
                 Due::Data(key) => {
                     let item = self.data.remove(key);
                     self.release(item.cost());
                     self.counters.expired_data += 1;
                 }
+                Due::Waiter(_) => {}
             }
         }
         self.counters.a_lock = self.locks.len() as u64;
@@ -464,9 +760,14 @@ impl Store {
     }
 
     /// Shrinks the tables back toward what is in use once enough was freed
-    /// since the last time (`ForcedGC`); true when it did.
+    /// since the last time (`ForcedGC`) and a table is at most half full;
+    /// true when it did. Waiting for half-empty tables keeps a mass expiry
+    /// of N entries at O(N log N) compaction work instead of one compaction
+    /// per threshold's worth of frees.
     pub fn maybe_compact(&mut self) -> bool {
-        if self.freed_since_compaction < self.config.compact_after {
+        if self.freed_since_compaction < self.config.compact_after
+            || !(self.locks.is_sparse() || self.data.is_sparse())
+        {
             return false;
         }
         self.compact();
@@ -477,18 +778,36 @@ impl Store {
     pub fn compact(&mut self) {
         self.freed_since_compaction = 0;
         self.counters.forced_gc += 1;
-        let wheel = &mut self.wheel;
-        self.locks
-            .compact(|hold, to| wheel.set_key(hold.timer(), Due::Lock(to)));
+        let (wheel, waiters) = (&mut self.wheel, &mut self.waiters);
+        self.locks.compact(|hold, to| {
+            wheel.set_key(hold.timer(), Due::Lock(to));
+            let mut w = hold.queue.head;
+            while w != NIL {
+                waiters[w as usize].hold = to;
+                w = waiters[w as usize].next;
+            }
+        });
         self.data
             .compact(|item, to| wheel.set_key(item.timer(), Due::Data(to)));
         let (locks, data) = (&mut self.locks.entries, &mut self.data.entries);
+        let waiters = &mut self.waiters;
         wheel.compact(|due, timer| match due {
             Due::Lock(k) => locks[k as usize].set_timer(timer),
             Due::Data(k) => data[k as usize].set_timer(timer),
+            Due::Waiter(k) => waiters[k as usize].timer = timer,
         });
+        // Waiter keys live on in tickets held by connections, so the
+        // waiters' slab is never renumbered; it is only released when empty.
+        if self.waiters.is_empty() {
+            self.waiters = Slab::new();
+        }
         self.expired = Vec::new();
     }
+}
+
+/// A ticket from a waiter's slab key and generation.
+fn ticket(wkey: u32, generation: u32) -> Ticket {
+    Ticket(u64::from(generation) << 32 | u64::from(wkey))
 }
 
 #[cfg(test)]

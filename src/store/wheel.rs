@@ -1,94 +1,911 @@
-//! Timer wheel placeholder with the final API (a sorted set), replaced by the
-//! hierarchical wheel.
+//! Hierarchical timer wheel: the store's expiry schedule.
+//!
+//! The store keeps one timer per lock or data TTL (and, later, per waiter
+//! timeout). Millions may be live at once, many are refreshed or cancelled
+//! before they fire, and the reactor needs to know how long it may sleep. A binary heap would make every refresh `O(log n)` and leave stale
+//! entries behind; this wheel makes schedule, reschedule and cancel `O(1)` and
+//! reuses a timer's node when its deadline moves.
+//!
+//! # Design
+//!
+//! Time is a `u64` count of milliseconds chosen by the caller. There are
+//! 6 levels of 64 slots; a slot of level `L` is `64^L` ms wide, so
+//! level 0 resolves single milliseconds and the whole wheel spans `64^6` ms
+//! (about 795 days), called an *epoch* here. A timer is filed by the highest
+//! 6-bit digit in which its deadline differs from the wheel's current time:
+//! if they first differ in digit `L`, the timer lives at level `L`, in the slot
+//! named by the deadline's digit `L`. Every filed timer therefore shares all
+//! higher digits with `now`, and its slot lies strictly ahead of `now`'s digit
+//! on that level (at level 0: at or ahead, since a due timer sits in the
+//! current slot).
+//!
+//! When the clock reaches the start of an occupied slot at level `L > 0`, the
+//! slot is *cascaded*: each of its timers is filed again relative to the new
+//! time, which puts it on a lower level. Reaching an occupied level-0 slot
+//! fires its timers. Because of the filing rule, the first occupied slot on
+//! the lowest non-empty level is always the next thing to do, and a `u64`
+//! occupancy bitmap per level finds it with one `trailing_zeros`.
+//!
+//! Deadlines in a later epoch than `now` (further than the wheel can
+//! represent) wait in a separate overflow list, together with a lower bound
+//! of their deadlines. When the clock reaches the start of that bound's epoch,
+//! the list is filed again: timers now within the epoch enter the wheel, the
+//! others stay. Parking them in the top level instead would refile each one
+//! every 64^6 ms of clock, so a huge clock jump (say to `u64::MAX`) would
+//! loop once per epoch skipped; the list is touched only when the clock
+//! reaches the epoch of its earliest deadline.
+//!
+//! Timers are nodes in one `Vec` with a free list, linked into per-slot
+//! intrusive doubly-linked lists by `u32` index (`u32::MAX` is nil), so an id
+//! is just the node index, unlinking is `O(1)`, and a node is 32 bytes for an
+//! 8-byte key.
+//!
+//! # What it must never do
+//!
+//! * Read a clock: time only moves through [`Wheel::advance`], so the store
+//!   stays deterministic and testable.
+//! * Fire early: a timer fires at the first `advance(now)` with
+//!   `now >= deadline`, never before. A deadline already `<= now()` when
+//!   scheduled fires at the next advance.
+//! * Cause undefined behaviour on a stale id: the code is entirely safe
+//!   Rust; a stale id is a caller bug caught by `debug_assert!`, ignored in
+//!   release builds where possible.
 
-use std::collections::BTreeSet;
+use std::fmt;
 
+/// Number of levels in the wheel.
+const LEVELS: usize = 6;
+/// Bits of time resolved by one level (64 slots).
+const SLOT_BITS: u32 = 6;
+/// Slots per level.
+const SLOTS: usize = 1 << SLOT_BITS;
+/// Mask of one level's digit.
+const DIGIT_MASK: u64 = (SLOTS as u64) - 1;
+/// Bits of time the whole wheel spans: 64^6 ms is one epoch.
+const EPOCH_BITS: u32 = SLOT_BITS * LEVELS as u32;
+/// The time bits below the epoch: two times are in the same epoch when they
+/// differ only in these bits.
+const EPOCH_MASK: u64 = (1 << EPOCH_BITS) - 1;
+/// List index of the overflow list, after the `LEVELS * SLOTS` slot lists.
+const OVERFLOW: u16 = (LEVELS * SLOTS) as u16;
+/// Number of list heads: every slot plus the overflow list.
+const LISTS: usize = LEVELS * SLOTS + 1;
+/// `Node::list` of a node on the free list.
+const FREE: u16 = u16::MAX;
+/// The nil link.
+const NIL: u32 = u32::MAX;
+
+/// Handle of a scheduled timer; valid until the timer fires or is cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId(u32);
 
+impl TimerId {
+    /// The node index behind this id, for debugging and logging.
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// One timer, or a free node (then `list == FREE` and `next` links the free
+/// list). Fields are ordered by the compiler; for an 8-byte key it is 32 bytes.
+#[derive(Clone, Copy)]
+struct Node<T> {
+    deadline: u64,
+    key: T,
+    prev: u32,
+    next: u32,
+    /// Which list the node is on: `level * 64 + slot`, [`OVERFLOW`] or [`FREE`].
+    list: u16,
+}
+
+/// A hierarchical timer wheel holding keys of type `T` (see the module docs).
 pub struct Wheel<T: Copy> {
+    /// The time the wheel has advanced to; never decreases.
     now: u64,
-    nodes: Vec<Option<(u64, T)>>,
-    free: Vec<u32>,
-    order: BTreeSet<(u64, u32)>,
+    /// Live timers.
+    len: usize,
+    nodes: Vec<Node<T>>,
+    /// Head of the free list threaded through `Node::next`.
+    free: u32,
+    /// First node of each slot list and of the overflow list. Boxed so that
+    /// moving a `Wheel` copies a few words, not 1.5 KiB.
+    heads: Box<[u32; LISTS]>,
+    /// Bit `s` of `occupied[L]` is set when slot `s` of level `L` is non-empty.
+    occupied: [u64; LEVELS],
+    /// A lower bound of the deadlines on the overflow list (`u64::MAX` when it
+    /// is empty). Not raised on cancel, which would need a scan; a low bound
+    /// only makes the overflow list be refiled a little early.
+    overflow_min: u64,
+}
+
+impl<T: Copy> fmt::Debug for Wheel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wheel")
+            .field("now", &self.now)
+            .field("len", &self.len)
+            .field("nodes", &self.nodes.len())
+            .field("next_deadline", &self.next_deadline())
+            .finish()
+    }
 }
 
 impl<T: Copy> Wheel<T> {
+    /// An empty wheel whose current time is `now`.
     pub fn new(now: u64) -> Self {
+        Self::with_capacity(now, 0)
+    }
+
+    /// An empty wheel whose current time is `now`, with room for `capacity`
+    /// timers before the node storage grows.
+    pub fn with_capacity(now: u64, capacity: usize) -> Self {
         Wheel {
             now,
-            nodes: Vec::new(),
-            free: Vec::new(),
-            order: BTreeSet::new(),
+            len: 0,
+            nodes: Vec::with_capacity(capacity),
+            free: NIL,
+            heads: Box::new([NIL; LISTS]),
+            occupied: [0; LEVELS],
+            overflow_min: u64::MAX,
         }
     }
+
+    /// The time the wheel has advanced to.
     pub fn now(&self) -> u64 {
         self.now
     }
+
+    /// Number of live timers.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.len
     }
+
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len == 0
     }
+
+    /// Whether `id` names a live timer. Only an id that was never handed out
+    /// by this wheel, or was reused after its timer ended, can fool it.
+    pub fn contains(&self, id: TimerId) -> bool {
+        self.nodes
+            .get(id.0 as usize)
+            .is_some_and(|node| node.list != FREE)
+    }
+
+    /// Schedule `key` to fire at `deadline` (ms). O(1).
     pub fn schedule(&mut self, deadline: u64, key: T) -> TimerId {
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = Some((deadline, key));
-                i
-            }
-            None => {
-                self.nodes.push(Some((deadline, key)));
-                (self.nodes.len() - 1) as u32
-            }
+        let node = Node {
+            deadline,
+            key,
+            prev: NIL,
+            next: NIL,
+            list: FREE,
         };
-        self.order.insert((deadline, i));
-        TimerId(i)
+        let index = if self.free != NIL {
+            let index = self.free;
+            self.free = self.nodes[index as usize].next;
+            self.nodes[index as usize] = node;
+            index
+        } else {
+            // u32::MAX is nil, so at most u32::MAX nodes; 128 GiB of them
+            // would be needed first, so this is an invariant, not input.
+            let index = u32::try_from(self.nodes.len())
+                .ok()
+                .filter(|&i| i != NIL)
+                .expect("timer wheel is limited to u32::MAX - 1 timers");
+            self.nodes.push(node);
+            index
+        };
+        self.len += 1;
+        self.file(index);
+        TimerId(index)
     }
+
+    /// Move a live timer to a new deadline, earlier or later, in O(1), reusing
+    /// its node, so a refreshed TTL leaves no stale entry behind.
     pub fn reschedule(&mut self, id: TimerId, deadline: u64) {
-        if let Some((d, _)) = self.nodes[id.0 as usize].as_mut() {
-            self.order.remove(&(*d, id.0));
-            *d = deadline;
-            self.order.insert((deadline, id.0));
+        if !self.contains(id) {
+            debug_assert!(false, "reschedule of a dead timer {id:?}");
+            return;
+        }
+        let index = id.0;
+        let node = &mut self.nodes[index as usize];
+        let old_list = node.list;
+        node.deadline = deadline;
+        // Refreshing within one slot is common for short TTLs: keep the links.
+        if self.list_for(deadline) != old_list {
+            self.unlink(index);
+            self.file(index);
+        } else if old_list == OVERFLOW {
+            // The overflow bound must stay below every deadline on the list.
+            self.overflow_min = self.overflow_min.min(deadline);
         }
     }
+
+    /// Remove a live timer, returning its key. O(1).
+    ///
+    /// A stale id is a caller bug: it asserts in debug builds; in release it
+    /// changes nothing and returns the key the node last held, or panics if
+    /// the id lies beyond the node storage (possible after [`Wheel::compact`]).
     pub fn cancel(&mut self, id: TimerId) -> T {
-        let (d, k) = self.nodes[id.0 as usize].take().expect("live timer");
-        self.order.remove(&(d, id.0));
-        self.free.push(id.0);
-        k
+        if !self.contains(id) {
+            debug_assert!(false, "cancel of a dead timer {id:?}");
+            return self.nodes[id.0 as usize].key;
+        }
+        self.unlink(id.0);
+        let key = self.nodes[id.0 as usize].key;
+        self.release(id.0);
+        key
     }
+
+    /// Remove the timer if it is live, returning its key; `None` for a stale id.
+    pub fn try_cancel(&mut self, id: TimerId) -> Option<T> {
+        self.contains(id).then(|| self.cancel(id))
+    }
+
+    /// Deadline of a live timer (a stale id: see [`Wheel::cancel`]).
     pub fn deadline(&self, id: TimerId) -> u64 {
-        self.nodes[id.0 as usize].map(|n| n.0).unwrap_or(0)
+        debug_assert!(self.contains(id), "deadline of a dead timer {id:?}");
+        self.nodes[id.0 as usize].deadline
     }
+
+    /// Key of a live timer (a stale id: see [`Wheel::cancel`]).
     pub fn key(&self, id: TimerId) -> T {
-        self.nodes[id.0 as usize].expect("live timer").1
+        debug_assert!(self.contains(id), "key of a dead timer {id:?}");
+        self.nodes[id.0 as usize].key
     }
+
+    /// Replace the key of a live timer; a stale id is ignored in release.
     pub fn set_key(&mut self, id: TimerId, key: T) {
-        if let Some(n) = self.nodes[id.0 as usize].as_mut() {
-            n.1 = key;
+        if !self.contains(id) {
+            debug_assert!(false, "set_key of a dead timer {id:?}");
+            return;
         }
+        self.nodes[id.0 as usize].key = key;
     }
+
+    /// The earliest time at which `advance` has work to do (a timer's
+    /// deadline or a cascade), or None when empty. Never later than the
+    /// earliest deadline, and never earlier than `now()`; the server uses it
+    /// as its poll timeout.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.order.first().map(|&(d, _)| d)
+        self.next_work().map(|(_, time)| time)
     }
+
+    /// Advance to `now` (a `now` lower than `self.now()` only fires timers
+    /// already due at `self.now()`: the clock is monotonic), pushing the keys
+    /// of timers whose deadline is `<= now` onto `expired` (their ids become
+    /// invalid), but stop once `expired.len()` reaches `limit`. Returns true
+    /// when due timers remain (call again), false when the wheel has fully
+    /// reached `now`. The order of keys within one call is not specified.
+    ///
+    /// The limit is checked before each timer fires, so `expired` never grows
+    /// past `limit`. Cascades continue past the limit, since they fire
+    /// nothing; that makes `true` mean that a due timer really is waiting.
     pub fn advance(&mut self, now: u64, limit: usize, expired: &mut Vec<T>) -> bool {
-        self.now = self.now.max(now);
-        while let Some(&(d, i)) = self.order.first() {
-            if d > now {
-                return false;
+        let target = now.max(self.now);
+        while let Some((list, time)) = self.next_work() {
+            if time > target {
+                break;
             }
-            if expired.len() >= limit {
-                return true;
+            // `max` keeps the clock monotonic even if an invariant were broken.
+            if (list as usize) < SLOTS {
+                if expired.len() >= limit {
+                    return true;
+                }
+                self.now = self.now.max(time);
+                self.fire(list, limit, expired);
+            } else {
+                self.now = self.now.max(time);
+                self.refile(list);
             }
-            self.order.pop_first();
-            expired.push(self.nodes[i as usize].take().expect("live").1);
-            self.free.push(i);
         }
+        self.now = target;
         false
     }
-    pub fn compact(&mut self, _moved: impl FnMut(T, TimerId)) {}
+
+    /// Compaction: move live nodes into a dense prefix of the node storage and
+    /// release the unused capacity, calling `moved(key, new_id)` for every
+    /// timer whose id changed, so the owner can update the ids it stores.
+    /// Every id not reported keeps naming the same timer.
+    pub fn compact(&mut self, mut moved: impl FnMut(T, TimerId)) {
+        let live = self.len;
+        // There are as many free nodes below `live` as live nodes at or above
+        // it; move each of the latter into one of the former.
+        let mut hole = 0;
+        for source in live..self.nodes.len() {
+            if self.nodes[source].list == FREE {
+                continue;
+            }
+            while self.nodes[hole].list != FREE {
+                hole += 1;
+            }
+            let node = self.nodes[source];
+            self.nodes[hole] = node;
+            // `hole < live <= u32::MAX - 1`, so the cast is lossless.
+            let new = hole as u32;
+            if node.prev == NIL {
+                self.heads[node.list as usize] = new;
+            } else {
+                self.nodes[node.prev as usize].next = new;
+            }
+            if node.next != NIL {
+                self.nodes[node.next as usize].prev = new;
+            }
+            moved(node.key, TimerId(new));
+            hole += 1;
+        }
+        self.nodes.truncate(live);
+        self.nodes.shrink_to_fit();
+        self.free = NIL;
+    }
+
+    /// Bytes of heap held by the wheel (capacity-based), for memory reporting.
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Option<(u64, T)>>()
+        self.nodes.capacity() * size_of::<Node<T>>() + size_of::<[u32; LISTS]>()
+    }
+
+    /// The list a timer with `deadline` belongs on, relative to `self.now`.
+    fn list_for(&self, deadline: u64) -> u16 {
+        // Due or past: the current level-0 slot, so the next advance fires it.
+        if deadline <= self.now {
+            return (self.now & DIGIT_MASK) as u16;
+        }
+        let differ = self.now ^ deadline;
+        if differ > EPOCH_MASK {
+            return OVERFLOW;
+        }
+        // The highest differing digit picks the level; `| DIGIT_MASK` makes
+        // a difference in digit 0 alone land on level 0.
+        let level = (u64::BITS - 1 - (differ | DIGIT_MASK).leading_zeros()) / SLOT_BITS;
+        let slot = (deadline >> (level * SLOT_BITS)) & DIGIT_MASK;
+        (level as usize * SLOTS + slot as usize) as u16
+    }
+
+    /// Link node `index` (not on any list) into the list its deadline
+    /// belongs on.
+    fn file(&mut self, index: u32) {
+        let deadline = self.nodes[index as usize].deadline;
+        let list = self.list_for(deadline);
+        let head = self.heads[list as usize];
+        let node = &mut self.nodes[index as usize];
+        node.list = list;
+        node.prev = NIL;
+        node.next = head;
+        if head != NIL {
+            self.nodes[head as usize].prev = index;
+        }
+        self.heads[list as usize] = index;
+        if list == OVERFLOW {
+            self.overflow_min = self.overflow_min.min(deadline);
+        } else {
+            self.occupied[list as usize / SLOTS] |= 1 << (list as usize % SLOTS);
+        }
+    }
+
+    /// Take node `index` off its list; it keeps its `list` field until refiled
+    /// or released.
+    fn unlink(&mut self, index: u32) {
+        let Node {
+            prev, next, list, ..
+        } = self.nodes[index as usize];
+        if prev == NIL {
+            self.heads[list as usize] = next;
+        } else {
+            self.nodes[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        }
+        if self.heads[list as usize] == NIL {
+            self.mark_empty(list);
+        }
+    }
+
+    /// Record that list `list` has become empty.
+    fn mark_empty(&mut self, list: u16) {
+        if list == OVERFLOW {
+            self.overflow_min = u64::MAX;
+        } else {
+            self.occupied[list as usize / SLOTS] &= !(1 << (list as usize % SLOTS));
+        }
+    }
+
+    /// Put unlinked node `index` on the free list.
+    fn release(&mut self, index: u32) {
+        let node = &mut self.nodes[index as usize];
+        node.list = FREE;
+        node.prev = NIL;
+        node.next = self.free;
+        self.free = index;
+        self.len -= 1;
+    }
+
+    /// The next list `advance` must process and the time it falls due.
+    fn next_work(&self) -> Option<(u16, u64)> {
+        for level in 0..LEVELS {
+            let occupied = self.occupied[level];
+            if occupied == 0 {
+                continue;
+            }
+            let shift = level as u32 * SLOT_BITS;
+            let digit = ((self.now >> shift) & DIGIT_MASK) as u32;
+            // Level 0's current slot holds due timers; on higher levels the
+            // current slot is always empty, since such timers sit lower down.
+            let first = if level == 0 { digit } else { digit + 1 };
+            let ahead = occupied & u64::MAX.checked_shl(first).unwrap_or(0);
+            let (slot, time) = if ahead != 0 {
+                let slot = ahead.trailing_zeros();
+                let block = self.now & !((1u64 << (shift + SLOT_BITS)) - 1);
+                (slot, block + (u64::from(slot) << shift))
+            } else {
+                // A slot behind the clock breaks the filing invariant; deal
+                // with it now rather than strand its timers (refiling and
+                // `fire` both check deadlines, so nothing fires early).
+                debug_assert!(false, "level {level} has a slot behind the clock");
+                (occupied.trailing_zeros(), self.now)
+            };
+            return Some(((level * SLOTS) as u16 + slot as u16, time));
+        }
+        if self.heads[OVERFLOW as usize] != NIL {
+            // Every overflow deadline lies in a later epoch than `now`, so
+            // this is after every slot's time and after `now`.
+            let time = (self.overflow_min & !EPOCH_MASK).max(self.now);
+            return Some((OVERFLOW, time));
+        }
+        None
+    }
+
+    /// Fire the timers of level-0 slot `list`, which fall due at `self.now`,
+    /// until `expired` reaches `limit`.
+    fn fire(&mut self, list: u16, limit: usize, expired: &mut Vec<T>) {
+        while expired.len() < limit {
+            let index = self.heads[list as usize];
+            if index == NIL {
+                return;
+            }
+            self.unlink(index);
+            let node = self.nodes[index as usize];
+            if node.deadline > self.now {
+                // Unreachable while the invariants hold; refiling it keeps the
+                // promise never to fire early and lands it in a later slot.
+                debug_assert!(
+                    false,
+                    "timer due at {} in slot due at {}",
+                    node.deadline, self.now
+                );
+                self.file(index);
+                continue;
+            }
+            expired.push(node.key);
+            self.release(index);
+        }
+    }
+
+    /// Cascade: refile every timer of `list` (a slot above level 0, or the
+    /// overflow list) relative to `self.now`, which has reached the list's time.
+    fn refile(&mut self, list: u16) {
+        let mut index = self.heads[list as usize];
+        self.heads[list as usize] = NIL;
+        self.mark_empty(list);
+        while index != NIL {
+            let next = self.nodes[index as usize].next;
+            self.file(index);
+            index = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Advance without a limit; the fired keys, sorted.
+    fn advance_all<T: Copy + Ord>(wheel: &mut Wheel<T>, now: u64) -> Vec<T> {
+        let mut fired = Vec::new();
+        assert!(!wheel.advance(now, usize::MAX, &mut fired));
+        assert_eq!(wheel.now(), now.max(wheel.now()));
+        fired.sort_unstable();
+        fired
+    }
+
+    /// Distances that sit on and around every level boundary, and beyond the
+    /// wheel's range.
+    fn boundaries() -> Vec<u64> {
+        let mut out = vec![1, 2, 86_400_000];
+        for k in 1..=8u32 {
+            let p = 64u64.pow(k);
+            out.extend([p - 1, p, p + 1]);
+        }
+        out
+    }
+
+    /// A small deterministic generator, so the tests need no extra crate.
+    fn splitmix(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn node_is_small() {
+        assert_eq!(size_of::<Node<u64>>(), 32);
+        assert_eq!(size_of::<Node<u32>>(), 24);
+    }
+
+    #[test]
+    fn fires_at_the_deadline_not_before() {
+        let starts = [
+            0,
+            1,
+            37,
+            4000,
+            64u64.pow(3) - 3,
+            64u64.pow(5) + 12_345,
+            EPOCH_MASK - 2,
+            (EPOCH_MASK + 1) * 5 + 7,
+        ];
+        for start in starts {
+            for distance in boundaries() {
+                let deadline = start + distance;
+                let mut wheel = Wheel::new(start);
+                let id = wheel.schedule(deadline, deadline);
+                assert_eq!(wheel.deadline(id), deadline);
+                assert_eq!(wheel.key(id), deadline);
+                let next = wheel.next_deadline().expect("one timer is live");
+                assert!(
+                    next > start && next <= deadline,
+                    "{start} {deadline} {next}"
+                );
+                assert!(
+                    advance_all(&mut wheel, deadline - 1).is_empty(),
+                    "{start} {deadline}"
+                );
+                assert_eq!(wheel.len(), 1);
+                assert_eq!(wheel.now(), deadline - 1);
+                assert_eq!(advance_all(&mut wheel, deadline), [deadline]);
+                assert!(wheel.is_empty());
+                assert_eq!(wheel.next_deadline(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn every_millisecond_fires_exactly_its_timers() {
+        let mut wheel = Wheel::new(0);
+        let mut state = 1;
+        let mut expected: HashMap<u64, Vec<u64>> = HashMap::new();
+        for key in 0..3000 {
+            let deadline = 1 + splitmix(&mut state) % 20_000;
+            wheel.schedule(deadline, key);
+            expected.entry(deadline).or_default().push(key);
+        }
+        for now in 1..=20_000 {
+            let mut want = expected.remove(&now).unwrap_or_default();
+            want.sort_unstable();
+            assert_eq!(advance_all(&mut wheel, now), want, "at {now}");
+        }
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn hopping_by_next_deadline_fires_each_timer_at_its_deadline() {
+        let mut wheel = Wheel::new(1_000);
+        let mut state = 2;
+        let mut deadlines = Vec::new();
+        for key in 0..5000u64 {
+            // Spread over every level and a few epochs beyond the wheel.
+            let bits = splitmix(&mut state) % 42;
+            let deadline = 1_000 + splitmix(&mut state) % (1 << bits);
+            deadlines.push(deadline);
+            wheel.schedule(deadline, key);
+        }
+        let mut fired = 0;
+        while let Some(time) = wheel.next_deadline() {
+            assert!(time >= wheel.now());
+            for key in advance_all(&mut wheel, time) {
+                assert_eq!(deadlines[key as usize], time.max(1_000));
+                fired += 1;
+            }
+        }
+        assert_eq!(fired, 5000);
+    }
+
+    #[test]
+    fn reschedule_moves_the_timer_without_leaving_a_copy() {
+        let mut wheel = Wheel::new(0);
+        let later = wheel.schedule(100, 1u32);
+        let earlier = wheel.schedule(5_000, 2u32);
+        wheel.reschedule(later, 300_000);
+        wheel.reschedule(earlier, 50);
+        assert_eq!(wheel.len(), 2);
+        assert_eq!(wheel.deadline(later), 300_000);
+        assert!(advance_all(&mut wheel, 49).is_empty());
+        assert_eq!(advance_all(&mut wheel, 50), [2]);
+        assert!(advance_all(&mut wheel, 299_999).is_empty());
+        assert_eq!(wheel.len(), 1);
+        assert_eq!(advance_all(&mut wheel, 300_000), [1]);
+        assert!(advance_all(&mut wheel, 10_000_000).is_empty());
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn reschedule_within_the_same_slot_and_the_overflow_list() {
+        let mut wheel = Wheel::new(0);
+        let id = wheel.schedule(4_100, 1u8);
+        wheel.reschedule(id, 4_101); // same level-2 slot
+        let far = wheel.schedule(10 * (EPOCH_MASK + 1), 2u8);
+        wheel.reschedule(far, 3 * (EPOCH_MASK + 1) + 5); // still overflow, earlier
+        assert!(wheel.next_deadline().expect("live") <= 4_101);
+        assert!(advance_all(&mut wheel, 4_100).is_empty());
+        assert_eq!(advance_all(&mut wheel, 4_101), [1]);
+        assert!(wheel.next_deadline().expect("live") <= 3 * (EPOCH_MASK + 1) + 5);
+        assert!(advance_all(&mut wheel, 3 * (EPOCH_MASK + 1) + 4).is_empty());
+        assert_eq!(advance_all(&mut wheel, 3 * (EPOCH_MASK + 1) + 5), [2]);
+    }
+
+    #[test]
+    fn cancel_removes_the_timer() {
+        let mut wheel = Wheel::new(0);
+        let a = wheel.schedule(10, 'a');
+        let b = wheel.schedule(10, 'b');
+        let c = wheel.schedule(1 << 40, 'c');
+        assert_eq!(wheel.cancel(a), 'a');
+        assert_eq!(wheel.cancel(c), 'c');
+        assert!(!wheel.contains(a));
+        assert_eq!(wheel.try_cancel(c), None);
+        assert_eq!(wheel.len(), 1);
+        assert_eq!(advance_all(&mut wheel, 1 << 41), ['b']);
+        assert!(!wheel.contains(b));
+        assert_eq!(wheel.next_deadline(), None);
+    }
+
+    #[test]
+    fn deadlines_beyond_the_wheel_range() {
+        let epoch = EPOCH_MASK + 1;
+        let mut wheel = Wheel::new(epoch - 10);
+        wheel.schedule(epoch + 5, 1u64); // near, but in the next epoch
+        wheel.schedule(7 * epoch + 123, 2);
+        wheel.schedule(u64::MAX, 3);
+        wheel.schedule(u64::MAX - 1, 4);
+        assert!(advance_all(&mut wheel, epoch + 4).is_empty());
+        assert_eq!(advance_all(&mut wheel, epoch + 5), [1]);
+        assert!(advance_all(&mut wheel, 7 * epoch + 122).is_empty());
+        assert_eq!(advance_all(&mut wheel, 7 * epoch + 123), [2]);
+        // One huge jump costs work per timer, not per epoch skipped.
+        assert!(advance_all(&mut wheel, u64::MAX - 2).is_empty());
+        assert_eq!(advance_all(&mut wheel, u64::MAX), [3, 4]);
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn deadlines_in_the_past_fire_at_the_next_advance() {
+        let mut wheel = Wheel::new(1_000);
+        let past = wheel.schedule(10, 1u8);
+        wheel.schedule(1_000, 2);
+        assert_eq!(wheel.next_deadline(), Some(1_000));
+        assert_eq!(wheel.deadline(past), 10);
+        assert_eq!(advance_all(&mut wheel, 1_000), [1, 2]);
+        // Rescheduling into the past works the same way.
+        let id = wheel.schedule(5_000, 3);
+        wheel.reschedule(id, 0);
+        assert_eq!(advance_all(&mut wheel, 1_000), [3]);
+    }
+
+    #[test]
+    fn a_lower_now_does_not_move_the_clock_back() {
+        let mut wheel = Wheel::new(500);
+        wheel.schedule(600, 1u8);
+        assert!(advance_all(&mut wheel, 100).is_empty());
+        assert_eq!(wheel.now(), 500);
+        assert_eq!(advance_all(&mut wheel, 600), [1]);
+    }
+
+    #[test]
+    fn advance_with_a_limit_resumes_on_the_next_call() {
+        let mut wheel = Wheel::new(0);
+        for key in 0..100u32 {
+            wheel.schedule(70 + u64::from(key % 3), key);
+        }
+        wheel.schedule(10_000, 1_000);
+        let mut fired = Vec::new();
+        assert!(wheel.advance(5_000, 40, &mut fired));
+        assert_eq!(fired.len(), 40);
+        assert!(wheel.now() <= 72);
+        assert!(wheel.advance(5_000, 80, &mut fired));
+        assert_eq!(fired.len(), 80);
+        assert!(!wheel.advance(5_000, 200, &mut fired));
+        assert_eq!(wheel.now(), 5_000);
+        fired.sort_unstable();
+        assert_eq!(fired, (0..100).collect::<Vec<_>>());
+        // Reaching the limit exactly on the last due timer reports no more work.
+        let mut more = Vec::new();
+        assert!(!wheel.advance(10_000, 1, &mut more));
+        assert_eq!(more, [1_000]);
+        // A zero limit fires nothing but still says whether work is due.
+        let id = wheel.schedule(10_000, 7);
+        assert!(wheel.advance(10_000, 0, &mut Vec::new()));
+        assert_eq!(wheel.len(), 1);
+        assert_eq!(wheel.cancel(id), 7);
+    }
+
+    #[test]
+    fn compact_keeps_every_timer_and_reports_moves() {
+        let mut wheel = Wheel::new(0);
+        let mut ids: HashMap<u64, TimerId> = HashMap::new();
+        let mut state = 3;
+        for key in 0..2000u64 {
+            let deadline = splitmix(&mut state) % (1 << 38);
+            ids.insert(key, wheel.schedule(deadline, key));
+        }
+        for key in (0..2000).filter(|k| k % 3 != 0) {
+            let id = ids.remove(&key).expect("scheduled");
+            assert_eq!(wheel.cancel(id), key);
+        }
+        let live = wheel.len();
+        let before = wheel.heap_bytes();
+        let mut moves = 0;
+        wheel.compact(|key, id| {
+            assert!(ids.insert(key, id).is_some(), "moved a dead timer {key}");
+            moves += 1;
+        });
+        assert!(moves > 0);
+        assert_eq!(wheel.len(), live);
+        assert_eq!(wheel.nodes.len(), live);
+        assert!(wheel.heap_bytes() < before);
+        for (&key, &id) in &ids {
+            assert!((id.index() as usize) < live);
+            assert_eq!(wheel.key(id), key);
+        }
+        // Links survived the moves: every timer still fires exactly once.
+        let mut fired = advance_all(&mut wheel, u64::MAX);
+        fired.dedup();
+        assert_eq!(fired.len(), live);
+    }
+
+    #[test]
+    fn set_key_replaces_the_key() {
+        let mut wheel = Wheel::new(0);
+        let id = wheel.schedule(5, 1u8);
+        wheel.set_key(id, 9);
+        assert_eq!(wheel.key(id), 9);
+        assert_eq!(advance_all(&mut wheel, 5), [9]);
+    }
+
+    /// A deadline relative to the wheel's clock, from the past to far beyond
+    /// the wheel's range, with extra weight on level boundaries.
+    fn offset() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            -100i64..=0,
+            0i64..100,
+            0i64..10_000,
+            0i64..(1 << 27),
+            0i64..(1 << 40),
+            (1u32..=7, -1i64..=1).prop_map(|(k, d)| 64i64.pow(k) + d),
+        ]
+    }
+
+    /// A clock jump: none, small, large, or huge.
+    fn jump() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..3,
+            0u64..200,
+            0u64..100_000,
+            0u64..(1 << 31),
+            0u64..(1 << 42),
+            (1u32..=7, 0u64..=1).prop_map(|(k, d)| 64u64.pow(k) - d),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Schedule(i64),
+        Reschedule(prop::sample::Index, i64),
+        Cancel(prop::sample::Index),
+        Advance(u64, usize),
+        Compact,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => offset().prop_map(Op::Schedule),
+            3 => (any::<prop::sample::Index>(), offset()).prop_map(|(i, o)| Op::Reschedule(i, o)),
+            2 => any::<prop::sample::Index>().prop_map(Op::Cancel),
+            4 => (jump(), prop_oneof![1usize..4, Just(usize::MAX)]).prop_map(|(j, l)| Op::Advance(j, l)),
+            1 => Just(Op::Compact),
+        ]
+    }
+
+    fn at(now: u64, offset: i64) -> u64 {
+        now.saturating_add_signed(offset)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(800))]
+
+        #[test]
+        fn behaves_like_a_naive_model(
+            start in prop_oneof![0u64..1000, 0u64..(1 << 40), Just(EPOCH_MASK - 50)],
+            ops in prop::collection::vec(op(), 1..150),
+        ) {
+            let mut wheel = Wheel::new(start);
+            // The model: key -> (deadline, id); keys are never reused.
+            let mut model: HashMap<u64, (u64, TimerId)> = HashMap::new();
+            let mut live: Vec<u64> = Vec::new();
+            let mut next_key = 0u64;
+            for op in ops {
+                match op {
+                    Op::Schedule(offset) => {
+                        let deadline = at(wheel.now(), offset);
+                        let id = wheel.schedule(deadline, next_key);
+                        model.insert(next_key, (deadline, id));
+                        live.push(next_key);
+                        next_key += 1;
+                    }
+                    Op::Reschedule(index, offset) => {
+                        if live.is_empty() {
+                            continue;
+                        }
+                        let key = live[index.index(live.len())];
+                        let deadline = at(wheel.now(), offset);
+                        let entry = model.get_mut(&key).expect("live key");
+                        wheel.reschedule(entry.1, deadline);
+                        entry.0 = deadline;
+                    }
+                    Op::Cancel(index) => {
+                        if live.is_empty() {
+                            continue;
+                        }
+                        let key = live.swap_remove(index.index(live.len()));
+                        let (_, id) = model.remove(&key).expect("live key");
+                        prop_assert_eq!(wheel.cancel(id), key);
+                    }
+                    Op::Advance(jump, limit) => {
+                        let target = wheel.now().saturating_add(jump);
+                        loop {
+                            let mut fired = Vec::new();
+                            let more = wheel.advance(target, limit, &mut fired);
+                            prop_assert!(fired.len() <= limit);
+                            prop_assert!(wheel.now() <= target);
+                            for key in &fired {
+                                let (deadline, _) = model.remove(key).expect("fired once, while live");
+                                prop_assert!(deadline <= wheel.now(), "{} fired at {}", deadline, wheel.now());
+                            }
+                            live.retain(|key| model.contains_key(key));
+                            if !more {
+                                break;
+                            }
+                            prop_assert_eq!(fired.len(), limit);
+                        }
+                        prop_assert_eq!(wheel.now(), target);
+                        prop_assert!(model.values().all(|&(deadline, _)| deadline > target));
+                    }
+                    Op::Compact => {
+                        let mut moved = Vec::new();
+                        wheel.compact(|key, id| moved.push((key, id)));
+                        for (key, id) in moved {
+                            model.get_mut(&key).expect("moved a live timer").1 = id;
+                        }
+                        prop_assert_eq!(wheel.nodes.len(), wheel.len());
+                    }
+                }
+                prop_assert_eq!(wheel.len(), model.len());
+                for (&key, &(deadline, id)) in &model {
+                    prop_assert_eq!(wheel.key(id), key);
+                    prop_assert_eq!(wheel.deadline(id), deadline);
+                }
+                match model.values().map(|&(deadline, _)| deadline).min() {
+                    None => prop_assert_eq!(wheel.next_deadline(), None),
+                    Some(min) => {
+                        let next = wheel.next_deadline();
+                        prop_assert!(next.is_some_and(|n| n <= min.max(wheel.now()) && n >= wheel.now()),
+                            "next {:?}, min {}, now {}", next, min, wheel.now());
+                    }
+                }
+            }
+        }
     }
 }

@@ -42,15 +42,38 @@ impl TestServer {
 
     /// The server with extra command-line options.
     pub fn with_args(args: &[&str]) -> TestServer {
+        TestServer::spawn(args, None)
+    }
+
+    /// The server with extra options and, optionally, a limit on its open
+    /// file descriptors (RLIMIT_NOFILE).
+    pub fn spawn(args: &[&str], fd_limit: Option<u64>) -> TestServer {
+        use std::os::unix::process::CommandExt;
         let dir = temp_dir("server");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"));
+        command
             .args(["127.0.0.1", "0", "--log-dir"])
             .arg(&dir)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start jackrabbit-dlm");
+            .stderr(Stdio::inherit());
+        if let Some(limit) = fd_limit {
+            // SAFETY: setrlimit is async-signal-safe; the closure runs in the
+            // child between fork and exec and touches nothing else.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("start jackrabbit-dlm");
         let stdout = child.stdout.take().expect("stdout");
         let mut first = String::new();
         BufReader::new(stdout)
@@ -105,6 +128,26 @@ impl TestServer {
     /// Resident memory of the server process, in bytes.
     pub fn rss_bytes(&self) -> u64 {
         proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// CPU seconds (user + system) the server process has used.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at ')'.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // utime and stime are fields 14 and 15 of the whole line.
+        let total = ticks(11) + ticks(12);
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+        total as f64 / hz as f64
     }
 
     /// Open file descriptors of the server process.

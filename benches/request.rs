@@ -1,0 +1,135 @@
+//! The whole in-process path of one request: parse the line in place, apply
+//! it to the store, encode the reply. Lock, Unlock, Put (64-byte value) and
+//! Get, each on 4096 names, plain and table-encoded.
+//!
+//! Run: `cargo bench --bench request`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use jackrabbit_dlm::protocol::codec;
+use jackrabbit_dlm::protocol::request::PADDING;
+use jackrabbit_dlm::server::connection::Engine;
+use jackrabbit_dlm::store::{Store, StoreConfig};
+
+const NAMES: usize = 4096;
+
+fn engine() -> Engine {
+    let store = Store::new(
+        StoreConfig {
+            compact_after: u64::MAX,
+            ..StoreConfig::unbounded()
+        },
+        0,
+    );
+    Engine::new(store, 86_400_000, 256, 1 << 20)
+}
+
+/// One request line per name, optionally table-encoded.
+fn lines(action: &str, extra: &str, encoded: bool) -> Vec<Vec<u8>> {
+    (0..NAMES)
+        .map(|i| {
+            let json = format!(
+                r#"{{"ID":"worker-17","FileName":"resource-{i}","Action":"{action}"{extra}}}"#
+            );
+            if encoded {
+                codec::encode(json.as_bytes()).into_bytes()
+            } else {
+                json.into_bytes()
+            }
+        })
+        .collect()
+}
+
+/// Answers every line once (as if each had just been read from a socket)
+/// and returns how long that took.
+fn answer_all(
+    engine: &mut Engine,
+    lines: &[Vec<u8>],
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Duration {
+    let start = Instant::now();
+    for line in lines {
+        buf.clear();
+        buf.extend_from_slice(line);
+        let len = buf.len();
+        buf.resize(len + PADDING, b' ');
+        out.clear();
+        black_box(engine.answer_line(1, buf, 0..len, out));
+        black_box(&out);
+    }
+    start.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let value = "v".repeat(64);
+    let put_extra = format!(r#","Expire":"60","DataStore":"{value}""#);
+    for encoded in [false, true] {
+        let suffix = if encoded { "encoded" } else { "plain" };
+        let lock = lines("Lock", r#","Expire":"60""#, encoded);
+        let unlock = lines("Unlock", "", encoded);
+        let put = lines("Put", &put_extra, encoded);
+        let get = lines("Get", "", encoded);
+        let erase = lines("Erase", "", encoded);
+
+        let mut group = c.benchmark_group(format!("request/{suffix}"));
+        group.throughput(Throughput::Elements(NAMES as u64));
+        let mut e = engine();
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+
+        // Lock on free names; unlocking them again is not timed.
+        group.bench_function("lock", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += answer_all(&mut e, &lock, &mut buf, &mut out);
+                    answer_all(&mut e, &unlock, &mut buf, &mut out);
+                }
+                total
+            })
+        });
+        // Unlock held names; taking them is not timed.
+        group.bench_function("unlock", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    answer_all(&mut e, &lock, &mut buf, &mut out);
+                    total += answer_all(&mut e, &unlock, &mut buf, &mut out);
+                }
+                total
+            })
+        });
+        // Put creating items; erasing them is not timed.
+        group.bench_function("put_64_bytes", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += answer_all(&mut e, &put, &mut buf, &mut out);
+                    answer_all(&mut e, &erase, &mut buf, &mut out);
+                }
+                total
+            })
+        });
+        // Get of existing 64-byte items.
+        answer_all(&mut e, &put, &mut buf, &mut out);
+        group.bench_function("get_64_bytes", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += answer_all(&mut e, &get, &mut buf, &mut out);
+                }
+                total
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

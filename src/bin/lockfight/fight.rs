@@ -1,0 +1,201 @@
+//! One run: set up a target, start the generator threads, measure the
+//! window, check the counters, and turn the tallies into a [`RunResult`].
+
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::control;
+use crate::engine::{self, Plan};
+use crate::fighter::{Rules, Tally};
+use crate::mode::Mode;
+use crate::procfs;
+use crate::report::{RunResult, Verification};
+use crate::target::{Kind, Target};
+use crate::wire::{Dialect, Names};
+
+/// Violating counters listed by name in a report.
+const EXAMPLES: usize = 5;
+
+/// The settings every run of one invocation shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    pub resources: u32,
+    pub duration: Duration,
+    pub pipeline: usize,
+    pub expire_secs: f64,
+    pub seed: u64,
+    pub threads: usize,
+    pub retry_delay: Duration,
+    pub hold: Duration,
+    pub wait_secs: f64,
+    pub encoded: bool,
+    pub verify: bool,
+}
+
+/// A short string unique to this run, so names from other runs (even ones
+/// killed while holding locks) never meet this run's.
+fn nonce() -> String {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mixed =
+        nanos ^ (u64::from(std::process::id()) << 40) ^ RUNS.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}", mixed & 0xffff_ffff_ffff)
+}
+
+/// Fights over `target` with `connections` connections.
+pub fn fight(
+    target: &Target,
+    settings: &Settings,
+    connections: usize,
+    round: usize,
+) -> Result<RunResult, String> {
+    control::probe(target.addr)?;
+    let dialect = match target.kind {
+        Kind::Jackrabbit => Dialect::Jackrabbit {
+            encoded: settings.encoded,
+        },
+        Kind::Echo => Dialect::Echo {
+            encoded: settings.encoded,
+        },
+        Kind::Redis => Dialect::Redis {
+            unlock_sha: control::load_unlock_script(target.addr)?,
+        },
+    };
+    let nonce = nonce();
+    let spec = settings.mode.spec();
+    let wait = spec.waits.then_some(settings.wait_secs);
+    let names = Names::new(&nonce, settings.resources, settings.expire_secs, wait);
+    let per_conn = if spec.pipelined { settings.pipeline } else { 1 };
+    let plan = Plan {
+        addr: target.addr,
+        dialect: &dialect,
+        names: &names,
+        spec,
+        fighters_per_conn: per_conn,
+        rules: Rules {
+            resources: settings.resources,
+            verify: settings.verify,
+            on_refusal: spec.on_refusal,
+            retry_delay: settings.retry_delay,
+            hold: settings.hold,
+        },
+        duration: settings.duration,
+        seed: settings.seed,
+        nonce: &nonce,
+    };
+
+    let threads = settings.threads.clamp(1, connections);
+    let barrier = Barrier::new(threads + 1);
+    let failed = AtomicBool::new(false);
+    let (tally, cpu) = thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = (connections * t / threads)..(connections * (t + 1) / threads);
+                let (plan, barrier, failed) = (&plan, &barrier, &failed);
+                scope.spawn(move || engine::run_thread(plan, range, barrier, failed))
+            })
+            .collect();
+        barrier.wait();
+        // The server's CPU is read over the same window the threads measure.
+        let started = Instant::now();
+        let cpu_before = target.pid.map(procfs::cpu_seconds).transpose();
+        if !failed.load(Ordering::SeqCst) {
+            thread::sleep(settings.duration.saturating_sub(started.elapsed()));
+        }
+        let cpu_after = target.pid.map(procfs::cpu_seconds).transpose();
+        let mut tally = Tally::new(settings.resources);
+        let mut first_error = None;
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(t)) => tally.merge(&t),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert_with(|| "a generator thread panicked".to_string());
+                }
+            }
+        }
+        let cpu = match (cpu_before, cpu_after) {
+            (Ok(Some(before)), Ok(Some(after))) => Ok(Some(after - before)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            _ => Ok(None),
+        };
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((tally, cpu?)),
+        }
+    })?;
+
+    let verify = if settings.verify {
+        let counters = control::read_counters(target.addr, &dialect, &names)?;
+        Some(compare(&counters, &tally, &names))
+    } else {
+        None
+    };
+    let secs = settings.duration.as_secs_f64();
+    let us = |q: f64| tally.latency.quantile(q).as_secs_f64() * 1e6;
+    let grants = target.kind != Kind::Echo;
+    Ok(RunResult {
+        target: target.label.clone(),
+        kind: target.kind,
+        address: target.addr.to_string(),
+        mode: settings.mode,
+        connections,
+        pipeline: per_conn,
+        resources: settings.resources,
+        round,
+        seconds: secs,
+        requests: tally.requests,
+        requests_per_sec: tally.requests as f64 / secs,
+        lock_requests: tally.lock_requests,
+        acquisitions: tally.acquisitions,
+        acquisitions_per_sec: grants.then(|| tally.acquisitions as f64 / secs),
+        refusals: tally.refusals,
+        refusal_ratio: (grants && tally.lock_requests > 0)
+            .then(|| tally.refusals as f64 / tally.lock_requests as f64),
+        fairness: if grants { tally.fairness() } else { None },
+        errors: tally.errors,
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: us(1.0),
+        server_cpu_secs: cpu,
+        server_cpu_secs_per_million: cpu
+            .filter(|_| tally.requests > 0)
+            .map(|c| c / tally.requests as f64 * 1e6),
+        verify,
+        first_unexpected_reply: tally.first_unexpected,
+        first_connection_failure: tally.first_failure,
+    })
+}
+
+/// Compares the counters read back with the increments the fighters saw.
+fn compare(counters: &[u64], tally: &Tally, names: &Names) -> Verification {
+    let mut violations = 0;
+    let mut examples = Vec::new();
+    for (r, (&counted, &increments)) in counters.iter().zip(&tally.increments).enumerate() {
+        if counted != increments {
+            violations += 1;
+            if examples.len() < EXAMPLES {
+                examples.push(format!(
+                    "{}: counter {counted}, increments {increments}",
+                    String::from_utf8_lossy(&names.counters[r])
+                ));
+            }
+        }
+    }
+    Verification {
+        increments: tally.increments.iter().sum(),
+        counted: counters.iter().sum(),
+        violations,
+        examples,
+        lost_holds: tally.lost_holds,
+        unfinished: tally.unfinished,
+    }
+}

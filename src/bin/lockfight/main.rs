@@ -1,0 +1,541 @@
+//! `lockfight`: the lock-fighting load generator and benchmark harness.
+//!
+//! Many fighters compete for the same resources on a lock server: each
+//! picks one of `--resources` names at random, locks it, and unlocks it
+//! again once it holds it. lockfight drives them from one `mio` loop per
+//! thread, so the generator itself stays cheap, and fights over several
+//! targets in one invocation, alternating them round by round, so that
+//! their figures can be compared as ratios measured side by side:
+//! Jackrabbit DLM, Redis, and the echo ceiling that `lockfight ceiling`
+//! serves.
+//!
+//! Module map, bottom-up:
+//! - `rng`, `histogram`: the seeded generator and the latency histogram.
+//! - `wire`: requests and replies for each target's protocol; no I/O.
+//! - `mode`: the table of fighting modes.
+//! - `fighter`: one fighter's request sequence and what it counts; no I/O.
+//! - `engine`: the event loop that drives connections and fighters.
+//! - `control`: blocking side talks (script loading, counter check).
+//! - `fight`: one run end to end; `procfs`: the server's CPU and memory.
+//! - `report`, `chart`: tables, JSON, the summary and the sweep chart.
+//! - `ceiling`: the echo ceiling server; `memory`: resident bytes per entry.
+
+mod ceiling;
+mod chart;
+mod control;
+mod engine;
+mod fight;
+mod fighter;
+mod histogram;
+mod memory;
+mod mode;
+mod procfs;
+mod report;
+mod rng;
+mod target;
+mod wire;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::fight::Settings;
+use crate::mode::Mode;
+use crate::report::RunResult;
+use crate::target::{Kind, Target};
+
+/// Exit status of a usage error, as clap uses.
+const USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "lockfight",
+    version,
+    about = "Lock-fighting load generator: Jackrabbit DLM against Redis and the echo ceiling",
+    long_about = "Lock-fighting load generator: Jackrabbit DLM against Redis and the echo ceiling.\n\n\
+        Each fighter owns an ID (and a connection, except in oneshot mode), picks one of \
+        --resources names at random, sends Lock (Expire --expire), and on Locked sends Unlock. \
+        Throughput counts every reply; acquisitions count granted locks; NotOwner is the share \
+        of Lock requests refused; fairness is Jain's index of the locks granted per fighter \
+        (1 when all got as many). Latencies run from a request's write to its reply. Give several --target options to compare them in one run: \
+        they are run in turn, round after round (--rounds), and the summary quotes the first \
+        target's figures divided by each other's, as the median over the rounds.\n\n\
+        Exit status: 0 on success, 1 on a failed run or a --verify violation, 2 on a usage error.",
+    args_conflicts_with_subcommands = true,
+    args_override_self = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    fight: FightArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the echo ceiling: one mio thread, the same fixed reply to every line, no state
+    ///
+    /// Prints "lockfight ceiling listening on ADDRESS" once bound, then serves
+    /// until killed. Fight over it with --target echo://ADDRESS.
+    Ceiling {
+        /// IP address to listen on
+        #[arg(default_value = "127.0.0.1")]
+        host: String,
+        /// TCP port to listen on (0 picks a free one)
+        #[arg(default_value_t = 37374)]
+        port: u16,
+    },
+    /// Measure servers' resident memory: idle, then per entry after N locks and N data items
+    ///
+    /// Reads VmRSS of each server process idle, after creating --entries locks, and after
+    /// creating --entries data items of --value-bytes bytes; reports bytes per entry and the
+    /// overhead beyond the name, ID and value bytes. Removes the entries at the end. Start
+    /// the servers fresh for a meaningful idle figure.
+    Memory(MemoryArgs),
+}
+
+#[derive(Args)]
+struct MemoryArgs {
+    #[arg(
+        long = "target",
+        value_name = "URL",
+        required = true,
+        help = "Server to fill: [LABEL=]jackrabbit://HOST[:PORT] or [LABEL=]redis://HOST[:PORT]; \
+                repeat for several"
+    )]
+    targets: Vec<String>,
+
+    /// PID of each target's server process, in the same order as --target
+    #[arg(long = "server-pid", value_name = "PID", required = true)]
+    server_pids: Vec<u32>,
+
+    /// Locks created, then data items created
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    entries: u64,
+
+    /// Bytes of each data item's value
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    value_bytes: usize,
+
+    /// Print the results as JSON instead of a table
+    #[arg(long)]
+    json: bool,
+
+    /// Print the results as a Markdown table
+    #[arg(long, conflicts_with = "json")]
+    markdown: bool,
+}
+
+#[derive(Args)]
+struct FightArgs {
+    #[arg(
+        long = "target",
+        value_name = "URL",
+        required = true,
+        help = "Server to fight over: [LABEL=]jackrabbit://HOST[:PORT] (default port 37373), \
+                [LABEL=]redis://HOST[:PORT] (default 6379) or [LABEL=]echo://HOST:PORT. Repeat to \
+                compare targets in one run; the first is the reference of the ratios"
+    )]
+    targets: Vec<String>,
+
+    /// Fighting mode
+    #[arg(long, value_enum, default_value_t = Mode::Persistent)]
+    mode: Mode,
+
+    /// Concurrent connections (oneshot: concurrent fighters, each on a new connection per request)
+    #[arg(short = 'c', long, default_value_t = 32, value_name = "C")]
+    connections: usize,
+
+    /// Run once per connection count instead of --connections, e.g. 1,8,32,128, and draw the
+    /// chart (see --chart)
+    #[arg(long, value_delimiter = ',', value_name = "C,C,...")]
+    sweep_connections: Vec<usize>,
+
+    /// Number of resource names the fighters compete for
+    #[arg(short = 'k', long, default_value_t = 1024, value_name = "K")]
+    resources: u32,
+
+    /// Seconds measured per run (fractions allowed)
+    #[arg(short = 'd', long, default_value_t = 3.0, value_name = "SECS")]
+    duration: f64,
+
+    /// Requests written per connection before the replies are read (pipelined mode only)
+    #[arg(short = 'p', long, default_value_t = 32, value_name = "P")]
+    pipeline: usize,
+
+    /// Expire of each Lock, in seconds (Redis: PX in milliseconds)
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    expire: f64,
+
+    /// Seed of the fighters' random choices
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Generator threads, each with its own mio loop and a share of the connections
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+
+    /// Rounds: every target runs once per round, targets alternating (A,B,C,A,B,C,...)
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+
+    /// Milliseconds a patient (or chaos) fighter sleeps before retrying a refused lock
+    #[arg(long, default_value_t = 1.0, value_name = "MS")]
+    retry_delay_ms: f64,
+
+    /// Milliseconds a fighter holds a granted lock before its next request (any mode)
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    hold_ms: f64,
+
+    /// Wait of each Lock in the wait mode, in seconds: how long the server may queue it
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    wait: f64,
+
+    /// Send table-encoded lines instead of plain JSON (jackrabbit and echo targets)
+    #[arg(long)]
+    encoded: bool,
+
+    /// Each holder does Get, Put(value+1) on the counter its lock guards before Unlock; at the
+    /// end every counter must equal its increments, or the run fails (not for echo targets)
+    #[arg(long)]
+    verify: bool,
+
+    /// PID of a target's server process, to report its CPU seconds (user+system, all threads,
+    /// from /proc) per million requests; give one per --target, in the same order (0 for none)
+    #[arg(long = "server-pid", value_name = "PID")]
+    server_pids: Vec<u32>,
+
+    /// Print the results as JSON instead of a table
+    #[arg(long)]
+    json: bool,
+
+    /// Print the results as Markdown tables
+    #[arg(long, conflicts_with = "json")]
+    markdown: bool,
+
+    /// Where to write the SVG chart of throughput and p99 against connections
+    /// [default with --sweep-connections: lockfight-sweep.svg]
+    #[arg(long, value_name = "FILE")]
+    chart: Option<PathBuf>,
+
+    /// Don't print a line per run on stderr as runs finish
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Ceiling { host, port }) => match ceiling::serve(&host, port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lockfight: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Memory(args)) => run_memory(&args),
+        None => run(cli.fight),
+    }
+}
+
+fn run_memory(args: &MemoryArgs) -> ExitCode {
+    let targets = match args
+        .targets
+        .iter()
+        .map(|t| target::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(t) => t,
+        Err(e) => return usage(&e),
+    };
+    if targets.len() != args.server_pids.len() {
+        return usage("memory needs one --server-pid per --target");
+    }
+    if let Some(t) = targets.iter().find(|t| t.kind == Kind::Echo) {
+        return usage(&format!("{} is an echo target; it stores nothing", t.label));
+    }
+    if args.entries == 0 {
+        return usage("--entries must be at least 1");
+    }
+    if args.value_bytes == 0 || args.value_bytes > 1 << 20 {
+        return usage("--value-bytes must be between 1 and 1048576");
+    }
+    let mut results = Vec::new();
+    for (t, &pid) in targets.iter().zip(&args.server_pids) {
+        match memory::measure(t, pid, args.entries, args.value_bytes) {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                eprintln!("lockfight: {}: {e}", t.label);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let text = if args.json {
+        match serde_json::to_string_pretty(&results) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                eprintln!("lockfight: cannot write JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if args.markdown {
+        memory::table(&results).markdown()
+    } else {
+        memory::table(&results).text()
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+/// Reports a usage error.
+fn usage(message: &str) -> ExitCode {
+    eprintln!("lockfight: {message}");
+    ExitCode::from(USAGE)
+}
+
+/// Everything a fighting invocation needs, validated.
+struct Invocation {
+    targets: Vec<Target>,
+    settings: Settings,
+    connection_counts: Vec<usize>,
+    rounds: usize,
+    chart: Option<PathBuf>,
+}
+
+fn validate(args: &FightArgs) -> Result<Invocation, String> {
+    let mut targets = args
+        .targets
+        .iter()
+        .map(|t| target::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|o| o.label == t.label) {
+            return Err(format!(
+                "two targets are labelled {:?}; name them LABEL=URL",
+                t.label
+            ));
+        }
+    }
+    if !args.server_pids.is_empty() {
+        if args.server_pids.len() != targets.len() {
+            return Err(format!(
+                "{} --server-pid for {} --target; give one per target (0 for none)",
+                args.server_pids.len(),
+                targets.len()
+            ));
+        }
+        for (t, &pid) in targets.iter_mut().zip(&args.server_pids) {
+            t.pid = (pid != 0).then_some(pid);
+        }
+    }
+    if args.verify {
+        if let Some(t) = targets.iter().find(|t| t.kind == Kind::Echo) {
+            return Err(format!(
+                "--verify needs a lock server; {} is an echo target",
+                t.label
+            ));
+        }
+    }
+    if args.mode.spec().waits {
+        if let Some(t) = targets.iter().find(|t| t.kind == Kind::Redis) {
+            return Err(format!(
+                "{} is Redis, which has no waiting acquire",
+                t.label
+            ));
+        }
+    }
+    let counts = if args.sweep_connections.is_empty() {
+        vec![args.connections]
+    } else {
+        args.sweep_connections.clone()
+    };
+    if counts.contains(&0) {
+        return Err("connection counts must be at least 1".into());
+    }
+    if args.resources == 0 {
+        return Err("--resources must be at least 1".into());
+    }
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 86400.0) {
+        return Err("--duration must be a number of seconds above 0".into());
+    }
+    if !(1..=4096).contains(&args.pipeline) {
+        return Err("--pipeline must be between 1 and 4096".into());
+    }
+    if !(args.expire.is_finite() && args.expire > 0.0 && args.expire <= 86400.0) {
+        return Err("--expire must be above 0 and at most 86400 seconds".into());
+    }
+    if args.threads == 0 || args.rounds == 0 {
+        return Err("--threads and --rounds must be at least 1".into());
+    }
+    if !(args.retry_delay_ms.is_finite()
+        && args.retry_delay_ms >= 0.0
+        && args.retry_delay_ms <= 60_000.0)
+    {
+        return Err("--retry-delay-ms must be between 0 and 60000".into());
+    }
+    if !(args.hold_ms.is_finite() && args.hold_ms >= 0.0 && args.hold_ms <= 60_000.0) {
+        return Err("--hold-ms must be between 0 and 60000".into());
+    }
+    if !(args.wait.is_finite() && args.wait > 0.0 && args.wait <= 86400.0) {
+        return Err("--wait must be above 0 and at most 86400 seconds".into());
+    }
+    let chart = args.chart.clone().or_else(|| {
+        (!args.sweep_connections.is_empty()).then(|| PathBuf::from("lockfight-sweep.svg"))
+    });
+    Ok(Invocation {
+        targets,
+        settings: Settings {
+            mode: args.mode,
+            resources: args.resources,
+            duration: Duration::from_secs_f64(args.duration),
+            pipeline: args.pipeline,
+            expire_secs: args.expire,
+            seed: args.seed,
+            threads: args.threads,
+            retry_delay: Duration::from_secs_f64(args.retry_delay_ms / 1000.0),
+            hold: Duration::from_secs_f64(args.hold_ms / 1000.0),
+            wait_secs: args.wait,
+            encoded: args.encoded,
+            verify: args.verify,
+        },
+        connection_counts: counts,
+        rounds: args.rounds,
+        chart,
+    })
+}
+
+fn run(args: FightArgs) -> ExitCode {
+    let inv = match validate(&args) {
+        Ok(inv) => inv,
+        Err(e) => return usage(&e),
+    };
+    let mut runs: Vec<RunResult> = Vec::new();
+    for &connections in &inv.connection_counts {
+        for round in 1..=inv.rounds {
+            for target in &inv.targets {
+                match fight::fight(target, &inv.settings, connections, round) {
+                    Ok(result) => {
+                        if !args.quiet {
+                            eprintln!("{}", progress_line(&result));
+                        }
+                        runs.push(result);
+                    }
+                    Err(e) => {
+                        eprintln!("lockfight: {}: {e}", target.label);
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
+    }
+    let labels: Vec<String> = inv.targets.iter().map(|t| t.label.clone()).collect();
+    let summary = report::summarize(&runs, &labels);
+    if let Some(path) = &inv.chart {
+        let title = format!(
+            "lockfight {}, {} resources, median of {} round(s)",
+            inv.settings.mode, inv.settings.resources, inv.rounds
+        );
+        if let Err(e) = chart::draw(path, &summary, &labels, &title) {
+            eprintln!("lockfight: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let compared = labels.len() > 1 || inv.rounds > 1;
+    let output = if args.json {
+        let doc = serde_json::json!({
+            "command": std::env::args().collect::<Vec<_>>(),
+            "runs": runs,
+            "summary": summary,
+        });
+        match serde_json::to_string_pretty(&doc) {
+            Ok(text) => text + "\n",
+            Err(e) => {
+                eprintln!("lockfight: cannot write JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let render = |t: report::Table| {
+            if args.markdown {
+                t.markdown()
+            } else {
+                t.text()
+            }
+        };
+        let mut text = render(report::runs_table(&runs));
+        if compared {
+            text.push('\n');
+            text.push_str(&render(report::summary_table(&summary, &labels[0])));
+        }
+        text
+    };
+    // A closed stdout (lockfight ... | head) is not worth a panic.
+    let _ = std::io::stdout().write_all(output.as_bytes());
+
+    let mut failed = false;
+    for r in &runs {
+        if let Some(v) = r.verify.as_ref().filter(|v| !v.passed()) {
+            failed = true;
+            eprintln!(
+                "lockfight: VIOLATION on {} (round {}, {} connections): {} of {} counters differ \
+                 from their increments (counted {}, increments {}){}",
+                r.target,
+                r.round,
+                r.connections,
+                v.violations,
+                r.resources,
+                v.counted,
+                v.increments,
+                if v.unfinished {
+                    "; some fighters did not finish their cycle"
+                } else {
+                    ""
+                }
+            );
+            for example in &v.examples {
+                eprintln!("lockfight:   {example}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn progress_line(r: &RunResult) -> String {
+    let mut line = format!(
+        "{} {} c={} P={} round {}: {:.0} req/s, p99 {:.1}µs, {} errors",
+        r.target,
+        r.mode,
+        r.connections,
+        r.pipeline,
+        r.round,
+        r.requests_per_sec,
+        r.p99_us,
+        r.errors
+    );
+    if let Some(cpu) = r.server_cpu_secs_per_million {
+        line.push_str(&format!(", server {cpu:.2} CPU s/Mreq"));
+    }
+    if let Some(v) = &r.verify {
+        line.push_str(&format!(
+            ", verify {} ({} increments, {} lost holds)",
+            if v.passed() { "ok" } else { "FAILED" },
+            v.increments,
+            v.lost_holds
+        ));
+    }
+    if let Some(reply) = &r.first_unexpected_reply {
+        line.push_str(&format!(", first unexpected reply {reply:?}"));
+    }
+    if let Some(why) = &r.first_connection_failure {
+        line.push_str(&format!(", first connection failure: {why}"));
+    }
+    line
+}

@@ -1,0 +1,249 @@
+//! Request lines out, reply lines in: the client's side of PROTOCOL.md.
+//!
+//! Pure, like `protocol/`: no sockets here, so the line formats are tested
+//! without a server. Requests are written by hand (five fields, escaped with
+//! the server's own [`write_json_string`]); replies are small JSON objects
+//! read with serde_json.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::Error;
+use crate::protocol::codec;
+use crate::protocol::reply::{Status, write_json_string, write_u64};
+use crate::protocol::request::Action;
+
+/// How request lines (and so the server's replies) look on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// A JSON object per line, as the older Python client sends.
+    #[default]
+    Plain,
+    /// The JSON object's bytes in the 78-character table encoding, as the
+    /// newer Python client sends.
+    Table,
+}
+
+/// One request, borrowing everything from the caller.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub action: Action,
+    pub id: &'a str,
+    pub name: &'a str,
+    /// `Expire` for `Lock` and `Put`.
+    pub expire: Option<Duration>,
+    /// The `Wait` extension on `Lock`.
+    pub wait: Option<Duration>,
+    /// `DataStore` for `Put`.
+    pub data: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with no `Expire`, `Wait` or `DataStore`.
+    #[cfg(test)]
+    pub fn new(action: Action, id: &'a str, name: &'a str) -> Request<'a> {
+        Request {
+            action,
+            id,
+            name,
+            expire: None,
+            wait: None,
+            data: None,
+        }
+    }
+
+    /// Appends the request as one line, newline included, to `out`.
+    /// `scratch` holds the JSON text while it is table-encoded.
+    pub fn write_line(&self, encoding: Encoding, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        match encoding {
+            Encoding::Plain => self.write_json(out),
+            Encoding::Table => {
+                scratch.clear();
+                self.write_json(scratch);
+                codec::encode_into(scratch, out);
+            }
+        }
+        out.push(b'\n');
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"ID\":");
+        write_json_string(out, self.id);
+        out.extend_from_slice(b",\"FileName\":");
+        write_json_string(out, self.name);
+        out.extend_from_slice(b",\"Action\":\"");
+        out.extend_from_slice(self.action.name().as_bytes());
+        out.push(b'"');
+        if let Some(expire) = self.expire {
+            out.extend_from_slice(b",\"Expire\":\"");
+            write_seconds(out, expire);
+            out.push(b'"');
+        }
+        if let Some(wait) = self.wait {
+            out.extend_from_slice(b",\"Wait\":\"");
+            write_seconds(out, wait);
+            out.push(b'"');
+        }
+        if let Some(data) = self.data {
+            out.extend_from_slice(b",\"DataStore\":");
+            write_json_string(out, data);
+        }
+        out.push(b'}');
+    }
+}
+
+/// Appends `d` as decimal seconds, with only the fraction digits it needs
+/// (`30`, `0.25`, `1.000000001`).
+fn write_seconds(out: &mut Vec<u8>, d: Duration) {
+    write_u64(out, d.as_secs());
+    let mut nanos = d.subsec_nanos();
+    if nanos == 0 {
+        return;
+    }
+    let mut digits = 9;
+    while nanos % 10 == 0 {
+        nanos /= 10;
+        digits -= 1;
+    }
+    out.push(b'.');
+    let text = nanos.to_string();
+    out.extend(std::iter::repeat_n(b'0', digits - text.len()));
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// A parsed reply.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub status: Status,
+    fields: Map<String, Value>,
+}
+
+impl Reply {
+    /// Parses one reply line (without its newline) sent in `encoding`.
+    pub fn parse(line: &[u8], encoding: Encoding) -> Result<Reply, Error> {
+        let decoded;
+        let json = match encoding {
+            Encoding::Plain => line,
+            Encoding::Table => {
+                decoded = codec::decode(line.trim_ascii())
+                    .map_err(|e| Error::protocol(format!("reply is not table-encoded: {e}")))?;
+                &decoded
+            }
+        };
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|e| Error::protocol(format!("reply is not JSON: {e}")))?;
+        let Value::Object(fields) = value else {
+            return Err(Error::protocol("reply is not a JSON object"));
+        };
+        let status = match fields.get("Status") {
+            Some(Value::String(text)) => Status::from_wire(text)
+                .ok_or_else(|| Error::protocol(format!("unknown status {text:?}")))?,
+            _ => return Err(Error::protocol("reply has no Status string")),
+        };
+        Ok(Reply { status, fields })
+    }
+
+    /// The `ID` field.
+    pub fn id(&self) -> Option<&str> {
+        self.fields.get("ID").and_then(Value::as_str)
+    }
+
+    /// The `Token` field of a `Locked` reply to `Lock`.
+    pub fn token(&self) -> Option<u64> {
+        self.fields.get("Token").and_then(Value::as_u64)
+    }
+
+    /// Takes the `DataStore` field of a successful `Get`.
+    pub fn take_data(&mut self) -> Option<String> {
+        match self.fields.remove("DataStore") {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Every integer field, which in a `Stats` reply is every counter.
+    pub fn counters(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.fields
+            .iter()
+            .filter_map(|(name, v)| Some((name.as_str(), v.as_u64()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(request: Request<'_>, encoding: Encoding) -> String {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        request.write_line(encoding, &mut out, &mut scratch);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lock_line_matches_the_protocol_example() {
+        let mut lock = Request::new(Action::Lock, "w1", "jobs");
+        lock.expire = Some(Duration::from_secs(30));
+        assert_eq!(
+            line(lock, Encoding::Plain),
+            "{\"ID\":\"w1\",\"FileName\":\"jobs\",\"Action\":\"Lock\",\"Expire\":\"30\"}\n"
+        );
+    }
+
+    #[test]
+    fn table_lines_start_like_the_protocol_example() {
+        let text = line(Request::new(Action::Version, "w1", "x"), Encoding::Table);
+        assert!(text.starts_with("a^1l1y1W1l"), "{text}");
+        let json = codec::decode(text.trim_end().as_bytes()).unwrap();
+        assert_eq!(json, br#"{"ID":"w1","FileName":"x","Action":"Version"}"#);
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut put = Request::new(Action::Put, "a\"b", "c\\d");
+        put.expire = Some(Duration::from_millis(250));
+        put.data = Some("line\nbreak");
+        let text = line(put, Encoding::Plain);
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["ID"], "a\"b");
+        assert_eq!(parsed["FileName"], "c\\d");
+        assert_eq!(parsed["Expire"], "0.25");
+        assert_eq!(parsed["DataStore"], "line\nbreak");
+    }
+
+    #[test]
+    fn seconds_use_only_the_digits_they_need() {
+        let text = |d| {
+            let mut out = Vec::new();
+            write_seconds(&mut out, d);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(Duration::ZERO), "0");
+        assert_eq!(text(Duration::from_secs(86400)), "86400");
+        assert_eq!(text(Duration::from_millis(1500)), "1.5");
+        assert_eq!(text(Duration::from_millis(5)), "0.005");
+        assert_eq!(text(Duration::new(1, 1)), "1.000000001");
+    }
+
+    #[test]
+    fn replies_parse_in_both_encodings() {
+        let plain = br#"{"Status":"Locked","ID":"w1","Token":1764129000000017}"#;
+        let reply = Reply::parse(plain, Encoding::Plain).unwrap();
+        assert_eq!(reply.status, Status::Locked);
+        assert_eq!(reply.id(), Some("w1"));
+        assert_eq!(reply.token(), Some(1764129000000017));
+
+        let encoded = codec::encode(br#"{"Status":"NO"}"#);
+        let reply = Reply::parse(encoded.as_bytes(), Encoding::Table).unwrap();
+        assert_eq!(reply.status, Status::No);
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        for bad in [&b"nonsense"[..], b"[1]", b"{}", br#"{"Status":"Maybe"}"#] {
+            let err = Reply::parse(bad, Encoding::Plain).unwrap_err();
+            assert!(err.to_string().starts_with("protocol error"), "{err}");
+        }
+        assert!(Reply::parse(b"{}", Encoding::Table).is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! End to end: `lockfight` fights for about a second in each mode with
+//! `--verify` against a real `jackrabbit-dlm`, and against its own echo
+//! ceiling. The checks are that requests were answered and that mutual
+//! exclusion held; there are no timing assertions, since the machine is
+//! shared and noisy.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::TestServer;
+
+/// Runs lockfight with `args`.
+fn lockfight(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockfight"))
+        .args(args)
+        .output()
+        .expect("run lockfight")
+}
+
+/// Runs lockfight with `args` and `--json`, expects success, and returns the
+/// single run it reports.
+fn one_run(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--json", "--quiet"]);
+    let out = lockfight(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "lockfight {args:?} failed: {stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let runs = doc["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1);
+    runs[0].clone()
+}
+
+/// Fights over a fresh server in `mode` with `--verify` and checks the run.
+fn fight_verified(mode: &str, extra: &[&str]) {
+    let server = TestServer::start();
+    let target = format!("jackrabbit://{}", server.addr);
+    let pid = server.pid().to_string();
+    let mut args = vec![
+        "--target",
+        &target,
+        "--mode",
+        mode,
+        "--duration",
+        "1",
+        "--connections",
+        "4",
+        "--resources",
+        "8",
+        "--pipeline",
+        "8",
+        "--verify",
+        "--server-pid",
+        &pid,
+    ];
+    args.extend(extra);
+    let run = one_run(&args);
+    assert!(
+        run["requests"].as_u64().unwrap() > 0,
+        "no request answered: {run}"
+    );
+    assert!(
+        run["acquisitions"].as_u64().unwrap() > 0,
+        "no lock granted: {run}"
+    );
+    assert!(
+        run["server_cpu_secs"].as_f64().is_some(),
+        "no CPU figure: {run}"
+    );
+    let verify = &run["verify"];
+    assert_eq!(verify["violations"], 0, "{run}");
+    assert_eq!(verify["unfinished"], false, "{run}");
+    assert_eq!(verify["counted"], verify["increments"], "{run}");
+    assert!(verify["increments"].as_u64().unwrap() > 0, "{run}");
+    assert_eq!(run["errors"], 0, "{run}");
+}
+
+#[test]
+fn oneshot_verified() {
+    fight_verified("oneshot", &[]);
+}
+
+#[test]
+fn persistent_verified() {
+    fight_verified("persistent", &[]);
+}
+
+#[test]
+fn persistent_encoded_verified() {
+    fight_verified("persistent", &["--encoded"]);
+}
+
+#[test]
+fn pipelined_verified() {
+    fight_verified("pipelined", &[]);
+}
+
+#[test]
+fn patient_verified() {
+    fight_verified("patient", &[]);
+}
+
+#[test]
+fn aggressive_verified() {
+    fight_verified("aggressive", &[]);
+}
+
+#[test]
+fn chaos_verified() {
+    fight_verified("chaos", &[]);
+}
+
+#[test]
+fn wait_verified_on_two_hot_keys() {
+    // Few keys, so most Locks are parked and handed over by the server.
+    fight_verified("wait", &["--resources", "2", "--hold-ms", "0.2"]);
+}
+
+/// The echo ceiling, killed when dropped.
+struct Ceiling {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Ceiling {
+    fn start() -> Ceiling {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lockfight"))
+            .args(["ceiling", "127.0.0.1", "0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the ceiling");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read start-up line");
+        let addr = first
+            .split_whitespace()
+            .last()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        Ceiling { child, addr }
+    }
+}
+
+impl Drop for Ceiling {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ceiling_answers_every_mode() {
+    let ceiling = Ceiling::start();
+    let target = format!("echo://{}", ceiling.addr);
+    let pid = ceiling.child.id().to_string();
+    for mode in ["oneshot", "persistent", "pipelined"] {
+        let run = one_run(&[
+            "--target",
+            &target,
+            "--mode",
+            mode,
+            "--duration",
+            "0.5",
+            "--connections",
+            "4",
+            "--server-pid",
+            &pid,
+        ]);
+        assert!(run["requests"].as_u64().unwrap() > 0, "{mode}: {run}");
+        assert_eq!(run["errors"], 0, "{mode}: {run}");
+        assert!(run["acquisitions_per_sec"].is_null(), "echo grants nothing");
+    }
+}
+
+#[test]
+fn comparison_and_sweep_write_a_summary_and_a_chart() {
+    let server = TestServer::start();
+    let ceiling = Ceiling::start();
+    let jr = format!("jackrabbit://{}", server.addr);
+    let echo = format!("echo://{}", ceiling.addr);
+    let chart = server.dir.join("sweep.svg");
+    let chart_arg = chart.to_string_lossy().to_string();
+    let out = lockfight(&[
+        "--target",
+        &jr,
+        "--target",
+        &echo,
+        "--sweep-connections",
+        "1,4",
+        "--rounds",
+        "2",
+        "--duration",
+        "0.2",
+        "--chart",
+        &chart_arg,
+        "--json",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(doc["runs"].as_array().unwrap().len(), 2 * 2 * 2);
+    let summary = doc["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), 2 * 2);
+    assert_eq!(summary[0]["reference_over_this_requests"], 1.0);
+    assert!(summary[1]["reference_over_this_requests"].as_f64().unwrap() > 0.0);
+    let svg = std::fs::read_to_string(&chart).expect("chart written");
+    assert!(svg.starts_with("<svg") && svg.contains("jackrabbit") && svg.contains("echo"));
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for args in [
+        &["--target", "echo://127.0.0.1:1", "--verify"][..],
+        &["--target", "ftp://127.0.0.1:1"][..],
+        &["--target", "echo://127.0.0.1:1", "--duration", "0"][..],
+        &[
+            "--target",
+            "echo://127.0.0.1:1",
+            "--target",
+            "echo://127.0.0.1:2",
+        ][..],
+        &[
+            "--target",
+            "echo://127.0.0.1:1",
+            "--server-pid",
+            "1",
+            "--server-pid",
+            "2",
+        ][..],
+    ] {
+        let out = lockfight(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("lockfight: "), "{stderr}");
+    }
+    assert_eq!(
+        lockfight(&[]).status.code(),
+        Some(2),
+        "a target is required"
+    );
+}
+
+#[test]
+fn unreachable_target_fails_with_one_line() {
+    // Bind then drop a listener, so the port is very likely closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let out = lockfight(&[
+        "--target",
+        &format!("jackrabbit://127.0.0.1:{port}"),
+        "--duration",
+        "0.2",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn verify_reports_the_lost_updates_of_expired_holds() {
+    // Locks expire after 1 ms but holders take 2 ms between reading and
+    // writing the counter: a second holder gets in, and updates are lost.
+    let server = TestServer::start();
+    let target = format!("jackrabbit://{}", server.addr);
+    let out = lockfight(&[
+        "--target",
+        &target,
+        "--resources",
+        "1",
+        "--connections",
+        "8",
+        "--expire",
+        "0.001",
+        "--hold-ms",
+        "2",
+        "--duration",
+        "1",
+        "--verify",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VIOLATION"), "{stderr}");
+}

@@ -1,0 +1,589 @@
+//! End-to-end tests of the transport, the limits, the counters and the
+//! logs, against the real server binary over TCP.
+
+mod common;
+
+use common::{Client, TestServer, put, request, stats_until};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+fn version_line() -> String {
+    request("Version", "a", "x", "0")
+}
+
+fn status(reply: &Value) -> String {
+    reply["Status"].as_str().unwrap_or("<none>").to_string()
+}
+
+#[test]
+fn a_thousand_pipelined_requests_in_one_write_come_back_in_order() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let mut batch = String::new();
+    for i in 0..1000 {
+        batch.push_str(&request("Lock", "w", &format!("lock-{i}"), "30"));
+        batch.push('\n');
+    }
+    client.send(batch.as_bytes());
+    let mut last = 0;
+    for _ in 0..1000 {
+        let reply: Value = serde_json::from_str(&client.line()).unwrap();
+        assert_eq!(status(&reply), "Locked");
+        let token = reply["Token"].as_u64().unwrap();
+        assert!(token > last, "replies in request order, tokens increasing");
+        last = token;
+    }
+    let stats = client.call(&request("Stats", "w", "x", "0"));
+    assert_eq!(stats["ALock"], 1000);
+}
+
+#[test]
+fn a_request_sent_one_byte_at_a_time_with_crlf() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    for b in format!("{}\r\n", version_line()).bytes() {
+        client.send(&[b]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let reply: Value = serde_json::from_str(&client.line()).unwrap();
+    assert_eq!(status(&reply), "Version");
+}
+
+#[test]
+fn empty_lines_are_ignored() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    client.send(format!("\n\r\n   \n\t\r\n{}\n\n", version_line()).as_bytes());
+    assert!(client.line().contains("\"Version\""));
+    // Nothing else was answered: the next reply is for the next request.
+    let reply = client.call(&request("TestLock", "a", "x", "0"));
+    assert_eq!(status(&reply), "Unlocked");
+}
+
+#[test]
+fn one_shot_connections_like_the_python_client() {
+    let server = TestServer::start();
+    for i in 0..50 {
+        let mut client = server.connect();
+        let reply = client.call(&request("Lock", &format!("w{i}"), "shared", "30"));
+        let expected = if i == 0 { "Locked" } else { "NotOwner" };
+        assert_eq!(status(&reply), expected);
+        drop(client);
+    }
+    let stats = server.connect().call(&request("Stats", "a", "x", "0"));
+    assert!(stats["Connections"].as_u64().unwrap() >= 51);
+}
+
+#[test]
+fn half_close_after_the_request_still_gets_the_reply() {
+    let server = TestServer::start();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "{}\n{}\n",
+                version_line(),
+                request("TestLock", "a", "x", "0")
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut all = String::new();
+    stream.read_to_string(&mut all).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 2, "{all:?}");
+    assert!(lines[0].contains("Version") && lines[1].contains("Unlocked"));
+}
+
+#[test]
+fn a_last_request_without_newline_is_answered_at_half_close() {
+    let server = TestServer::start();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(version_line().as_bytes()).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut all = String::new();
+    stream.read_to_string(&mut all).unwrap();
+    assert!(all.contains("\"Version\"") && all.ends_with('\n'));
+}
+
+/// A TestLock line padded with spaces to exactly `len` bytes, newline included.
+fn line_of_len(len: usize) -> Vec<u8> {
+    let core = request("TestLock", "a", "x", "0");
+    let mut line = core.into_bytes();
+    line.resize(len - 1, b' ');
+    line.push(b'\n');
+    line
+}
+
+#[test]
+fn line_limit_just_under_is_served_just_over_closes() {
+    let server = TestServer::start();
+    let limit = 1 << 20;
+    let mut client = server.connect();
+    client.send(&line_of_len(limit));
+    assert_eq!(
+        status(&serde_json::from_str(&client.line()).unwrap()),
+        "Unlocked"
+    );
+
+    let mut over = server.connect();
+    // An answered request first: its reply must not be lost.
+    over.send(format!("{}\n", version_line()).as_bytes());
+    assert!(over.line().contains("Version"));
+    let _ = over.stream().write_all(&line_of_len(limit + 1));
+    assert!(over.is_closed(), "the connection closes");
+
+    let stats = server.connect().call(&request("Stats", "a", "x", "0"));
+    assert_eq!(stats["DataOverrun"], 1);
+}
+
+#[test]
+fn line_limit_is_configurable_and_counts_unfinished_lines() {
+    let server = TestServer::with_args(&["--max-line", "256"]);
+    let mut client = server.connect();
+    client.send(&line_of_len(256));
+    assert_eq!(
+        status(&serde_json::from_str(&client.line()).unwrap()),
+        "Unlocked"
+    );
+    // 300 bytes without any newline: closed before a newline arrives.
+    let mut over = server.connect();
+    over.send(&[b'{'; 300]);
+    assert!(over.is_closed());
+    assert_eq!(
+        server.connect().call(&request("Stats", "a", "x", "0"))["DataOverrun"],
+        1
+    );
+}
+
+#[test]
+fn every_kind_of_bad_payload_keeps_the_connection() {
+    let server = TestServer::with_args(&["--max-ttl", "3600"]);
+    let mut client = server.connect();
+    let long_id = "i".repeat(1025);
+    let long_name = "n".repeat(4097);
+    let bad_lines: Vec<String> = vec![
+        "{".into(),
+        "{}".into(),
+        "{} trailing".into(),
+        "{\"ID\":\"a\"".into(),
+        "{\"ID\":\"\\x\"}".into(),
+        r#"{"FileName":"x","Action":"Lock","Expire":"1"}"#.into(),
+        r#"{"ID":"a","Action":"Lock","Expire":"1"}"#.into(),
+        r#"{"ID":"a","FileName":"x","Expire":"1"}"#.into(),
+        r#"{"ID":5,"FileName":"x","Action":"Lock","Expire":"1"}"#.into(),
+        r#"{"ID":"a","FileName":["x"],"Action":"Lock","Expire":"1"}"#.into(),
+        r#"{"ID":"a","FileName":"x","Action":7,"Expire":"1"}"#.into(),
+        r#"{"ID":"a","FileName":"x","Action":"Lock"}"#.into(),
+        r#"{"ID":"a","FileName":"x","Action":"Put","Expire":"1"}"#.into(),
+        r#"{"ID":"a","FileName":"x","Action":"Put","Expire":"1","DataStore":42}"#.into(),
+        r#"{"ID":"","FileName":"x","Action":"Lock","Expire":"1"}"#.into(),
+        r#"{"ID":"a","FileName":"","Action":"Lock","Expire":"1"}"#.into(),
+        format!(r#"{{"ID":"{long_id}","FileName":"x","Action":"Lock","Expire":"1"}}"#),
+        format!(r#"{{"ID":"a","FileName":"{long_name}","Action":"Lock","Expire":"1"}}"#),
+    ];
+    let bad_expires = [
+        "\"abc\"",
+        "\"-1\"",
+        "-1",
+        "\"0\"",
+        "0",
+        "\"inf\"",
+        "\"nan\"",
+        "\"1e999\"",
+        "1e999",
+        "\"3601\"",
+        "3601",
+        "null",
+        "true",
+    ];
+    let mut all = bad_lines;
+    for e in bad_expires {
+        all.push(format!(
+            r#"{{"ID":"a","FileName":"x","Action":"Lock","Expire":{e}}}"#
+        ));
+        all.push(format!(
+            r#"{{"ID":"a","FileName":"x","Action":"Put","Expire":{e},"DataStore":"v"}}"#
+        ));
+    }
+    for line in &all {
+        let reply = client.call(line);
+        assert_eq!(status(&reply), "BadPayload", "{line}");
+        // The same connection keeps working.
+        assert_eq!(status(&client.call(&version_line())), "Version");
+    }
+    // The same in the table encoding, plus lines that are not valid table text.
+    for line in all.iter().take(5) {
+        assert_eq!(status(&client.call_encoded(line)), "BadPayload", "{line}");
+    }
+    let plain_bad = |c: &mut Client, text: &str| {
+        c.send(format!("{text}\n").as_bytes());
+        let reply = c.line();
+        let decoded =
+            jackrabbit_dlm::protocol::codec::decode(reply.as_bytes()).expect("encoded reply");
+        assert_eq!(decoded, br#"{"Status":"BadPayload"}"#, "{text}");
+    };
+    // A line not starting with '{' is table-encoded by definition, so
+    // anything else that is not JSON gets an encoded BadPayload.
+    plain_bad(&mut client, "not json");
+    plain_bad(&mut client, "[1,2,3]");
+    plain_bad(&mut client, "\"just a string\"");
+    plain_bad(
+        &mut client,
+        &jackrabbit_dlm::protocol::codec::encode(b"[1,2,3]"),
+    );
+    plain_bad(&mut client, "a^1"); // odd length
+    plain_bad(&mut client, "a^~~"); // foreign characters
+    plain_bad(&mut client, "zZzZ"); // pairs above 255
+    plain_bad(&mut client, "a^é1"); // non-ASCII
+    assert_eq!(status(&client.call(&version_line())), "Version");
+    let stats = client.call(&request("Stats", "a", "x", "0"));
+    assert_eq!(
+        stats["BadPayload"].as_u64().unwrap() as usize,
+        all.len() + 5 + 8
+    );
+}
+
+#[test]
+fn expire_accepts_fractions_numbers_and_padding() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    for (i, e) in ["\"0.25\"", "7", "1.5", "\" 3 \"", "\"86400\""]
+        .iter()
+        .enumerate()
+    {
+        let line = format!(r#"{{"ID":"a","FileName":"f{i}","Action":"Lock","Expire":{e}}}"#);
+        assert_eq!(status(&client.call(&line)), "Locked", "{e}");
+    }
+    // Other actions ignore Expire entirely.
+    let line = r#"{"ID":"a","FileName":"f0","Action":"Unlock","Expire":"abc"}"#;
+    assert_eq!(status(&client.call(line)), "Unlocked");
+}
+
+#[test]
+fn short_ttls_expire_without_any_access() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    for i in 0..100 {
+        client.call(&request("Lock", "a", &format!("l{i}"), "0.2"));
+        client.call(&put("a", &format!("d{i}"), "v", "0.2"));
+    }
+    let stats = client.call(&request("Stats", "a", "x", "0"));
+    assert_eq!(
+        (stats["ALock"].as_u64(), stats["AData"].as_u64()),
+        (Some(100), Some(100))
+    );
+    let stats = stats_until(&mut client, Duration::from_secs(10), |s| {
+        s["ALock"] == 0 && s["AData"] == 0
+    });
+    assert_eq!(
+        (stats["ALock"].as_u64(), stats["AData"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(stats["ExpiredLock"], 100);
+    assert_eq!(stats["ExpiredData"], 100);
+}
+
+#[test]
+fn tokens_strictly_increase_across_names_and_holds() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let mut last = 0u64;
+    for i in 0..200 {
+        let name = format!("n{}", i % 5);
+        let reply = client.call(&request("Lock", &format!("w{}", i % 3), &name, "30"));
+        if status(&reply) == "Locked" {
+            let token = reply["Token"].as_u64().unwrap();
+            assert!(token >= last);
+            last = token;
+            client.call(&request("Unlock", &format!("w{}", i % 3), &name, "0"));
+            let again = client.call(&request("Lock", "other", &name, "30"));
+            let next = again["Token"].as_u64().unwrap();
+            assert!(next > last, "a new hold gets a greater token");
+            last = next;
+            client.call(&request("Unlock", "other", &name, "0"));
+        }
+    }
+    // Tokens start from the wall clock in microseconds, so they grow across restarts.
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    assert!(last > now_us - 3_600_000_000 && last < now_us + 3_600_000_000);
+}
+
+#[test]
+fn memory_guard_answers_no_and_changes_nothing() {
+    let server = TestServer::with_args(&["--max-memory", "20000"]);
+    let mut client = server.connect();
+    let mut created = 0;
+    let mut refused = 0;
+    for i in 0..400 {
+        match status(&client.call(&request("Lock", "w", &format!("lock-{i}"), "30"))).as_str() {
+            "Locked" => created += 1,
+            "NO" => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        created > 10 && refused > 0,
+        "{created} created, {refused} refused"
+    );
+    let stats = client.call(&request("Stats", "a", "x", "0"));
+    assert_eq!(stats["ALock"], created);
+    assert_eq!(stats["NO"], refused);
+    assert_eq!(
+        status(&client.call(&put("w", "d", &"v".repeat(30000), "30"))),
+        "NO"
+    );
+    // A relock does not grow anything and is still allowed.
+    assert_eq!(
+        status(&client.call(&request("Lock", "w", "lock-0", "30"))),
+        "Locked"
+    );
+    // Freeing makes room.
+    client.call(&request("Unlock", "w", "lock-0", "0"));
+    assert_eq!(
+        status(&client.call(&request("Lock", "w", "fresh", "30"))),
+        "Locked"
+    );
+}
+
+#[test]
+fn max_connections_closes_the_excess_and_counts_it() {
+    let server = TestServer::with_args(&["--max-connections", "3"]);
+    let mut held: Vec<Client> = (0..3).map(|_| server.connect()).collect();
+    for c in &mut held {
+        assert_eq!(status(&c.call(&version_line())), "Version");
+    }
+    let mut excess = server.connect();
+    let _ = excess
+        .stream()
+        .write_all(format!("{}\n", version_line()).as_bytes());
+    assert!(excess.is_closed());
+    // The held connections keep working; freeing one makes room.
+    assert_eq!(status(&held[0].call(&version_line())), "Version");
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(100));
+    let stats = server.connect().call(&request("Stats", "a", "x", "0"));
+    assert!(stats["Refused"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn partial_lines_older_than_the_timeout_are_closed() {
+    let server = TestServer::with_args(&["--partial-timeout", "1"]);
+    let mut slow = server.connect();
+    slow.send(b"{\"ID\":");
+    let mut healthy = server.connect();
+    assert!(slow.is_closed(), "the dribbling connection is closed");
+    assert_eq!(status(&healthy.call(&version_line())), "Version");
+}
+
+#[test]
+fn stats_log_line_every_interval() {
+    let server = TestServer::with_args(&["--stats-interval", "1"]);
+    let mut client = server.connect();
+    client.call(&request("Lock", "w", "x", "30"));
+    client.call(&put("w", "secret-name", "secret-value", "30"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = server.log_text();
+        if let Some(line) = text.lines().find(|l| l.contains("Lock: 1")) {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stats line in {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // "YYYY-MM-DD HH:MM:SS.uuuuuu Name: value, ..." sorted, zeros left out.
+    let (date, rest) = line.split_at(26);
+    assert_eq!(date.len(), 26);
+    assert_eq!(&date[4..5], "-");
+    assert_eq!(&date[10..11], " ");
+    assert_eq!(&date[19..20], ".");
+    let pairs: Vec<(&str, u64)> = rest
+        .trim()
+        .split(", ")
+        .map(|p| {
+            let (n, v) = p.split_once(": ").expect("Name: value");
+            (n, v.parse().expect("number"))
+        })
+        .collect();
+    let names: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert!(pairs.iter().all(|p| p.1 != 0));
+    assert!(pairs.contains(&("ALock", 1)) && pairs.contains(&("PutNew", 1)));
+    let log = server.log_text();
+    assert!(!log.contains("secret"), "no names or values in the log");
+    assert!(log.lines().next().unwrap().contains("Jackrabbit DLM"));
+}
+
+#[test]
+fn sigterm_flushes_logs_the_final_line_and_exits_zero() {
+    let mut server = TestServer::start();
+    let mut client = server.connect();
+    client.call(&request("Lock", "w", "x", "30"));
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let log = server.log_text();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("stopped") && last.contains("Lock: 1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_command_line_is_one_line_and_exit_2() {
+    for args in [
+        &["--max-line", "abc"][..],
+        &["--bogus"],
+        &["127.0.0.1", "99999"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--max-line",
+        "--max-ttl",
+        "--max-memory",
+        "--max-connections",
+        "--partial-timeout",
+        "--log-dir",
+        "--stats-interval",
+        "--pin-core",
+        "--verbose",
+        "[default: 1048576]",
+        "[default: 37373]",
+    ] {
+        assert!(text.contains(option), "--help lacks {option}");
+    }
+}
+
+#[test]
+fn port_in_use_is_reported_and_exits_1() {
+    let server = TestServer::start();
+    let dir = common::temp_dir("inuse");
+    let port = server.addr.port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+        .args(["127.0.0.1", &port, "--log-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let message = format!("Another program is using this port: {port}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&message));
+    assert!(common::read(&dir.join("JackrabbitDLM.log")).contains(&message));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn running_out_of_file_descriptors_neither_spins_nor_stops_service() {
+    let server = TestServer::spawn(&[], Some(48));
+    // More connections than the server can have descriptors for: the rest
+    // wait in the kernel's accept queue while accept fails with EMFILE.
+    let mut clients: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = server.cpu_seconds() - before;
+    assert!(
+        spent < 0.5,
+        "a busy accept loop burned {spent} s of CPU in 1 s"
+    );
+    // Free descriptors: the waiting connections are accepted and served.
+    let last = clients.pop().expect("a client");
+    clients.truncate(5);
+    let mut last = Client {
+        reader: std::io::BufReader::new(last),
+    };
+    last.stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(status(&last.call(&version_line())), "Version");
+}
+
+#[test]
+fn large_frees_compact_the_tables() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let value = "v".repeat(200);
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&put("w", &format!("item-{i}"), &value, "60"));
+        batch.push('\n');
+    }
+    client.send(batch.as_bytes());
+    for _ in 0..20_000 {
+        client.line();
+    }
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&request("Erase", "w", &format!("item-{i}"), "0"));
+        batch.push('\n');
+    }
+    client.send(batch.as_bytes());
+    for _ in 0..20_000 {
+        assert!(client.line().contains("Done"));
+    }
+    let stats = stats_until(&mut client, Duration::from_secs(10), |s| {
+        s["ForcedGC"].as_u64() >= Some(1)
+    });
+    assert!(stats["ForcedGC"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(stats["AData"], 0);
+    // Still fully working after the compaction.
+    assert_eq!(status(&client.call(&put("w", "after", "v", "60"))), "Done");
+    assert_eq!(
+        client.call(&request("Get", "w", "after", "0"))["DataStore"],
+        "v"
+    );
+}
+
+#[test]
+fn pin_core_serves_and_rejects_a_missing_cpu() {
+    let server = TestServer::with_args(&["--pin-core", "0"]);
+    assert_eq!(status(&server.connect().call(&version_line())), "Version");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let allowed = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(allowed, "0");
+    let dir = common::temp_dir("pin");
+    let out = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+        .args(["127.0.0.1", "0", "--pin-core", "4000", "--log-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pin-core 4000"));
+    let _ = std::fs::remove_dir_all(dir);
+}
