@@ -70,6 +70,10 @@ def main():
     ops = bytes([0, 0x05, 50, 1, 0x09, 50, 3, 0x05, 4, 0x10, 20, 0x16, 2, 0x05, 9, 200, 12, 6, 0x10, 7, 0x10, 14, 2, 0x05])
     write("store", "basic", bytes([0]) + struct.pack("<I", 1000) + ops)
     write("store", "capped", bytes([0x84]) + struct.pack("<I", 1) + ops * 3)
+    # waits mode (bit 0x40): a holder, two waiters, a release, a withdrawal, time passing
+    waits = bytes([0x00, 0x00, 100, 0x50, 0x01, 20, 0x60, 0x02, 20, 0x70, 0x03, 20,
+                   0x02, 0x00, 6, 1, 4, 250, 5, 0x50, 0x04, 3, 9, 5, 4, 250, 4, 250, 5, 7])
+    write("store", "waits", bytes([0x40]) + struct.pack("<I", 77) + waits)
 
     # connection: [limit][batch][output][connections][seed u32][payload]
     write("connection", "plain", bytes([20, 3, 4, 0]) + struct.pack("<I", 5) + plain)

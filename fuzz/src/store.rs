@@ -17,11 +17,20 @@
 //! - the same number of locks and data items and the same bytes held;
 //! - after a sweep, `ALock`/`AData` match the live entries and the wheel's
 //!   next deadline is no later than the earliest live deadline.
+//!
+//! With bit 0x40 of the first byte set, `Lock` may also wait (PROTOCOL.md's
+//! waiting acquire) and waits may be withdrawn (a connection closing); the
+//! naive model does not follow queues, so [`check_waits`] checks properties
+//! instead: every parked request completes exactly once unless withdrawn,
+//! grants on a lock go to its oldest waiter, a granted waiter holds the lock,
+//! tokens (grants included) strictly increase, at most one holder per lock,
+//! and once all time has passed nothing is left: no lock, no waiter, no
+//! byte held.
 
 use std::collections::HashMap;
 
 use jackrabbit_dlm::protocol::{Action, Reply, Request, Status};
-use jackrabbit_dlm::store::{ENTRY_OVERHEAD, Store, StoreConfig};
+use jackrabbit_dlm::store::{ENTRY_OVERHEAD, Store, StoreConfig, Ticket};
 
 use super::input::Bytes;
 
@@ -256,24 +265,43 @@ fn json(reply: Reply<'_>) -> Vec<u8> {
     out
 }
 
-pub fn check(data: &[u8]) {
-    let mut bytes = Bytes::new(data);
+/// The store's settings from the header: one byte whose top bit caps the
+/// memory (the low six bits say how much), four for the first token.
+fn config_from(bytes: &mut Bytes<'_>) -> StoreConfig {
     let cap = bytes.u8();
     let max_bytes = if cap & 0x80 == 0 {
         u64::MAX
     } else {
-        ENTRY_OVERHEAD + (cap & 0x7f) as u64 * 37
+        ENTRY_OVERHEAD + (cap & 0x3f) as u64 * 37
     };
-    let first_token = bytes.u32() as u64 + 1;
-    let mut store = Store::new(
-        StoreConfig {
-            max_bytes,
-            compact_after: 512,
-            first_token,
-            ..StoreConfig::unbounded()
-        },
-        0,
-    );
+    StoreConfig {
+        max_bytes,
+        compact_after: 512,
+        first_token: bytes.u32() as u64 + 1,
+        ..StoreConfig::unbounded()
+    }
+}
+
+/// `TestLock` of `name` by `id`.
+fn test_lock<'a>(id: &'a str, name: &'a str) -> Request<'a> {
+    Request {
+        action: Action::TestLock,
+        id,
+        name,
+        expire_ms: 0,
+        wait_ms: 0,
+        data: "",
+    }
+}
+
+pub fn check(data: &[u8]) {
+    if data.first().is_some_and(|b| b & 0x40 != 0) {
+        return check_waits(data);
+    }
+    let mut bytes = Bytes::new(data);
+    let config = config_from(&mut bytes);
+    let (max_bytes, first_token) = (config.max_bytes, config.first_token);
+    let mut store = Store::new(config, 0);
     let mut model = Model {
         locks: HashMap::new(),
         data: HashMap::new(),
@@ -378,14 +406,7 @@ pub fn check(data: &[u8]) {
 fn one_holder(store: &mut Store, model: &mut Model, now: u64, name: &str) {
     let mut holders = 0;
     for id in IDS {
-        let probe = Request {
-            action: Action::TestLock,
-            id,
-            name,
-            expire_ms: 0,
-            wait_ms: 0,
-            data: "",
-        };
+        let probe = test_lock(id, name);
         let reply = store.apply(now, &probe);
         if reply.status() == Status::Locked {
             holders += 1;
@@ -395,4 +416,202 @@ fn one_holder(store: &mut Store, model: &mut Model, now: u64, name: &str) {
         assert_eq!(got, want, "TestLock by {id} on {name}");
     }
     assert!(holders <= 1, "{holders} holders of {name}");
+}
+
+/// A parked request being followed by [`check_waits`].
+struct Parked {
+    name: usize,
+    owner: &'static str,
+    /// Order of parking, across all locks.
+    seq: u64,
+}
+
+/// What [`check_waits`] knows of the waits, holds and tokens so far.
+struct Follow {
+    names: [String; 8],
+    /// Parked requests not completed or withdrawn yet.
+    waiting: HashMap<Ticket, Parked>,
+    /// Tickets completed or withdrawn.
+    finished: Vec<Ticket>,
+    /// The token of the hold last seen on each name.
+    held_token: HashMap<usize, u64>,
+    last_token: u64,
+    seq: u64,
+}
+
+impl Follow {
+    /// Takes the store's completions and checks each: it was waiting, it
+    /// completes once, a grant goes to the oldest waiter of its lock with a
+    /// new token, and the grantee holds the lock.
+    fn settle(&mut self, store: &mut Store, now: u64) {
+        let mut completions = Vec::new();
+        store.take_completions(&mut completions);
+        let mut granted = Vec::new();
+        for done in &completions {
+            let ticket = done.ticket;
+            assert!(
+                !self.finished.contains(&ticket),
+                "{ticket:?} completed twice"
+            );
+            let parked = self
+                .waiting
+                .remove(&ticket)
+                .unwrap_or_else(|| panic!("{ticket:?} completed but never waited"));
+            self.finished.push(ticket);
+            if let Some(token) = done.granted {
+                let older = self
+                    .waiting
+                    .values()
+                    .filter(|w| w.name == parked.name && w.seq < parked.seq)
+                    .count();
+                assert_eq!(older, 0, "a grant overtook {older} older waiters");
+                self.new_token(parked.name, token);
+                granted.push((parked.name, parked.owner));
+            }
+        }
+        // The last grant on each lock holds it now.
+        granted.reverse();
+        let mut seen = Vec::new();
+        for (name, owner) in granted {
+            if !seen.contains(&name) {
+                seen.push(name);
+                let probe = test_lock(owner, &self.names[name]);
+                let status = store.apply(now, &probe).status();
+                assert_eq!(status, Status::Locked, "the grantee does not hold");
+            }
+        }
+    }
+
+    fn new_token(&mut self, name: usize, token: u64) {
+        assert!(
+            token > self.last_token,
+            "token {token} after {}",
+            self.last_token
+        );
+        self.last_token = token;
+        self.held_token.insert(name, token);
+    }
+}
+
+/// The waiting-acquire scenario: see the module documentation.
+pub fn check_waits(data: &[u8]) {
+    let mut bytes = Bytes::new(data);
+    let mut store = Store::new(
+        StoreConfig {
+            // Small bounds, so full queues are met too.
+            max_waiters_per_lock: 3,
+            max_waiters: 8,
+            ..config_from(&mut bytes)
+        },
+        0,
+    );
+    let mut follow = Follow {
+        names: names(),
+        waiting: HashMap::new(),
+        finished: Vec::new(),
+        held_token: HashMap::new(),
+        last_token: 0,
+        seq: 0,
+    };
+    let mut now = 0u64;
+
+    while !bytes.is_empty() {
+        let op = bytes.u8();
+        match op % 8 {
+            0..=3 => {
+                let action = [Action::Lock, Action::Lock, Action::Unlock, Action::TestLock]
+                    [(op % 8) as usize];
+                let who = bytes.u8();
+                let name = (who >> 2) as usize % follow.names.len();
+                let id = IDS[(who & 3) as usize];
+                let mut request = Request {
+                    action,
+                    id,
+                    name: &follow.names[name],
+                    expire_ms: 0,
+                    wait_ms: 0,
+                    data: "",
+                };
+                if action == Action::Lock {
+                    request.expire_ms = bytes.u8() as u64 * 5 + 1;
+                    request.wait_ms = match op >> 4 {
+                        0..=3 => 0,
+                        w => w as u64 * 40,
+                    };
+                }
+                match store.apply(now, &request) {
+                    Reply::Parked { ticket, id: owner } => {
+                        assert!(request.wait_ms > 0, "parked without Wait");
+                        assert_eq!(owner, id);
+                        assert!(!follow.finished.contains(&ticket), "ticket reused");
+                        follow.seq += 1;
+                        let owner = IDS[(who & 3) as usize];
+                        let seq = follow.seq;
+                        let fresh = follow.waiting.insert(ticket, Parked { name, owner, seq });
+                        assert!(fresh.is_none(), "ticket given twice");
+                    }
+                    // A new hold (a relock keeps its token).
+                    Reply::Locked { token, .. }
+                        if action == Action::Lock
+                            && follow.held_token.get(&name) != Some(&token) =>
+                    {
+                        let last = follow.last_token;
+                        assert!(token > last, "token {token} after {last}");
+                        follow.last_token = token;
+                        follow.held_token.insert(name, token);
+                    }
+                    _ => {}
+                }
+                follow.settle(&mut store, now);
+                let holders = IDS
+                    .iter()
+                    .filter(|&&probe| {
+                        store
+                            .apply(now, &test_lock(probe, &follow.names[name]))
+                            .status()
+                            == Status::Locked
+                    })
+                    .count();
+                assert!(holders <= 1, "{holders} holders");
+                follow.settle(&mut store, now);
+            }
+            4 => now += bytes.u8() as u64,
+            5 => {
+                while store.expire(now, (op >> 4) as usize + 1) {}
+                follow.settle(&mut store, now);
+            }
+            6 => {
+                // A connection closes: its waits are withdrawn.
+                let pick = bytes.u8() as usize;
+                let mut tickets: Vec<Ticket> = follow.waiting.keys().copied().collect();
+                tickets.sort_by_key(|t| t.0);
+                if !tickets.is_empty() {
+                    let ticket = tickets[pick % tickets.len()];
+                    store.cancel_wait(ticket);
+                    follow.waiting.remove(&ticket);
+                    follow.finished.push(ticket);
+                }
+                follow.settle(&mut store, now);
+            }
+            _ => store.compact(),
+        }
+        assert_eq!(store.waiter_count(), follow.waiting.len(), "waiters");
+    }
+    // Let all time pass: every wait ends, every hold expires, nothing stays.
+    for _ in 0..100 {
+        if store.waiter_count() == 0 && store.lock_count() == 0 {
+            break;
+        }
+        now += 10_000;
+        while store.expire(now, 7) {}
+        follow.settle(&mut store, now);
+    }
+    assert!(
+        follow.waiting.is_empty(),
+        "{} waits never completed",
+        follow.waiting.len()
+    );
+    assert_eq!(store.waiter_count(), 0);
+    assert_eq!(store.lock_count(), 0);
+    assert_eq!(store.bytes_held(), 0, "bytes held with nothing alive");
 }
