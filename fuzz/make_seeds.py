@@ -78,6 +78,16 @@ def main():
     # connection: [limit][batch][output][connections][seed u32][payload]
     write("connection", "plain", bytes([20, 3, 4, 0]) + struct.pack("<I", 5) + plain)
     write("connection", "encoded", bytes([200, 0, 255, 1]) + struct.pack("<I", 9) + encoded + b"a^1\n zz~~\n")
+    waits = b"\n".join([
+        req("Lock", id="a", name="x", Expire="5"),
+        req("Lock", id="b", name="x", Expire="5", Wait="2"),
+        req("Version"),
+        encode(req("Lock", id="c", name="x", Expire="1", Wait=0.5)),
+        req("Unlock", id="a", name="x"),
+        req("TestLock", id="b", name="x"),
+    ]) + b"\n"
+    write("connection", "waits-one", bytes([20, 7, 255, 0]) + struct.pack("<I", 3) + waits)
+    write("connection", "waits-two", bytes([20, 2, 8, 1]) + struct.pack("<I", 4) + waits * 2)
     write("connection", "mixed-three", bytes([255, 7, 1, 2]) + struct.pack("<I", 11) + plain + encoded + REQUESTS[7])
 
 

@@ -11,22 +11,33 @@
 //!
 //! The oracle is a second engine that answers the model's lines of each
 //! connection ([`split_lines`] on the whole stream) one by one from clean,
-//! space-padded buffers, in the same global order. Checked:
+//! space-padded buffers, in the same global order, and keeps each
+//! connection's replies in request order itself: a `Lock` with `Wait` that
+//! parks holds back the replies after it until its wait ends (granted or
+//! timed out, delivered after every serve and sweep on both sides, as the
+//! reactor does); a connection that closes withdraws its waits. At the end
+//! all time passes, so every wait ends. Checked:
 //!
 //! - every connection's replies are byte for byte the oracle's: one per
 //!   non-blank line, in order, in the line's encoding, even when the
-//!   padding behind a line is the next line and lines are cut anywhere;
+//!   padding behind a line is the next line, lines are cut anywhere, and
+//!   requests wait in lock queues across connections;
 //! - `serve` answers at most the batch per call and stops at the output
-//!   limit; `AllLines` and `Budget` leave less than the limit unsent;
+//!   limit; `AllLines` and `Budget` leave less than the limit pending
+//!   (unsent plus held back behind a wait);
 //! - an overrun happens exactly where the model has one, after every earlier
 //!   line was answered, and frees the input;
 //! - `has_input` and `partial_since` say whether an unfinished line waits;
 //! - `finish` answers an unterminated last line;
 //! - a connection's buffers stay near the line limit.
 
+use std::collections::{HashMap, VecDeque};
+
+use jackrabbit_dlm::protocol::codec;
 use jackrabbit_dlm::protocol::request::PADDING;
+use jackrabbit_dlm::protocol::{Reply, Status};
 use jackrabbit_dlm::server::connection::{Answer, Connection, Engine, Served};
-use jackrabbit_dlm::store::{Store, StoreConfig};
+use jackrabbit_dlm::store::{Store, StoreConfig, Ticket};
 
 use super::input::{Bytes, End, Lines, Rng, split_lines};
 
@@ -38,11 +49,9 @@ fn engine(batch: usize, max_line: usize) -> Engine {
             max_bytes: 64 * 1024,
             compact_after: 4096,
             first_token: 1_000,
-            // No request ever waits: a waiting Lock on a held lock is
-            // answered NotOwner at once, so the oracle (which answers lines
-            // one by one) stays exact.
-            max_waiters_per_lock: 0,
-            max_waiters: 0,
+            // Small, so full queues are met too.
+            max_waiters_per_lock: 3,
+            max_waiters: 8,
         },
         0,
     );
@@ -60,14 +69,29 @@ struct Client {
     next_line: usize,
     /// What the client has read.
     got: Vec<u8>,
-    /// What the oracle answered.
+    /// What the oracle answered and may be sent (every earlier reply known).
     want: Vec<u8>,
+    /// The oracle's replies not sendable yet: the first waits for a parked
+    /// request to complete, the rest may not overtake it.
+    held: VecDeque<Slot>,
     closed: bool,
+}
+
+/// A reply in the oracle's order: known, or waiting for a parked request.
+enum Slot {
+    Known(Vec<u8>),
+    Waiting {
+        ticket: Ticket,
+        id: Box<str>,
+        encoded: bool,
+    },
 }
 
 struct Run {
     engine: Engine,
     oracle: Engine,
+    /// The oracle's parked requests, and whose they are.
+    oracle_parked: HashMap<Ticket, usize>,
     clients: Vec<Client>,
     rng: Rng,
     max_line: usize,
@@ -76,23 +100,108 @@ struct Run {
     now: u64,
 }
 
-fn count_newlines(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b == b'\n').count()
-}
-
 impl Run {
-    /// The oracle answers `line` into `want`; false for a blank line.
+    /// The oracle answers `line` of client `c`; false for a blank line.
+    /// PROTOCOL.md: replies go out in request order, so one that waits for
+    /// a parked request holds back all later ones.
     fn oracle_answer(&mut self, c: usize, line: &[u8]) -> bool {
         let mut buf = line.to_vec();
         buf.resize(line.len() + PADDING, b' ');
-        let client = &mut self.clients[c];
-        match self
+        let mut reply = Vec::new();
+        let slot = match self
             .oracle
-            .answer_line(self.now, &mut buf, 0..line.len(), &mut client.want)
+            .answer_line(self.now, &mut buf, 0..line.len(), &mut reply)
         {
-            Answer::Blank => false,
-            Answer::Replied => true,
-            Answer::Parked { .. } => panic!("a request waits although waiting is off"),
+            Answer::Blank => return false,
+            Answer::Replied => Slot::Known(reply),
+            Answer::Parked {
+                ticket,
+                id,
+                encoded,
+            } => {
+                self.oracle_parked.insert(ticket, c);
+                Slot::Waiting {
+                    ticket,
+                    id,
+                    encoded,
+                }
+            }
+        };
+        self.clients[c].held.push_back(slot);
+        self.release(c);
+        true
+    }
+
+    /// Moves the oracle's known replies at the front of client `c`'s queue
+    /// to what may be sent.
+    fn release(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        while let Some(Slot::Known(_)) = client.held.front() {
+            if let Some(Slot::Known(reply)) = client.held.pop_front() {
+                client.want.extend_from_slice(&reply);
+            }
+        }
+    }
+
+    /// Hands completed waits to their connections, on both sides: the
+    /// engine's to `Connection::complete` (as the reactor does), the
+    /// oracle's into its reply queues, as `Locked` with the token or
+    /// `NotOwner`, in the request's encoding.
+    fn deliver(&mut self) {
+        let mut done = Vec::new();
+        self.engine.completions(&mut done);
+        for (c, completion) in done {
+            let client = &mut self.clients[c];
+            assert!(!client.closed, "a completion for a closed connection");
+            client.conn.complete(&mut self.engine, completion);
+        }
+        let mut done = Vec::new();
+        self.oracle.store.take_completions(&mut done);
+        for completion in done {
+            let c = self
+                .oracle_parked
+                .remove(&completion.ticket)
+                .expect("a completion for a request that never waited");
+            let slot = self.clients[c]
+                .held
+                .iter_mut()
+                .find(|s| matches!(s, Slot::Waiting { ticket, .. } if *ticket == completion.ticket))
+                .expect("the waiting reply's slot");
+            let Slot::Waiting { id, encoded, .. } = slot else {
+                unreachable!("found a waiting slot");
+            };
+            let reply = match completion.granted {
+                Some(token) => Reply::Locked { id, token },
+                None => Reply::Bare(Status::NotOwner),
+            };
+            let mut plain = Vec::new();
+            reply.write_json(&mut plain);
+            let mut bytes = if *encoded {
+                codec::encode(&plain).into_bytes()
+            } else {
+                plain
+            };
+            bytes.push(b'\n');
+            *slot = Slot::Known(bytes);
+            self.oracle.store.counters.replies_out += 1;
+            self.release(c);
+        }
+    }
+
+    /// Client `c` goes away: its waits are withdrawn on both sides.
+    fn close(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        client.closed = true;
+        let tickets: Vec<Ticket> = client.conn.waiting_tickets().collect();
+        for &ticket in &tickets {
+            self.engine.store.cancel_wait(ticket);
+        }
+        self.engine.forget_parked(tickets.into_iter());
+        for slot in std::mem::take(&mut client.held) {
+            if let Slot::Waiting { ticket, .. } = slot {
+                self.oracle.store.cancel_wait(ticket);
+                self.oracle_parked.remove(&ticket);
+            }
         }
     }
 
@@ -139,21 +248,18 @@ impl Run {
     /// answered (or the line limit closes it).
     fn serve(&mut self, c: usize) {
         loop {
-            let before = count_newlines(self.clients[c].conn.unsent());
+            let before = self.engine.store.counters.requests_in;
             let served = self.clients[c]
                 .conn
                 .serve(&mut self.engine, self.now, self.max_output);
-            let unsent = self.clients[c].conn.unsent();
-            let answered = count_newlines(unsent) - before;
+            let answered = (self.engine.store.counters.requests_in - before) as usize;
             assert!(answered <= self.batch, "{answered} answers in one call");
-            let unsent_len = unsent.len();
+            let pending = self.clients[c].conn.pending_output();
             self.oracle_answers(c, answered);
+            self.deliver();
             match served {
                 Served::AllLines | Served::Budget => {
-                    assert!(
-                        unsent_len < self.max_output,
-                        "serving past the output limit"
-                    );
+                    assert!(pending < self.max_output, "serving past the output limit");
                     if served == Served::Budget {
                         assert_eq!(answered, self.batch);
                         if self.rng.below(2) == 0 {
@@ -165,7 +271,7 @@ impl Run {
                     return;
                 }
                 Served::OutputFull => {
-                    assert!(unsent_len >= self.max_output);
+                    assert!(pending >= self.max_output);
                     self.drain(c, false);
                 }
                 Served::Overrun => {
@@ -176,7 +282,7 @@ impl Run {
                     self.oracle.store.counters.data_overrun += 1;
                     self.assert_rest_blank(c);
                     self.drain(c, true);
-                    self.clients[c].closed = true;
+                    self.close(c);
                     return;
                 }
             }
@@ -224,9 +330,9 @@ impl Run {
     /// End of input on client `c`: the last unterminated line is answered,
     /// then the client reads everything.
     fn finish(&mut self, c: usize) {
-        let before = count_newlines(self.clients[c].conn.unsent());
+        let before = self.engine.store.counters.requests_in;
         self.clients[c].conn.finish(&mut self.engine, self.now);
-        let answered = count_newlines(self.clients[c].conn.unsent()) - before;
+        let answered = (self.engine.store.counters.requests_in - before) as usize;
         self.assert_rest_blank(c);
         let rest = match &self.clients[c].model.end {
             End::Rest(rest) => rest.clone(),
@@ -237,7 +343,7 @@ impl Run {
         let client = &self.clients[c];
         assert!(!client.conn.has_input());
         assert!(client.conn.partial_since().is_none());
-        self.drain(c, true);
+        self.deliver();
     }
 }
 
@@ -272,12 +378,14 @@ pub fn check(data: &[u8]) {
             next_line: 0,
             got: Vec::new(),
             want: Vec::new(),
+            held: VecDeque::new(),
             closed: false,
         })
         .collect();
     let mut run = Run {
         engine: engine(batch, max_line),
         oracle: engine(batch, max_line),
+        oracle_parked: HashMap::new(),
         clients,
         rng,
         max_line,
@@ -309,6 +417,7 @@ pub fn check(data: &[u8]) {
                     run.engine.store.expire(now, 8),
                     run.oracle.store.expire(now, 8)
                 );
+                run.deliver();
             }
             2 => {
                 let (a, b) = (
@@ -327,6 +436,20 @@ pub fn check(data: &[u8]) {
     for c in 0..connections {
         if !run.clients[c].closed {
             run.finish(c);
+        }
+    }
+    // Every wait runs out (waits are at most the max TTL).
+    run.now += MAX_TTL_MS + 1;
+    let now = run.now;
+    while run.engine.store.expire(now, 64) | run.oracle.store.expire(now, 64) {}
+    run.deliver();
+    for c in 0..connections {
+        if !run.clients[c].closed {
+            assert!(
+                !run.clients[c].conn.is_waiting(),
+                "a wait outlived its time"
+            );
+            run.drain(c, true);
         }
         let client = &run.clients[c];
         assert!(
