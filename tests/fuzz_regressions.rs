@@ -98,3 +98,22 @@ fn request_integer_beyond_64_bits_is_still_json() {
         br#"{"ID":"a","FileName":"f","Action":"Get","Name":-99999999999999999999999}"#,
     );
 }
+
+/// Found by `store` in its waiting-acquire mode; the checker was wrong, not
+/// the store. `a` holds `n0` for 31 ms, `w1` waits on it; at 34 ms, before
+/// any sweep, `w1` itself sends `Unlock n0`. The store notices the expired
+/// hold, hands it to its oldest waiter `w1` (as the sweep at 31 ms would
+/// have), then serves the `Unlock`, which releases it. The check that a
+/// grantee holds its lock now skips a grant caused by the grantee's own
+/// `Unlock`, and grants are checked before the reply of the request that
+/// caused them.
+#[test]
+fn store_waiter_granted_by_its_own_unlock_of_an_expired_hold() {
+    check(
+        "store",
+        &[
+            0x7f, 0xe8, 0x03, 0x00, 0x00, 0x00, 0x00, 0x06, 0xe9, 0x42, 0x10, 0x14, 0x22, 0x02,
+            0x22,
+        ],
+    );
+}

@@ -75,6 +75,9 @@ struct Client {
     /// request to complete, the rest may not overtake it.
     held: VecDeque<Slot>,
     closed: bool,
+    /// Replies held back behind a wait fill `--max-output` and none can be
+    /// sent yet: not read (nor served) until a wait ends, as in the reactor.
+    blocked: bool,
 }
 
 /// A reply in the oracle's order: known, or waiting for a parked request.
@@ -272,6 +275,10 @@ impl Run {
                 }
                 Served::OutputFull => {
                     assert!(pending >= self.max_output);
+                    if self.clients[c].conn.unsent().is_empty() {
+                        self.clients[c].blocked = true;
+                        return;
+                    }
                     self.drain(c, false);
                 }
                 Served::Overrun => {
@@ -313,6 +320,37 @@ impl Run {
             let held = client.conn.heap_bytes();
             assert!(held <= bound, "{held} bytes of buffers, bound {bound}");
         }
+    }
+
+    /// Serves again the blocked clients whose replies can flow now; until
+    /// nothing changes, since serving one can end the waits of another.
+    fn unblock(&mut self) {
+        loop {
+            let mut changed = false;
+            for c in 0..self.clients.len() {
+                if !self.clients[c].blocked || self.clients[c].closed {
+                    continue;
+                }
+                self.drain(c, false);
+                if self.clients[c].conn.pending_output() < self.max_output {
+                    self.clients[c].blocked = false;
+                    changed = true;
+                    self.serve(c);
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    /// Lets every wait run out (waits are at most the max TTL), on both
+    /// sides, and hands out the results.
+    fn end_all_waits(&mut self) {
+        self.now += MAX_TTL_MS + 1;
+        let now = self.now;
+        while self.engine.store.expire(now, 64) | self.oracle.store.expire(now, 64) {}
+        self.deliver();
     }
 
     /// Delivers the next chunk of client `c`'s stream and serves it.
@@ -380,6 +418,7 @@ pub fn check(data: &[u8]) {
             want: Vec::new(),
             held: VecDeque::new(),
             closed: false,
+            blocked: false,
         })
         .collect();
     let mut run = Run {
@@ -395,13 +434,18 @@ pub fn check(data: &[u8]) {
     };
 
     loop {
+        run.unblock();
         let open: Vec<usize> = (0..connections)
             .filter(|&c| {
                 let client = &run.clients[c];
-                !client.closed && client.fed < client.stream.len()
+                !client.closed && !client.blocked && client.fed < client.stream.len()
             })
             .collect();
         if open.is_empty() {
+            if run.clients.iter().any(|c| c.blocked && !c.closed) {
+                run.end_all_waits();
+                continue;
+            }
             break;
         }
         let c = open[run.rng.below(open.len())];
@@ -438,11 +482,7 @@ pub fn check(data: &[u8]) {
             run.finish(c);
         }
     }
-    // Every wait runs out (waits are at most the max TTL).
-    run.now += MAX_TTL_MS + 1;
-    let now = run.now;
-    while run.engine.store.expire(now, 64) | run.oracle.store.expire(now, 64) {}
-    run.deliver();
+    run.end_all_waits();
     for c in 0..connections {
         if !run.clients[c].closed {
             assert!(

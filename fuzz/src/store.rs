@@ -428,7 +428,6 @@ struct Parked {
 
 /// What [`check_waits`] knows of the waits, holds and tokens so far.
 struct Follow {
-    names: [String; 8],
     /// Parked requests not completed or withdrawn yet.
     waiting: HashMap<Ticket, Parked>,
     /// Tickets completed or withdrawn.
@@ -442,8 +441,17 @@ struct Follow {
 impl Follow {
     /// Takes the store's completions and checks each: it was waiting, it
     /// completes once, a grant goes to the oldest waiter of its lock with a
-    /// new token, and the grantee holds the lock.
-    fn settle(&mut self, store: &mut Store, now: u64) {
+    /// new token, and the grantee holds the lock, unless `unlocked` says the
+    /// request that caused the grant was the grantee's own `Unlock` of it
+    /// (a hold that expired unnoticed is handed over before the request is
+    /// served).
+    fn settle(
+        &mut self,
+        store: &mut Store,
+        now: u64,
+        names: &[String],
+        unlocked: Option<(usize, &str)>,
+    ) {
         let mut completions = Vec::new();
         store.take_completions(&mut completions);
         let mut granted = Vec::new();
@@ -473,9 +481,9 @@ impl Follow {
         granted.reverse();
         let mut seen = Vec::new();
         for (name, owner) in granted {
-            if !seen.contains(&name) {
+            if !seen.contains(&name) && unlocked != Some((name, owner)) {
                 seen.push(name);
-                let probe = test_lock(owner, &self.names[name]);
+                let probe = test_lock(owner, &names[name]);
                 let status = store.apply(now, &probe).status();
                 assert_eq!(status, Status::Locked, "the grantee does not hold");
             }
@@ -505,8 +513,8 @@ pub fn check_waits(data: &[u8]) {
         },
         0,
     );
+    let names = names();
     let mut follow = Follow {
-        names: names(),
         waiting: HashMap::new(),
         finished: Vec::new(),
         held_token: HashMap::new(),
@@ -522,12 +530,12 @@ pub fn check_waits(data: &[u8]) {
                 let action = [Action::Lock, Action::Lock, Action::Unlock, Action::TestLock]
                     [(op % 8) as usize];
                 let who = bytes.u8();
-                let name = (who >> 2) as usize % follow.names.len();
+                let name = (who >> 2) as usize % names.len();
                 let id = IDS[(who & 3) as usize];
                 let mut request = Request {
                     action,
                     id,
-                    name: &follow.names[name],
+                    name: &names[name],
                     expire_ms: 0,
                     wait_ms: 0,
                     data: "",
@@ -539,46 +547,55 @@ pub fn check_waits(data: &[u8]) {
                         w => w as u64 * 40,
                     };
                 }
-                match store.apply(now, &request) {
+                let outcome = store.apply(now, &request);
+                let (parked, locked) = match outcome {
                     Reply::Parked { ticket, id: owner } => {
                         assert!(request.wait_ms > 0, "parked without Wait");
                         assert_eq!(owner, id);
-                        assert!(!follow.finished.contains(&ticket), "ticket reused");
-                        follow.seq += 1;
-                        let owner = IDS[(who & 3) as usize];
-                        let seq = follow.seq;
-                        let fresh = follow.waiting.insert(ticket, Parked { name, owner, seq });
-                        assert!(fresh.is_none(), "ticket given twice");
+                        (Some(ticket), None)
                     }
-                    // A new hold (a relock keeps its token).
-                    Reply::Locked { token, .. }
-                        if action == Action::Lock
-                            && follow.held_token.get(&name) != Some(&token) =>
-                    {
-                        let last = follow.last_token;
-                        assert!(token > last, "token {token} after {last}");
-                        follow.last_token = token;
-                        follow.held_token.insert(name, token);
-                    }
-                    _ => {}
+                    Reply::Locked { token, .. } => (None, Some(token)),
+                    _ => (None, None),
+                };
+                // Grants the request itself caused come first.
+                let unlocked = (action == Action::Unlock).then_some((name, id));
+                follow.settle(&mut store, now, &names, unlocked);
+                if let Some(ticket) = parked {
+                    assert!(!follow.finished.contains(&ticket), "ticket reused");
+                    follow.seq += 1;
+                    let seq = follow.seq;
+                    let fresh = follow.waiting.insert(
+                        ticket,
+                        Parked {
+                            name,
+                            owner: id,
+                            seq,
+                        },
+                    );
+                    assert!(fresh.is_none(), "ticket given twice");
                 }
-                follow.settle(&mut store, now);
+                // A new hold (a relock keeps its token).
+                if let Some(token) = locked
+                    .filter(|t| action == Action::Lock && follow.held_token.get(&name) != Some(t))
+                {
+                    let last = follow.last_token;
+                    assert!(token > last, "token {token} after {last}");
+                    follow.last_token = token;
+                    follow.held_token.insert(name, token);
+                }
                 let holders = IDS
                     .iter()
                     .filter(|&&probe| {
-                        store
-                            .apply(now, &test_lock(probe, &follow.names[name]))
-                            .status()
-                            == Status::Locked
+                        store.apply(now, &test_lock(probe, &names[name])).status() == Status::Locked
                     })
                     .count();
                 assert!(holders <= 1, "{holders} holders");
-                follow.settle(&mut store, now);
+                follow.settle(&mut store, now, &names, None);
             }
             4 => now += bytes.u8() as u64,
             5 => {
                 while store.expire(now, (op >> 4) as usize + 1) {}
-                follow.settle(&mut store, now);
+                follow.settle(&mut store, now, &names, None);
             }
             6 => {
                 // A connection closes: its waits are withdrawn.
@@ -591,7 +608,7 @@ pub fn check_waits(data: &[u8]) {
                     follow.waiting.remove(&ticket);
                     follow.finished.push(ticket);
                 }
-                follow.settle(&mut store, now);
+                follow.settle(&mut store, now, &names, None);
             }
             _ => store.compact(),
         }
@@ -604,7 +621,7 @@ pub fn check_waits(data: &[u8]) {
         }
         now += 10_000;
         while store.expire(now, 7) {}
-        follow.settle(&mut store, now);
+        follow.settle(&mut store, now, &names, None);
     }
     assert!(
         follow.waiting.is_empty(),
