@@ -502,9 +502,12 @@ impl Server {
             .peers
             .iter()
             .filter(|(_, p)| {
-                p.conn
-                    .partial_since()
-                    .is_some_and(|t| now.saturating_sub(t) >= limit)
+                // Not while backpressure keeps the server from reading it:
+                // then what waits in its buffer is the server's doing.
+                !p.output_full
+                    && p.conn
+                        .partial_since()
+                        .is_some_and(|t| now.saturating_sub(t) >= limit)
             })
             .map(|(key, _)| key)
             .collect();

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Writes the committed seed corpora (fuzz/corpus/TARGET/seed-*).
+
+Each target decodes a few header bytes before its payload (see
+fuzz/src/*.rs); the seeds here give the fuzzers well-formed starting points:
+real requests in both encodings, around the line limits.
+"""
+import json, os, struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ALPHABET = b"1aA2bB3cC4dD5eE6fF7gG8hH9iI0jJ!kK@lL#mM$nN%oO^pP&qQ*rR(sS)tT/uU?vV=wW+xX;yY:zZ"
+
+
+def encode(data: bytes) -> bytes:
+    return b"".join(bytes([ALPHABET[b // 78], ALPHABET[b % 78]]) for b in data)
+
+
+def req(action, id="w1", name="jobs", **extra):
+    body = {"ID": id, "FileName": name, "Action": action}
+    body.update(extra)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+REQUESTS = [
+    req("Lock", Expire="30"),
+    req("Lock", id="w2", Expire=0.25, Wait="1"),
+    req("TestLock", Expire="0"),
+    req("Unlock", DataStore=None),
+    req("Put", name="cfg", Expire="5", DataStore="aGVsbG8=\\\"\u00e9"),
+    req("Get", name="cfg", Expire="0"),
+    req("Erase", name="cfg"),
+    req("Version"),
+    req("Stats", Name="x", Identity={"a": [1, 2]}),
+    req("lOcK", Expire=1e3),
+    b'{"ID":"a","ID":"b","FileName":"f","Action":"Get"}',
+    b'{"ID":"a","FileName":"f","Action":"Steal"}',
+    b'{"ID":"a","FileName":"f","Action":"Lock","Expire":"nan"}',
+    b'{"x":' + b"[" * 40 + b"]" * 40 + b',"ID":"a","FileName":"f","Action":"Get"}',
+    b'{"ID":"\\ud83d\\ude00","FileName":"\\u0000","Action":"Get"}',
+    b'{"ID":"a","FileName":"f","Action":"Lock","Expire":18446744073709551616}',
+]
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    plain = b"\n".join(REQUESTS) + b"\n"
+    encoded = b"\r\n".join(encode(r) for r in REQUESTS[:6]) + b"\n"
+
+    # frame: [limit selector][seed u32][stream]
+    write("frame", "lines", bytes([40]) + struct.pack("<I", 7) + b"a\nbc\r\n\n\r\nlong line over the limit?\nrest")
+    write("frame", "requests", bytes([255]) + struct.pack("<I", 1) + plain + b"unterminated\r")
+    write("frame", "exact-limit", bytes([9]) + struct.pack("<I", 3) + b"123456789\n1234567890\n")
+
+    # codec: raw bytes, both as data and as text
+    write("codec", "encoded-request", encode(REQUESTS[0]))
+    write("codec", "all-bytes", bytes(range(256)))
+    write("codec", "last-byte-and-beyond", b"282h zZ")
+
+    # request: lines
+    write("request", "all-actions", plain)
+    write("request", "junk", b"\x00\xff{\n{}x\n[1]\n\"s\"\n{\"ID\":\"a\",}\n" + b"[" * 100 + b"\n")
+
+    # store: [cap][first token u32] then ops (see fuzz/src/store.rs)
+    ops = bytes([0, 0x05, 50, 1, 0x09, 50, 3, 0x05, 4, 0x10, 20, 0x16, 2, 0x05, 9, 200, 12, 6, 0x10, 7, 0x10, 14, 2, 0x05])
+    write("store", "basic", bytes([0]) + struct.pack("<I", 1000) + ops)
+    write("store", "capped", bytes([0x84]) + struct.pack("<I", 1) + ops * 3)
+    # waits mode (bit 0x40): a holder, two waiters, a release, a withdrawal, time passing
+    waits = bytes([0x00, 0x00, 100, 0x50, 0x01, 20, 0x60, 0x02, 20, 0x70, 0x03, 20,
+                   0x02, 0x00, 6, 1, 4, 250, 5, 0x50, 0x04, 3, 9, 5, 4, 250, 4, 250, 5, 7])
+    write("store", "waits", bytes([0x40]) + struct.pack("<I", 77) + waits)
+
+    # connection: [limit][batch][output][connections][seed u32][payload]
+    write("connection", "plain", bytes([20, 3, 4, 0]) + struct.pack("<I", 5) + plain)
+    write("connection", "encoded", bytes([200, 0, 255, 1]) + struct.pack("<I", 9) + encoded + b"a^1\n zz~~\n")
+    waits = b"\n".join([
+        req("Lock", id="a", name="x", Expire="5"),
+        req("Lock", id="b", name="x", Expire="5", Wait="2"),
+        req("Version"),
+        encode(req("Lock", id="c", name="x", Expire="1", Wait=0.5)),
+        req("Unlock", id="a", name="x"),
+        req("TestLock", id="b", name="x"),
+    ]) + b"\n"
+    write("connection", "waits-one", bytes([20, 7, 255, 0]) + struct.pack("<I", 3) + waits)
+    write("connection", "waits-two", bytes([20, 2, 8, 1]) + struct.pack("<I", 4) + waits * 2)
+    write("connection", "mixed-three", bytes([255, 7, 1, 2]) + struct.pack("<I", 11) + plain + encoded + REQUESTS[7])
+
+
+if __name__ == "__main__":
+    main()

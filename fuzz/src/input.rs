@@ -1,0 +1,138 @@
+//! Turning fuzzer bytes into scenarios, and the naive framing model.
+
+/// Reads header fields off the front of the fuzzer's bytes; past the end
+/// every read gives zero, so any input is a valid scenario.
+pub struct Bytes<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Bytes<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Bytes { data }
+    }
+
+    pub fn u8(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Everything not read yet.
+    pub fn rest(self) -> &'a [u8] {
+        self.data
+    }
+}
+
+/// A small deterministic generator (splitmix64) for choices that should not
+/// take payload bytes away: chunk sizes, which connection goes next, how much
+/// a client reads. The fuzzer still controls it through the seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Mostly small sizes, sometimes large ones: how the network cuts a stream.
+    pub fn chunk_len(&mut self) -> usize {
+        match self.below(8) {
+            0..=3 => 1 + self.below(8),
+            4..=5 => 1 + self.below(64),
+            6 => 1 + self.below(1024),
+            _ => 1 + self.below(70_000),
+        }
+    }
+}
+
+/// How a byte stream ends, according to the naive model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// A line goes over the limit: the connection is closed there.
+    Overrun,
+    /// The stream ends with this unterminated remainder (`\r` at its end
+    /// dropped), or with nothing.
+    Rest(Option<Vec<u8>>),
+}
+
+/// The lines of a whole stream, computed the obvious way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lines {
+    pub lines: Vec<Vec<u8>>,
+    pub end: End,
+    /// With [`End::Overrun`]: how many bytes of the stream must have arrived
+    /// for the overrun to show, the start of the long line plus the limit.
+    pub overrun_at: usize,
+}
+
+/// Splits `stream` as PROTOCOL.md says: a line ends at `\n`, a `\r` before it
+/// is dropped, and a line longer than `max_line` bytes with its newline (or
+/// an unterminated remainder that already has `max_line` bytes, since its
+/// newline could only make it longer) ends the stream in an overrun.
+pub fn split_lines(stream: &[u8], max_line: usize) -> Lines {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    loop {
+        let rest = &stream[start..];
+        let overrun = Lines {
+            lines: Vec::new(),
+            end: End::Overrun,
+            overrun_at: start.saturating_add(max_line),
+        };
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                if at + 1 > max_line {
+                    return Lines { lines, ..overrun };
+                }
+                lines.push(strip_cr(&rest[..at]).to_vec());
+                start += at + 1;
+            }
+            None => {
+                let end = if rest.len() >= max_line {
+                    return Lines { lines, ..overrun };
+                } else if rest.is_empty() {
+                    End::Rest(None)
+                } else {
+                    End::Rest(Some(strip_cr(rest).to_vec()))
+                };
+                return Lines {
+                    lines,
+                    end,
+                    overrun_at: usize::MAX,
+                };
+            }
+        }
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
