@@ -88,6 +88,16 @@ def main():
     ]) + b"\n"
     write("connection", "waits-one", bytes([20, 7, 255, 0]) + struct.pack("<I", 3) + waits)
     write("connection", "waits-two", bytes([20, 2, 8, 1]) + struct.pack("<I", 4) + waits * 2)
+    # --max-output of 1 byte: the replies held behind the wait fill it with
+    # nothing sendable, so the connection must pause until the wait ends
+    blocked = b"\n".join([
+        req("Lock", id="a", name="x", Expire="5"),
+        req("Lock", id="b", name="x", Expire="5", Wait="2"),
+        req("Version"),
+        req("Version"),
+        req("TestLock", id="b", name="x"),
+    ]) + b"\n"
+    write("connection", "waits-blocked", bytes([20, 7, 0, 0]) + struct.pack("<I", 3) + blocked)
     write("connection", "mixed-three", bytes([255, 7, 1, 2]) + struct.pack("<I", 11) + plain + encoded + REQUESTS[7])
 
 

@@ -117,3 +117,16 @@ fn store_waiter_granted_by_its_own_unlock_of_an_expired_hold() {
         ],
     );
 }
+
+/// Found while the `connection` target loaded its corpus after learning the
+/// waiting acquire; the checker hung, not the server. With `--max-output`
+/// at 1 byte, the replies held back behind a waiting `Lock` fill it while
+/// nothing can be sent yet; the harness kept draining an empty output
+/// instead of pausing the connection until the wait ends, as the reactor
+/// does.
+#[test]
+fn connection_paused_while_replies_wait_behind_a_parked_lock() {
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection/seed-waits-blocked");
+    check("connection", &std::fs::read(seed).expect("read the seed"));
+}
