@@ -628,4 +628,50 @@ mod tests {
         c.serve(&mut e, 9, 1 << 20);
         assert_eq!(c.partial_since(), Some(5));
     }
+
+    #[test]
+    fn replies_behind_a_parked_request_wait_for_it() {
+        let mut e = engine();
+        let mut holder = Connection::new(1024, 1);
+        let mut waiter = Connection::new(1024, 2);
+        feed(
+            &mut e,
+            &mut holder,
+            b"{\"ID\":\"h\",\"FileName\":\"x\",\"Action\":\"Lock\",\"Expire\":9}\n",
+            100,
+        );
+        let pipelined = concat!(
+            "{\"ID\":\"w\",\"FileName\":\"x\",\"Action\":\"Lock\",\"Expire\":9,\"Wait\":9}\n",
+            "{\"ID\":\"w\",\"FileName\":\"v\",\"Action\":\"Version\"}\n",
+        );
+        let (out, _) = feed(&mut e, &mut waiter, pipelined.as_bytes(), 1000);
+        assert!(out.is_empty(), "nothing may overtake the parked Lock");
+        assert!(waiter.is_waiting());
+        assert!(
+            waiter.pending_output() > 0,
+            "the Version reply is held back"
+        );
+        // The holder unlocks: the store grants the waiter.
+        feed(
+            &mut e,
+            &mut holder,
+            b"{\"ID\":\"h\",\"FileName\":\"x\",\"Action\":\"Unlock\"}\n",
+            100,
+        );
+        let mut done = Vec::new();
+        e.completions(&mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0, 2, "routed to the waiting connection");
+        waiter.complete(&mut e, done[0].1);
+        let text = String::from_utf8(waiter.unsent().to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("{\"Status\":\"Locked\",\"ID\":\"w\""),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("{\"Status\":\"Version\""), "{text}");
+        assert!(!waiter.is_waiting());
+        assert_eq!(waiter.pending_output(), waiter.unsent().len());
+    }
 }
