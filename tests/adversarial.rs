@@ -513,51 +513,51 @@ fn memory_cap_answers_no_and_resident_memory_stops_growing() {
     assert_healthy(&server, RSS_BOUND);
 }
 
-/// Environment variable that turns [`vanishing_client_helper`] on.
-const VANISH_ADDR: &str = "JDLM_ADVERSARIAL_VANISH_ADDR";
-
-/// Not a test on its own: run as a child process by
-/// `lock_of_a_killed_client_is_free_after_its_ttl`, it takes a lock, says so
-/// on stdout, and waits to be killed.
-#[test]
-fn vanishing_client_helper() {
-    let Ok(addr) = std::env::var(VANISH_ADDR) else {
-        return;
-    };
-    let mut client = Client::connect(addr.parse().expect("address"));
-    let reply = client.call(&request("Lock", "vanishing", "victim", "3"));
-    println!("HELPER-REPLY {reply}");
-    std::io::stdout().flush().expect("flush");
-    std::thread::sleep(Duration::from_secs(60));
-}
-
 #[test]
 fn lock_of_a_killed_client_is_free_after_its_ttl() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
 
     let server = TestServer::start();
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+    // The real `dlm` client holds the lock while its command runs; the
+    // command prints its own pid so it can be reaped after `dlm` is killed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlm"))
         .args([
-            "--exact",
-            "vanishing_client_helper",
-            "--nocapture",
-            "--test-threads=1",
+            "--port",
+            &server.addr.port().to_string(),
+            "--id",
+            "vanishing",
         ])
-        .env(VANISH_ADDR, server.addr.to_string())
+        .args([
+            "run",
+            "victim",
+            "--expire",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            "echo HELPER-PID $$; exec sleep 30",
+        ])
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start the helper");
-    let stdout = child.stdout.take().expect("helper stdout");
-    let reply_line = std::io::BufReader::new(stdout)
+        .expect("start dlm run");
+    let stdout = child.stdout.take().expect("dlm stdout");
+    let pid_line = std::io::BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
-        // libtest may print "test NAME ... " on the same line first.
-        .find(|l| l.contains("HELPER-REPLY "))
-        .expect("the helper reports its lock");
-    assert!(reply_line.contains("\"Locked\""), "{reply_line}");
-    child.kill().expect("kill the helper");
-    child.wait().expect("reap the helper");
+        .find(|l| l.starts_with("HELPER-PID "))
+        .expect("the command under the lock reports its pid");
+    let command_pid: i32 = pid_line["HELPER-PID ".len()..].trim().parse().expect("pid");
+    let mut probe = server.connect();
+    let held = probe.call(&request("TestLock", "vanishing", "victim", "0"));
+    assert_eq!(held["Status"], "Locked", "{held}");
+    // SIGKILL: no chance to unlock.
+    child.kill().expect("kill dlm");
+    child.wait().expect("reap dlm");
+    // SAFETY: kill(2) on the orphaned command we started.
+    unsafe {
+        libc::kill(command_pid, libc::SIGKILL);
+    }
     let killed = Instant::now();
 
     let mut other = server.connect();

@@ -270,6 +270,12 @@ impl Connection {
     /// [`Connection::received`]. Grows the buffer (up to about the line
     /// limit) when an unfinished line fills it.
     pub fn read_buffer(&mut self) -> &mut [u8] {
+        if self.input.len() < PADDING + MIN_READ {
+            // After an overrun the buffer was given back; start afresh.
+            self.input = vec![0; INITIAL_INPUT + PADDING];
+            self.filled = 0;
+            self.framer.reset();
+        }
         let room = self.input.len() - PADDING - self.filled;
         if room < MIN_READ {
             let most = self.framer.max_line() + MIN_READ + PADDING;
@@ -673,5 +679,20 @@ mod tests {
         assert!(lines[1].starts_with("{\"Status\":\"Version\""), "{text}");
         assert!(!waiter.is_waiting());
         assert_eq!(waiter.pending_output(), waiter.unsent().len());
+    }
+
+    #[test]
+    fn reading_after_an_overrun_starts_afresh() {
+        let mut e = engine();
+        let mut c = Connection::new(64, 0);
+        let (_, last) = feed(&mut e, &mut c, &[b'x'; 100], 10);
+        assert_eq!(last, Served::Overrun);
+        let (out, _) = feed(
+            &mut e,
+            &mut c,
+            b"{\"ID\":\"a\",\"FileName\":\"f\",\"Action\":\"Version\"}\n",
+            5,
+        );
+        assert!(out.starts_with(b"{\"Status\":\"Version\""));
     }
 }
