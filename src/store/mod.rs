@@ -199,35 +199,27 @@ trait Entry {
     fn cost(&self) -> u64;
 }
 
-impl Entry for Hold {
-    fn name(&self) -> &str {
-        self.packed.name()
-    }
-    fn timer(&self) -> TimerId {
-        self.timer
-    }
-    fn set_timer(&mut self, timer: TimerId) {
-        self.timer = timer;
-    }
-    fn cost(&self) -> u64 {
-        ENTRY_OVERHEAD + self.packed.len() as u64
-    }
+/// Holds and items keep their strings in `packed` and their timer in `timer`.
+macro_rules! packed_entry {
+    ($($kind:ty),*) => {$(
+        impl Entry for $kind {
+            fn name(&self) -> &str {
+                self.packed.name()
+            }
+            fn timer(&self) -> TimerId {
+                self.timer
+            }
+            fn set_timer(&mut self, timer: TimerId) {
+                self.timer = timer;
+            }
+            fn cost(&self) -> u64 {
+                ENTRY_OVERHEAD + self.packed.len() as u64
+            }
+        }
+    )*};
 }
 
-impl Entry for Item {
-    fn name(&self) -> &str {
-        self.packed.name()
-    }
-    fn timer(&self) -> TimerId {
-        self.timer
-    }
-    fn set_timer(&mut self, timer: TimerId) {
-        self.timer = timer;
-    }
-    fn cost(&self) -> u64 {
-        ENTRY_OVERHEAD + self.packed.len() as u64
-    }
-}
+packed_entry!(Hold, Item);
 
 /// One namespace: entries in a slab, found by name through a hash table of
 /// slab keys.
