@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
 use common::TestServer;
 
@@ -127,20 +126,12 @@ struct Ceiling {
 
 impl Ceiling {
     fn start() -> Ceiling {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lockfight"))
-            .args(["ceiling", "127.0.0.1", "0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the ceiling");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read start-up line");
-        let addr = first
-            .split_whitespace()
-            .last()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        let (child, addr) =
+            common::spawn_listening(Command::new(env!("CARGO_BIN_EXE_lockfight")).args([
+                "ceiling",
+                "127.0.0.1",
+                "0",
+            ]));
         Ceiling { child, addr }
     }
 }

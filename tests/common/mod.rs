@@ -27,6 +27,26 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Starts a server process whose first stdout line ends with the address it
+/// listens on (`jackrabbit-dlm`, `lockfight ceiling`), and reads it back.
+pub fn spawn_listening(command: &mut Command) -> (Child, SocketAddr) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("read start-up line");
+    let addr = first
+        .split_whitespace()
+        .last()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in start-up line {first:?}"));
+    (child, addr)
+}
+
 /// A running `jackrabbit-dlm` process, killed when dropped.
 pub struct TestServer {
     child: Child,
@@ -73,17 +93,7 @@ impl TestServer {
                 });
             }
         }
-        let mut child = command.spawn().expect("start jackrabbit-dlm");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("read start-up line");
-        let addr = first
-            .split_whitespace()
-            .last()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in start-up line {first:?}"));
+        let (child, addr) = spawn_listening(&mut command);
         TestServer { child, addr, dir }
     }
 
