@@ -9,7 +9,7 @@
 # docs/bench-sweep.svg.
 #
 # Usage: scripts/bench.sh [--quick] [--rounds N] [--duration SECS] [--output FILE]
-#   --quick          3 rounds of 1-second runs, 200k memory entries (about 1.5 minutes)
+#   --quick          3 rounds of 1-second runs, 200k memory entries (a few minutes)
 #   --rounds N       rounds per scenario (default 5; at least 3 for quoted ratios)
 #   --duration SECS  seconds per run (default 2)
 #   --output FILE    where to write the report (default BENCHMARKS.md)

@@ -130,3 +130,15 @@ fn connection_paused_while_replies_wait_behind_a_parked_lock() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection/seed-waits-blocked");
     check("connection", &std::fs::read(seed).expect("read the seed"));
 }
+
+/// Found by `connection` after closing a connection and a client's EOF were
+/// made one path (`Connection::withdraw_waits`, which answers withdrawn waits
+/// `NotOwner`); the checker, not the server, was wrong: it kept the replies a
+/// closed connection could no longer send, where the reactor drops them
+/// with the connection.
+#[test]
+fn connection_closed_with_waits_sends_nothing_more() {
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection/seed-closed-with-waits");
+    check("connection", &std::fs::read(seed).expect("read the seed"));
+}

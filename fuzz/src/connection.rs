@@ -195,15 +195,17 @@ impl Run {
     fn close(&mut self, c: usize) {
         let client = &mut self.clients[c];
         client.closed = true;
-        let tickets: Vec<Ticket> = client.conn.waiting_tickets().collect();
-        for &ticket in &tickets {
-            self.engine.store.cancel_wait(ticket);
-        }
-        self.engine.forget_parked(tickets.into_iter());
+        client.conn.withdraw_waits(&mut self.engine);
+        // The reactor drops the connection with whatever it had not sent.
+        let unsent = client.conn.unsent().len();
+        client.conn.sent(unsent);
         for slot in std::mem::take(&mut client.held) {
             if let Slot::Waiting { ticket, .. } = slot {
+                // Withdrawn waits are answered NotOwner (nobody reads it).
                 self.oracle.store.cancel_wait(ticket);
                 self.oracle_parked.remove(&ticket);
+                self.oracle.store.counters.not_owner += 1;
+                self.oracle.store.counters.replies_out += 1;
             }
         }
     }

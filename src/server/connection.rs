@@ -78,13 +78,6 @@ impl Engine {
         }
     }
 
-    /// Forgets the parked requests of a connection that closed.
-    pub fn forget_parked(&mut self, tickets: impl Iterator<Item = Ticket>) {
-        for ticket in tickets {
-            self.parked.remove(&ticket);
-        }
-    }
-
     /// Moves the completions of parked requests out of the store, each with
     /// the key of the connection it belongs to (completions of connections
     /// that closed are dropped).
@@ -408,13 +401,29 @@ impl Connection {
         }
     }
 
-    /// Tickets of this connection's requests still waiting in lock queues:
-    /// the reactor withdraws them when the connection closes.
-    pub fn waiting_tickets(&self) -> impl Iterator<Item = Ticket> + '_ {
-        self.parked
+    /// Takes this connection's requests out of every lock queue, answering
+    /// them `NotOwner` so the replies behind them can still go out: for a
+    /// client that closed its side (it cannot be granted a lock it would
+    /// never hear of) and for a connection being closed.
+    pub fn withdraw_waits(&mut self, engine: &mut Engine) {
+        let waiting: Vec<Ticket> = self
+            .parked
             .iter()
             .filter(|p| p.reply.is_none())
             .map(|p| p.ticket)
+            .collect();
+        for ticket in waiting {
+            engine.store.cancel_wait(ticket);
+            engine.parked.remove(&ticket);
+            engine.store.counters.not_owner += 1;
+            self.complete(
+                engine,
+                Completion {
+                    ticket,
+                    granted: None,
+                },
+            );
+        }
     }
 
     /// Whether a request of this connection waits in a lock queue.

@@ -33,7 +33,7 @@ use super::connection::{Connection, Engine, Served};
 use super::log::StatsLog;
 use crate::config::Config;
 use crate::stats::format_pairs;
-use crate::store::{Completion, Store, StoreConfig, Ticket};
+use crate::store::{Store, StoreConfig};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -367,11 +367,8 @@ impl Server {
 
     /// Closes connection `key`, withdrawing its requests from lock queues.
     fn close(&mut self, key: usize) {
-        if let Some(peer) = self.peers.try_remove(key) {
-            for ticket in peer.conn.waiting_tickets() {
-                self.engine.store.cancel_wait(ticket);
-            }
-            self.engine.forget_parked(peer.conn.waiting_tickets());
+        if let Some(mut peer) = self.peers.try_remove(key) {
+            peer.conn.withdraw_waits(&mut self.engine);
         }
     }
 
@@ -445,19 +442,7 @@ impl Server {
                 // A client that closed its side cannot be granted a lock it
                 // would never hear of: its waits leave their queues and are
                 // answered NotOwner, so replies behind them still go out.
-                let withdrawn: Vec<Ticket> = peer.conn.waiting_tickets().collect();
-                for ticket in withdrawn {
-                    self.engine.store.cancel_wait(ticket);
-                    self.engine.forget_parked(std::iter::once(ticket));
-                    self.engine.store.counters.not_owner += 1;
-                    peer.conn.complete(
-                        &mut self.engine,
-                        Completion {
-                            ticket,
-                            granted: None,
-                        },
-                    );
-                }
+                peer.conn.withdraw_waits(&mut self.engine);
                 break;
             }
             if !peer.readable {
