@@ -2,6 +2,10 @@
 //! it to the store, encode the reply. Lock, Unlock, Put (64-byte value) and
 //! Get, each on 4096 names, plain and table-encoded.
 //!
+//! A second group, `parse`, measures the floor under all of that: simd-json
+//! alone filling its tape from a lockfight-shaped `Lock` line, and the whole
+//! request parser (simd-json plus reading the fields) on the same lines.
+//!
 //! Run: `cargo bench --bench request`
 
 use std::hint::black_box;
@@ -9,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jackrabbit_dlm::protocol::codec;
-use jackrabbit_dlm::protocol::request::PADDING;
+use jackrabbit_dlm::protocol::request::{PADDING, Parser};
 use jackrabbit_dlm::server::connection::Engine;
 use jackrabbit_dlm::store::{Store, StoreConfig};
 
@@ -127,9 +131,66 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// The lines `lockfight` sends: `Lock` on `lf<nonce>r<n>` by `lf<nonce>c<n>`.
+fn lockfight_lines() -> Vec<Vec<u8>> {
+    (0..NAMES)
+        .map(|i| {
+            let mut line = format!(
+                r#"{{"ID":"lf1764129000c{}","FileName":"lf1764129000r{i}","Action":"Lock","Expire":"10"}}"#,
+                i % 32
+            )
+            .into_bytes();
+            line.resize(line.len() + PADDING, b' ');
+            line
+        })
+        .collect()
+}
+
+fn parse(c: &mut Criterion) {
+    let lines = lockfight_lines();
+    let mut group = c.benchmark_group("parse");
+    group.throughput(Throughput::Elements(NAMES as u64));
+    let mut buf = Vec::new();
+    let mut buffers = simd_json::Buffers::default();
+    // The tape's allocation is reused from line to line, as the server's is.
+    let mut spare = Some(simd_json::Tape::null());
+    group.bench_function("simd_json_tape_only", |b| {
+        b.iter(|| {
+            for line in &lines {
+                buf.clone_from(line);
+                let len = buf.len() - PADDING;
+                let mut tape = spare.take().unwrap_or_else(simd_json::Tape::null).reset();
+                let ok =
+                    simd_json::fill_tape_padded(&mut buf, len, &mut buffers, &mut tape).is_ok();
+                black_box(ok);
+                spare = Some(tape.reset());
+            }
+        })
+    });
+    let mut parser = Parser::new(86_400_000);
+    group.bench_function("request", |b| {
+        b.iter(|| {
+            for line in &lines {
+                buf.clone_from(line);
+                let len = buf.len() - PADDING;
+                black_box(parser.parse(&mut buf, len).is_ok());
+            }
+        })
+    });
+    group.bench_function("copy_only", |b| {
+        b.iter(|| {
+            for line in &lines {
+                buf.clone_from(line);
+                black_box(&buf);
+            }
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
+    targets = bench, parse
 }
 criterion_main!(benches);

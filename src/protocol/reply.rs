@@ -267,6 +267,23 @@ mod tests {
         assert_eq!(parsed["DataStore"], nasty);
     }
 
+    proptest::proptest! {
+        /// Escapes are found wherever they fall: in a whole eight-byte word,
+        /// in the padded tail, or right at a word boundary.
+        #[test]
+        fn any_string_survives_a_json_round_trip(
+            prefix in "[a-z0-9]{0,20}",
+            nasty in proptest::sample::select(vec!["", "\"", "\\", "\n", "\u{1}", "\u{1f}", "é"]),
+            suffix in "\\PC{0,12}",
+        ) {
+            let s = format!("{prefix}{nasty}{suffix}");
+            let mut out = Vec::new();
+            write_json_string(&mut out, &s);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            proptest::prop_assert_eq!(back, s);
+        }
+    }
+
     #[test]
     fn stats_reply_is_json_with_every_counter() {
         let counters = Counters {

@@ -176,13 +176,14 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
         let Some(&value) = tape.get(at + 1) else {
             return Err(ParseError::BadPayload("malformed object"));
         };
-        let slot = match key {
-            "ID" => Some(&mut fields.id),
-            "FileName" => Some(&mut fields.name),
-            "Action" => Some(&mut fields.action),
-            "Expire" => Some(&mut fields.expire),
-            "Wait" => Some(&mut fields.wait),
-            "DataStore" => Some(&mut fields.data),
+        // By length first: each key then costs one fixed-size comparison.
+        let slot = match key.len() {
+            2 if key == "ID" => Some(&mut fields.id),
+            8 if key == "FileName" => Some(&mut fields.name),
+            6 if key == "Action" => Some(&mut fields.action),
+            6 if key == "Expire" => Some(&mut fields.expire),
+            4 if key == "Wait" => Some(&mut fields.wait),
+            9 if key == "DataStore" => Some(&mut fields.data),
             _ => None,
         };
         if let Some(slot) = slot {
@@ -277,7 +278,35 @@ fn to_ms(secs: f64) -> u64 {
     ((secs * 1000.0).ceil() as u64).max(1)
 }
 
+/// Whole seconds sent the common way (`"30"` or `30`), or `None` for
+/// anything else, which takes the general path through [`seconds`].
+fn whole_seconds(node: Node<'_>) -> Option<u64> {
+    match node {
+        Node::String(text) => {
+            let digits = text.as_bytes();
+            if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            Some(digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+        }
+        Node::Static(StaticNode::U64(n)) => Some(n),
+        Node::Static(StaticNode::I64(n)) => u64::try_from(n).ok(),
+        _ => None,
+    }
+}
+
 fn ttl_ms(node: Option<Node<'_>>, max_ttl_ms: u64) -> Result<u64, ParseError> {
+    // Whole seconds need no floating point: the same checks in integers.
+    if let Some(ms) = node
+        .and_then(whole_seconds)
+        .and_then(|secs| secs.checked_mul(1000))
+    {
+        return if ms == 0 || ms > max_ttl_ms {
+            Err(ParseError::BadPayload("Expire out of range"))
+        } else {
+            Ok(ms)
+        };
+    }
     let secs = node
         .and_then(seconds)
         .ok_or(ParseError::BadPayload("Expire missing or not a number"))?;
@@ -288,6 +317,13 @@ fn ttl_ms(node: Option<Node<'_>>, max_ttl_ms: u64) -> Result<u64, ParseError> {
 }
 
 fn wait_ms(node: Node<'_>, max_ttl_ms: u64) -> Result<u64, ParseError> {
+    if let Some(ms) = whole_seconds(node).and_then(|secs| secs.checked_mul(1000)) {
+        return if ms > max_ttl_ms {
+            Err(ParseError::BadPayload("Wait out of range"))
+        } else {
+            Ok(ms)
+        };
+    }
     let secs = seconds(node).ok_or(ParseError::BadPayload("Wait is not a number"))?;
     if !secs.is_finite() || secs < 0.0 || secs * 1000.0 > max_ttl_ms as f64 {
         return Err(ParseError::BadPayload("Wait out of range"));
@@ -510,5 +546,51 @@ mod tests {
         let len = line.len();
         parser.parse(&mut buf, len).unwrap();
         assert_eq!(&buf[len..], &tail[..]);
+    }
+
+    /// The integer path for whole seconds gives what the general
+    /// floating-point path gives, at and around every boundary.
+    #[test]
+    fn whole_seconds_agree_with_the_general_path() {
+        let general = |secs: f64, zero_ok: bool| -> Option<u64> {
+            let ok = secs.is_finite()
+                && (secs > 0.0 || (zero_ok && secs == 0.0))
+                && secs * 1000.0 <= MAX_TTL_MS as f64;
+            ok.then(|| if secs == 0.0 { 0 } else { to_ms(secs) })
+        };
+        for secs in [
+            0u64,
+            1,
+            2,
+            59,
+            86_399,
+            86_400,
+            86_401,
+            999_999_999,
+            u64::MAX / 999,
+        ] {
+            let text = secs.to_string();
+            let nodes = [
+                Node::String(&text),
+                Node::Static(StaticNode::U64(secs)),
+                Node::Static(StaticNode::I64(secs as i64)),
+            ];
+            for node in nodes {
+                assert_eq!(
+                    ttl_ms(Some(node), MAX_TTL_MS).ok(),
+                    general(secs as f64, false),
+                    "Expire {node:?}"
+                );
+                assert_eq!(
+                    wait_ms(node, MAX_TTL_MS).ok(),
+                    general(secs as f64, true),
+                    "Wait {node:?}"
+                );
+            }
+        }
+        // Negative and padded values take the general path, as before.
+        assert!(ttl_ms(Some(Node::Static(StaticNode::I64(-5))), MAX_TTL_MS).is_err());
+        assert_eq!(ttl_ms(Some(Node::String(" 30 ")), MAX_TTL_MS), Ok(30_000));
+        assert_eq!(ttl_ms(Some(Node::String("0010")), MAX_TTL_MS), Ok(10_000));
     }
 }
