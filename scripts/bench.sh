@@ -9,7 +9,7 @@
 # docs/bench-sweep.svg.
 #
 # Usage: scripts/bench.sh [--quick] [--rounds N] [--duration SECS] [--output FILE]
-#   --quick          3 rounds of 1-second runs, 200k memory entries (a few minutes)
+#   --quick          3 rounds of 1-second runs, 200k memory entries
 #   --rounds N       rounds per scenario (default 5; at least 3 for quoted ratios)
 #   --duration SECS  seconds per run (default 2)
 #   --output FILE    where to write the report (default BENCHMARKS.md)
@@ -322,7 +322,9 @@ p99="jackrabbit÷this p99"
 cpu="jackrabbit÷this CPU/req"
 idle_mib=$(memory_cell jackrabbit "idle RSS" | sed 's/MiB//')
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
+# The run's own outputs (the report and the chart) do not count as changes.
+git diff --quiet HEAD -- . ":(exclude)$output" ":(exclude)$chart" 2>/dev/null \
+    || commit="$commit (with uncommitted changes)"
 
 {
     echo "$begin_marker"
