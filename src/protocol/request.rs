@@ -255,16 +255,7 @@ fn required_str<'a>(
 /// Seconds as sent (a JSON number or a decimal string), before range checks.
 fn seconds(node: Node<'_>) -> Option<f64> {
     match node {
-        Node::String(text) => {
-            let text = text.trim_ascii();
-            // Whole seconds ("30") are the common case: skip the general
-            // float parser for them.
-            if !text.is_empty() && text.len() <= 9 && text.bytes().all(|b| b.is_ascii_digit()) {
-                let whole = text.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
-                return Some(f64::from(whole));
-            }
-            text.parse::<f64>().ok()
-        }
+        Node::String(text) => text.trim_ascii().parse::<f64>().ok(),
         Node::Static(StaticNode::I64(n)) => Some(n as f64),
         Node::Static(StaticNode::U64(n)) => Some(n as f64),
         Node::Static(StaticNode::F64(n)) => Some(n),
@@ -278,29 +269,28 @@ fn to_ms(secs: f64) -> u64 {
     ((secs * 1000.0).ceil() as u64).max(1)
 }
 
-/// Whole seconds sent the common way (`"30"` or `30`), or `None` for
-/// anything else, which takes the general path through [`seconds`].
-fn whole_seconds(node: Node<'_>) -> Option<u64> {
-    match node {
+/// Milliseconds for whole seconds sent the common way (`"30"`, `" 30 "` or
+/// `30`); `None` for anything else (fractions, exponents, negative or huge
+/// values), which takes the general path through [`seconds`]. Whole seconds
+/// need no floating point.
+fn whole_ms(node: Node<'_>) -> Option<u64> {
+    let secs = match node {
         Node::String(text) => {
-            let digits = text.as_bytes();
+            let digits = text.trim_ascii().as_bytes();
             if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
                 return None;
             }
-            Some(digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+            digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0'))
         }
-        Node::Static(StaticNode::U64(n)) => Some(n),
-        Node::Static(StaticNode::I64(n)) => u64::try_from(n).ok(),
-        _ => None,
-    }
+        Node::Static(StaticNode::U64(n)) => n,
+        Node::Static(StaticNode::I64(n)) => u64::try_from(n).ok()?,
+        _ => return None,
+    };
+    secs.checked_mul(1000)
 }
 
 fn ttl_ms(node: Option<Node<'_>>, max_ttl_ms: u64) -> Result<u64, ParseError> {
-    // Whole seconds need no floating point: the same checks in integers.
-    if let Some(ms) = node
-        .and_then(whole_seconds)
-        .and_then(|secs| secs.checked_mul(1000))
-    {
+    if let Some(ms) = node.and_then(whole_ms) {
         return if ms == 0 || ms > max_ttl_ms {
             Err(ParseError::BadPayload("Expire out of range"))
         } else {
@@ -317,7 +307,7 @@ fn ttl_ms(node: Option<Node<'_>>, max_ttl_ms: u64) -> Result<u64, ParseError> {
 }
 
 fn wait_ms(node: Node<'_>, max_ttl_ms: u64) -> Result<u64, ParseError> {
-    if let Some(ms) = whole_seconds(node).and_then(|secs| secs.checked_mul(1000)) {
+    if let Some(ms) = whole_ms(node) {
         return if ms > max_ttl_ms {
             Err(ParseError::BadPayload("Wait out of range"))
         } else {
@@ -549,15 +539,10 @@ mod tests {
     }
 
     /// The integer path for whole seconds gives what the general
-    /// floating-point path gives, at and around every boundary.
+    /// floating-point path gives (a JSON float never takes the integer
+    /// path), at and around every boundary.
     #[test]
     fn whole_seconds_agree_with_the_general_path() {
-        let general = |secs: f64, zero_ok: bool| -> Option<u64> {
-            let ok = secs.is_finite()
-                && (secs > 0.0 || (zero_ok && secs == 0.0))
-                && secs * 1000.0 <= MAX_TTL_MS as f64;
-            ok.then(|| if secs == 0.0 { 0 } else { to_ms(secs) })
-        };
         for secs in [
             0u64,
             1,
@@ -567,30 +552,33 @@ mod tests {
             86_400,
             86_401,
             999_999_999,
-            u64::MAX / 999,
+            10_000_000_000,
         ] {
+            let general = Node::Static(StaticNode::F64(secs as f64));
             let text = secs.to_string();
+            let padded = format!(" {secs} ");
             let nodes = [
                 Node::String(&text),
+                Node::String(&padded),
                 Node::Static(StaticNode::U64(secs)),
                 Node::Static(StaticNode::I64(secs as i64)),
             ];
             for node in nodes {
                 assert_eq!(
-                    ttl_ms(Some(node), MAX_TTL_MS).ok(),
-                    general(secs as f64, false),
+                    ttl_ms(Some(node), MAX_TTL_MS),
+                    ttl_ms(Some(general), MAX_TTL_MS),
                     "Expire {node:?}"
                 );
                 assert_eq!(
-                    wait_ms(node, MAX_TTL_MS).ok(),
-                    general(secs as f64, true),
+                    wait_ms(node, MAX_TTL_MS),
+                    wait_ms(general, MAX_TTL_MS),
                     "Wait {node:?}"
                 );
             }
         }
-        // Negative and padded values take the general path, as before.
-        assert!(ttl_ms(Some(Node::Static(StaticNode::I64(-5))), MAX_TTL_MS).is_err());
-        assert_eq!(ttl_ms(Some(Node::String(" 30 ")), MAX_TTL_MS), Ok(30_000));
+        assert_eq!(ttl_ms(Some(Node::String("10")), MAX_TTL_MS), Ok(10_000));
         assert_eq!(ttl_ms(Some(Node::String("0010")), MAX_TTL_MS), Ok(10_000));
+        assert!(ttl_ms(Some(Node::Static(StaticNode::I64(-5))), MAX_TTL_MS).is_err());
+        assert_eq!(wait_ms(Node::Static(StaticNode::U64(0)), MAX_TTL_MS), Ok(0));
     }
 }
