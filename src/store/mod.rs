@@ -223,6 +223,10 @@ packed_entry!(Hold, Item);
 
 /// One namespace: entries in a slab, found by name through a hash table of
 /// slab keys.
+///
+/// A request hashes its name once ([`Table::hash`]) and passes the hash to
+/// `find` and then to `insert` or `remove`: hashing a name costs more than
+/// the table's probe.
 struct Table<E> {
     entries: Slab<E>,
     index: HashTable<u32>,
@@ -248,16 +252,29 @@ impl<E: Entry> Table<E> {
         self.entries.capacity() >= 2 * self.entries.len() + 64
     }
 
-    fn find(&self, name: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
+    /// The hash of `name` in this table.
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    /// The hash of entry `key`'s name, for removals that no request drove
+    /// (expiry).
+    fn hash_of(&self, key: u32) -> u64 {
+        self.hash(self.entries[key as usize].name())
+    }
+
+    /// The entry named `name`, whose hash is `hash`.
+    fn find(&self, hash: u64, name: &str) -> Option<u32> {
+        debug_assert_eq!(hash, self.hash(name));
         let entries = &self.entries;
         self.index
             .find(hash, |&k| entries[k as usize].name() == name)
             .copied()
     }
 
-    fn insert(&mut self, entry: E) -> u32 {
-        let hash = self.hasher.hash_one(entry.name());
+    /// Adds `entry`, whose name hashes to `hash` and is not in the table.
+    fn insert(&mut self, hash: u64, entry: E) -> u32 {
+        debug_assert_eq!(hash, self.hash(entry.name()));
         let key = self.entries.insert(entry) as u32;
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index
@@ -265,8 +282,9 @@ impl<E: Entry> Table<E> {
         key
     }
 
-    fn remove(&mut self, key: u32) -> E {
-        let hash = self.hasher.hash_one(self.entries[key as usize].name());
+    /// Removes entry `key`, whose name hashes to `hash`.
+    fn remove(&mut self, hash: u64, key: u32) -> E {
+        debug_assert_eq!(hash, self.hash_of(key));
         if let Ok(slot) = self.index.find_entry(hash, |&k| k == key) {
             slot.remove();
         }
@@ -369,7 +387,8 @@ impl Store {
 
     fn lock<'a>(&mut self, now: u64, req: &Request<'a>) -> Reply<'a> {
         let deadline = now.saturating_add(req.expire_ms);
-        match self.live_lock(now, req.name) {
+        let hash = self.locks.hash(req.name);
+        match self.live_lock(now, hash, req.name) {
             Some(key) => {
                 let hold = &mut self.locks.entries[key as usize];
                 if hold.packed.owner() != req.id {
@@ -398,13 +417,16 @@ impl Store {
                 // is about to get.
                 let key = self.locks.entries.vacant_key() as u32;
                 let timer = self.wheel.schedule(deadline, Due::Lock(key));
-                self.locks.insert(Hold {
-                    packed: Packed::new(req.name, req.id, ""),
-                    deadline,
-                    token,
-                    timer,
-                    queue: Queue::EMPTY,
-                });
+                self.locks.insert(
+                    hash,
+                    Hold {
+                        packed: Packed::new(req.name, req.id, ""),
+                        deadline,
+                        token,
+                        timer,
+                        queue: Queue::EMPTY,
+                    },
+                );
                 self.counters.lock += 1;
                 self.counters.a_lock = self.locks.len() as u64;
                 Reply::Locked { id: req.id, token }
@@ -413,21 +435,23 @@ impl Store {
     }
 
     fn unlock<'a>(&mut self, now: u64, req: &Request<'a>) -> Reply<'a> {
-        let Some(key) = self.live_lock(now, req.name) else {
+        let hash = self.locks.hash(req.name);
+        let Some(key) = self.live_lock(now, hash, req.name) else {
             self.counters.unlock_nf += 1;
             return Reply::Bare(Status::Unlocked);
         };
         if self.locks.entries[key as usize].packed.owner() != req.id {
             return Reply::Bare(Status::NotOwner);
         }
-        self.end_hold(now, key, true);
+        self.end_hold(now, key, hash, true);
         self.counters.unlock += 1;
         Reply::Owner(Status::Unlocked, req.id)
     }
 
     fn test_lock<'a>(&mut self, now: u64, req: &Request<'a>) -> Reply<'a> {
         self.counters.test_lock += 1;
-        match self.live_lock(now, req.name) {
+        let hash = self.locks.hash(req.name);
+        match self.live_lock(now, hash, req.name) {
             None => Reply::Bare(Status::Unlocked),
             Some(key) if self.locks.entries[key as usize].packed.owner() == req.id => {
                 Reply::Owner(Status::Locked, req.id)
@@ -438,7 +462,8 @@ impl Store {
 
     fn put<'a>(&mut self, now: u64, req: &Request<'a>) -> Reply<'a> {
         let deadline = now.saturating_add(req.expire_ms);
-        match self.live_item(now, req.name) {
+        let hash = self.data.hash(req.name);
+        match self.live_item(now, hash, req.name) {
             Some(key) => {
                 let item = &self.data.entries[key as usize];
                 if item.packed.owner() != req.id {
@@ -465,11 +490,14 @@ impl Store {
                 }
                 let key = self.data.entries.vacant_key() as u32;
                 let timer = self.wheel.schedule(deadline, Due::Data(key));
-                self.data.insert(Item {
-                    packed: Packed::new(req.name, req.id, req.data),
-                    deadline,
-                    timer,
-                });
+                self.data.insert(
+                    hash,
+                    Item {
+                        packed: Packed::new(req.name, req.id, req.data),
+                        deadline,
+                        timer,
+                    },
+                );
                 self.counters.put_new += 1;
                 self.counters.a_data = self.data.len() as u64;
             }
@@ -479,7 +507,8 @@ impl Store {
     }
 
     fn get<'a>(&'a mut self, now: u64, req: &Request<'a>) -> Reply<'a> {
-        let Some(key) = self.live_item(now, req.name) else {
+        let hash = self.data.hash(req.name);
+        let Some(key) = self.live_item(now, hash, req.name) else {
             self.counters.get_nf += 1;
             return Reply::Bare(Status::NotFound);
         };
@@ -497,34 +526,36 @@ impl Store {
     }
 
     fn erase<'a>(&mut self, now: u64, req: &Request<'a>) -> Reply<'a> {
-        let Some(key) = self.live_item(now, req.name) else {
+        let hash = self.data.hash(req.name);
+        let Some(key) = self.live_item(now, hash, req.name) else {
             self.counters.erase_nf += 1;
             return Reply::Bare(Status::NotFound);
         };
         if self.data.entries[key as usize].packed.owner() != req.id {
             return Reply::Bare(Status::NotOwner);
         }
-        self.remove_item(key);
+        self.remove_item(key, hash);
         self.counters.erased += 1;
         Reply::Owner(Status::Done, req.id)
     }
 
-    /// The key of the lock `name` if it exists and has not expired. An
-    /// expired one ends on the spot: it passes to its oldest waiter (and is
-    /// then live, under the new owner) or is removed.
-    fn live_lock(&mut self, now: u64, name: &str) -> Option<u32> {
-        let key = self.locks.find(name)?;
+    /// The key of the lock `name` (whose hash is `hash`) if it exists and
+    /// has not expired. An expired one ends on the spot: it passes to its
+    /// oldest waiter (and is then live, under the new owner) or is removed.
+    fn live_lock(&mut self, now: u64, hash: u64, name: &str) -> Option<u32> {
+        let key = self.locks.find(hash, name)?;
         if self.locks.entries[key as usize].deadline > now {
             return Some(key);
         }
         self.counters.expired_lock += 1;
-        self.end_hold(now, key, true).then_some(key)
+        self.end_hold(now, key, hash, true).then_some(key)
     }
 
-    /// Ends the current holder's hold on lock `key`: the oldest waiter takes
-    /// it over (true), or the lock is removed (false). `timer_live` is false
-    /// when the wheel has just fired (and dropped) the hold's timer.
-    fn end_hold(&mut self, now: u64, key: u32, timer_live: bool) -> bool {
+    /// Ends the current holder's hold on lock `key` (whose name hashes to
+    /// `hash`): the oldest waiter takes it over (true), or the lock is
+    /// removed (false). `timer_live` is false when the wheel has just fired
+    /// (and dropped) the hold's timer.
+    fn end_hold(&mut self, now: u64, key: u32, hash: u64, timer_live: bool) -> bool {
         // Waiters whose own time ran out (their timers not yet fired) are
         // answered NotOwner rather than granted.
         let mut head = self.locks.entries[key as usize].queue.head;
@@ -536,9 +567,9 @@ impl Store {
         }
         if head == NIL {
             if timer_live {
-                self.remove_lock(key);
+                self.remove_lock(key, hash);
             } else {
-                let hold = self.locks.remove(key);
+                let hold = self.locks.remove(hash, key);
                 self.release(hold.cost());
                 self.counters.a_lock = self.locks.len() as u64;
             }
@@ -669,25 +700,25 @@ impl Store {
     }
 
     /// As [`Store::live_lock`], for data items.
-    fn live_item(&mut self, now: u64, name: &str) -> Option<u32> {
-        let key = self.data.find(name)?;
+    fn live_item(&mut self, now: u64, hash: u64, name: &str) -> Option<u32> {
+        let key = self.data.find(hash, name)?;
         if self.data.entries[key as usize].deadline > now {
             return Some(key);
         }
-        self.remove_item(key);
+        self.remove_item(key, hash);
         self.counters.expired_data += 1;
         None
     }
 
-    fn remove_lock(&mut self, key: u32) {
-        let hold = self.locks.remove(key);
+    fn remove_lock(&mut self, key: u32, hash: u64) {
+        let hold = self.locks.remove(hash, key);
         self.wheel.cancel(hold.timer);
         self.release(hold.cost());
         self.counters.a_lock = self.locks.len() as u64;
     }
 
-    fn remove_item(&mut self, key: u32) {
-        let item = self.data.remove(key);
+    fn remove_item(&mut self, key: u32, hash: u64) {
+        let item = self.data.remove(hash, key);
         self.wheel.cancel(item.timer);
         self.release(item.cost());
         self.counters.a_data = self.data.len() as u64;
@@ -735,10 +766,11 @@ impl Store {
             match timer {
                 Due::Lock(key) => {
                     self.counters.expired_lock += 1;
-                    self.end_hold(now, key, false);
+                    let hash = self.locks.hash_of(key);
+                    self.end_hold(now, key, hash, false);
                 }
                 Due::Data(key) => {
-                    let item = self.data.remove(key);
+                    let item = self.data.remove(self.data.hash_of(key), key);
                     self.release(item.cost());
                     self.counters.expired_data += 1;
                 }
