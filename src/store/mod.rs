@@ -29,6 +29,7 @@
 //! runs out completes with `NotOwner`. The caller withdraws the waiters of a
 //! connection that closes with [`Store::cancel_wait`].
 
+mod packed;
 pub mod wheel;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -37,6 +38,7 @@ use std::hash::BuildHasher;
 
 use crate::protocol::{Action, Reply, Request, Status};
 use crate::stats::Counters;
+use packed::{Packed, Recycler};
 use wheel::{TimerId, Wheel};
 
 /// Bytes charged to every entry beyond its strings: the slab slot, the index
@@ -126,50 +128,6 @@ pub struct Waiter {
     next: u32,
     /// Distinguishes successive waiters that reuse one slab slot.
     generation: u32,
-}
-
-/// An entry's name, owner and (for data items) value in one allocation:
-/// one heap block per entry instead of three saves two pointers and two
-/// allocator headers, a third of the memory of a small entry.
-#[derive(Debug)]
-struct Packed {
-    text: Box<str>,
-    name_len: u16,
-    owner_len: u16,
-}
-
-impl Packed {
-    /// Names are at most 4096 bytes and owners 1024 (`protocol::request`),
-    /// so both lengths fit in a `u16`.
-    fn new(name: &str, owner: &str, value: &str) -> Packed {
-        let mut text = String::with_capacity(name.len() + owner.len() + value.len());
-        text.push_str(name);
-        text.push_str(owner);
-        text.push_str(value);
-        Packed {
-            text: text.into_boxed_str(),
-            name_len: name.len() as u16,
-            owner_len: owner.len() as u16,
-        }
-    }
-
-    fn name(&self) -> &str {
-        &self.text[..self.name_len as usize]
-    }
-
-    fn owner(&self) -> &str {
-        let start = self.name_len as usize;
-        &self.text[start..start + self.owner_len as usize]
-    }
-
-    fn value(&self) -> &str {
-        &self.text[self.name_len as usize + self.owner_len as usize..]
-    }
-
-    /// Bytes of strings held.
-    fn len(&self) -> usize {
-        self.text.len()
-    }
 }
 
 /// A lock held by an owner until `deadline`.
@@ -323,6 +281,8 @@ pub struct Store {
     waiters: Slab<Waiter>,
     next_generation: u32,
     completed: Vec<Completion>,
+    /// Buffers of entries that are gone, for the next entries' strings.
+    recycler: Recycler,
     /// Every counter of PROTOCOL.md; the server adds its own (`In`, `Out`,
     /// `Connections`, ...) here too, so `Stats` reports one set.
     pub counters: Counters,
@@ -343,6 +303,7 @@ impl Store {
             waiters: Slab::new(),
             next_generation: 0,
             completed: Vec::new(),
+            recycler: Recycler::default(),
             counters: Counters::default(),
         }
     }
@@ -420,7 +381,7 @@ impl Store {
                 self.locks.insert(
                     hash,
                     Hold {
-                        packed: Packed::new(req.name, req.id, ""),
+                        packed: self.recycler.pack(req.name, req.id, ""),
                         deadline,
                         token,
                         timer,
@@ -477,8 +438,10 @@ impl Store {
                 if new_len < old_len {
                     self.release(old_len - new_len);
                 }
+                let packed = self.recycler.pack(req.name, req.id, req.data);
                 let item = &mut self.data.entries[key as usize];
-                item.packed = Packed::new(req.name, req.id, req.data);
+                self.recycler
+                    .recycle(std::mem::replace(&mut item.packed, packed));
                 item.deadline = deadline;
                 self.wheel.reschedule(item.timer, deadline);
                 self.counters.put_update += 1;
@@ -493,7 +456,7 @@ impl Store {
                 self.data.insert(
                     hash,
                     Item {
-                        packed: Packed::new(req.name, req.id, req.data),
+                        packed: self.recycler.pack(req.name, req.id, req.data),
                         deadline,
                         timer,
                     },
@@ -571,6 +534,7 @@ impl Store {
             } else {
                 let hold = self.locks.remove(hash, key);
                 self.release(hold.cost());
+                self.recycler.recycle(hold.packed);
                 self.counters.a_lock = self.locks.len() as u64;
             }
             return false;
@@ -583,7 +547,9 @@ impl Store {
         let hold = &mut self.locks.entries[key as usize];
         // The waiter was charged for its owner string; the hold now carries it.
         let old_owner = hold.packed.owner().len() as u64;
-        hold.packed = Packed::new(hold.packed.name(), &waiter.owner, "");
+        let packed = self.recycler.pack(hold.packed.name(), &waiter.owner, "");
+        self.recycler
+            .recycle(std::mem::replace(&mut hold.packed, packed));
         hold.token = token;
         hold.deadline = deadline;
         if timer_live {
@@ -714,6 +680,7 @@ impl Store {
         let hold = self.locks.remove(hash, key);
         self.wheel.cancel(hold.timer);
         self.release(hold.cost());
+        self.recycler.recycle(hold.packed);
         self.counters.a_lock = self.locks.len() as u64;
     }
 
@@ -721,6 +688,7 @@ impl Store {
         let item = self.data.remove(hash, key);
         self.wheel.cancel(item.timer);
         self.release(item.cost());
+        self.recycler.recycle(item.packed);
         self.counters.a_data = self.data.len() as u64;
     }
 
@@ -772,6 +740,7 @@ impl Store {
                 Due::Data(key) => {
                     let item = self.data.remove(self.data.hash_of(key), key);
                     self.release(item.cost());
+                    self.recycler.recycle(item.packed);
                     self.counters.expired_data += 1;
                 }
                 Due::Waiter(_) => {}
@@ -802,6 +771,7 @@ impl Store {
     pub fn compact(&mut self) {
         self.freed_since_compaction = 0;
         self.counters.forced_gc += 1;
+        self.recycler.clear();
         let (wheel, waiters) = (&mut self.wheel, &mut self.waiters);
         self.locks.compact(|hold, to| {
             wheel.set_key(hold.timer(), Due::Lock(to));

@@ -121,6 +121,42 @@ fn unlock_rows() {
 }
 
 #[test]
+fn entries_in_recycled_buffers_show_only_their_own_strings() {
+    let mut s = store();
+    // 4 + 9 + 15 = 28 bytes and 5 + 9 + 17 = 31 bytes: one size class, so
+    // the second item gets the first one's buffer.
+    run(&mut s, 0, put("owner-one", "item", "secret-value-xx", 1000));
+    run(&mut s, 0, req(Action::Erase, "owner-one", "item"));
+    run(
+        &mut s,
+        0,
+        put("owner-two", "item2", "short-value-of-17", 1000),
+    );
+    assert_eq!(
+        run(&mut s, 0, req(Action::Get, "owner-two", "item2")),
+        r#"{"Status":"Done","ID":"owner-two","DataStore":"short-value-of-17"}"#
+    );
+    assert_eq!(
+        run(&mut s, 0, req(Action::Get, "owner-one", "item2")),
+        r#"{"Status":"NotOwner"}"#
+    );
+    assert_eq!(s.bytes_held(), ENTRY_OVERHEAD + 31);
+    // Holds: the new holder's buffer was the old holder's.
+    run(&mut s, 0, req(Action::Lock, "owner-one-long", "lock-a"));
+    run(&mut s, 0, req(Action::Unlock, "owner-one-long", "lock-a"));
+    run(&mut s, 0, req(Action::Lock, "me", "lock-b"));
+    assert_eq!(
+        run(&mut s, 0, req(Action::TestLock, "owner-one-long", "lock-b")),
+        r#"{"Status":"NotOwner"}"#
+    );
+    assert_eq!(
+        run(&mut s, 0, req(Action::TestLock, "me", "lock-b")),
+        r#"{"Status":"Locked","ID":"me"}"#
+    );
+    assert_eq!(s.bytes_held(), 2 * ENTRY_OVERHEAD + 31 + 8);
+}
+
+#[test]
 fn test_lock_rows() {
     let mut s = store();
     assert_eq!(

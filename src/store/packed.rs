@@ -1,0 +1,245 @@
+//! An entry's strings in one allocation, and a bounded free list of those
+//! allocations.
+//!
+//! Every lock hold and data item keeps its name, owner and value in one
+//! [`Packed`] buffer: one heap block per entry instead of three saves two
+//! pointers and two allocator headers, a third of the memory of a small entry.
+//!
+//! A lock taken and released is the hot path, and each one used to cost a
+//! `malloc` and a `free`. The [`Recycler`] keeps buffers that entries gave
+//! back and hands them to the next entries of the same size class instead.
+//! Buffers are sized to glibc's chunk steps ([`room`]), so any two strings
+//! whose chunks would be the same size share a class, at no memory cost.
+//! The recycler is bounded: [`CLASSES`] classes of at most [`KEPT`] buffers
+//! each, so it never holds more than 32 × (24 + 40 + ... + 248) = 65,280
+//! bytes; larger buffers and buffers past the bound go back to the
+//! allocator. Compaction (`ForcedGC`) frees them all.
+//!
+//! A recycled buffer is overwritten from the start; its tail (at most 23
+//! bytes past the strings) may still hold bytes of a previous entry, and
+//! nothing ever reads it: every accessor slices by the stored lengths.
+
+/// Size classes kept: buffers of [`room`] 24, 40, ..., 248 bytes.
+const CLASSES: usize = 15;
+
+/// Most buffers kept per size class.
+const KEPT: usize = 32;
+
+/// The length a buffer for `n` bytes of strings is given. glibc's `malloc`
+/// hands out chunks in steps of 16 bytes with an 8-byte header (at least
+/// 32), so asking for `n` bytes gets the same chunk as asking for this many:
+/// the room past `n` (below 16 bytes, or 24 in all for the smallest chunk)
+/// is free, and it lets buffers of one
+/// size class serve each other's strings.
+fn room(n: usize) -> usize {
+    (n + 8).next_multiple_of(16).max(32) - 8
+}
+
+/// The size class of a buffer of `room` bytes, if one is kept.
+fn class(room: usize) -> Option<usize> {
+    let class = room.checked_sub(24)? / 16;
+    (class < CLASSES).then_some(class)
+}
+
+/// Name, owner and (for data items) value, back to back in one buffer,
+/// followed by `spare` unused bytes.
+#[derive(Debug)]
+pub(super) struct Packed {
+    /// Invariant: the first `len()` bytes are the three strings back to
+    /// back, each copied from a `&str`, so every piece is UTF-8.
+    text: Box<[u8]>,
+    /// Names are at most 4096 bytes and owners 1024 (`protocol::request`),
+    /// so both lengths fit in a `u16`.
+    name_len: u16,
+    owner_len: u16,
+    /// Bytes of `text` past the strings (at most 23); the struct stays 24
+    /// bytes, as with the two lengths alone.
+    spare: u8,
+}
+
+impl Packed {
+    pub(super) fn name(&self) -> &str {
+        self.piece(0, self.name_len as usize)
+    }
+
+    pub(super) fn owner(&self) -> &str {
+        let start = self.name_len as usize;
+        self.piece(start, start + self.owner_len as usize)
+    }
+
+    pub(super) fn value(&self) -> &str {
+        self.piece(self.name_len as usize + self.owner_len as usize, self.len())
+    }
+
+    /// Bytes of strings held (what the memory guard charges).
+    pub(super) fn len(&self) -> usize {
+        self.text.len() - self.spare as usize
+    }
+
+    fn piece(&self, start: usize, end: usize) -> &str {
+        let bytes = &self.text[start..end];
+        // SAFETY: `start` and `end` are boundaries between the strings
+        // copied in by `Recycler::pack` (see the invariant on `text`), so
+        // `bytes` is one of those strings, which are UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+}
+
+/// Buffers given back by entries, by size class, for the next entries.
+#[derive(Debug, Default)]
+pub(super) struct Recycler {
+    classes: [Vec<Box<[u8]>>; CLASSES],
+}
+
+impl Recycler {
+    /// Most bytes of buffers the recycler ever keeps.
+    #[cfg(test)]
+    const MAX_BYTES: usize = KEPT * (CLASSES * 24 + 16 * CLASSES * (CLASSES - 1) / 2);
+
+    /// Packs `name`, `owner` and `value` into a recycled buffer of their
+    /// size class, or a new one.
+    pub(super) fn pack(&mut self, name: &str, owner: &str, value: &str) -> Packed {
+        let len = name.len() + owner.len() + value.len();
+        let room = room(len);
+        let recycled = class(room).and_then(|class| self.classes[class].pop());
+        let text = match recycled {
+            Some(mut text) => {
+                let (name_part, rest) = text.split_at_mut(name.len());
+                let (owner_part, rest) = rest.split_at_mut(owner.len());
+                name_part.copy_from_slice(name.as_bytes());
+                owner_part.copy_from_slice(owner.as_bytes());
+                rest[..value.len()].copy_from_slice(value.as_bytes());
+                text
+            }
+            None => {
+                let mut text = Vec::with_capacity(room);
+                text.extend_from_slice(name.as_bytes());
+                text.extend_from_slice(owner.as_bytes());
+                text.extend_from_slice(value.as_bytes());
+                text.resize(room, 0);
+                text.into_boxed_slice()
+            }
+        };
+        Packed {
+            text,
+            name_len: name.len() as u16,
+            owner_len: owner.len() as u16,
+            spare: (room - len) as u8,
+        }
+    }
+
+    /// Takes back the buffer of an entry that is gone; it is freed if its
+    /// class is not kept or already full.
+    pub(super) fn recycle(&mut self, packed: Packed) {
+        if let Some(class) = class(packed.text.len()) {
+            let kept = &mut self.classes[class];
+            if kept.len() < KEPT {
+                kept.push(packed.text);
+            }
+        }
+    }
+
+    /// Frees every buffer kept (on compaction).
+    pub(super) fn clear(&mut self) {
+        *self = Recycler::default();
+    }
+
+    /// Bytes of buffers kept now.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.classes.iter().flatten().map(|text| text.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_matches_glibc_chunks_and_classes_cover_up_to_248() {
+        assert_eq!(room(1), 24);
+        assert_eq!(room(24), 24);
+        assert_eq!(room(25), 40);
+        assert_eq!(room(40), 40);
+        assert_eq!(room(41), 56);
+        for n in 1..5000 {
+            assert!(room(n) >= n && room(n) - n <= 23, "{n}");
+            assert!(n <= 24 || room(n) - n < 16, "{n}");
+            assert_eq!((room(n) + 8) % 16, 0, "{n}");
+        }
+        assert_eq!(class(24), Some(0));
+        assert_eq!(class(248), Some(CLASSES - 1));
+        assert_eq!(class(264), None);
+    }
+
+    #[test]
+    fn strings_read_back_exactly() {
+        let mut recycler = Recycler::default();
+        for (name, owner, value) in [
+            ("n", "o", ""),
+            ("name", "owner", "value"),
+            ("ünï", "çødé", "välüé"),
+            (
+                &*"n".repeat(4096),
+                &*"o".repeat(1024),
+                &*"v".repeat(100_000),
+            ),
+        ] {
+            let packed = recycler.pack(name, owner, value);
+            assert_eq!(
+                (packed.name(), packed.owner(), packed.value()),
+                (name, owner, value)
+            );
+            assert_eq!(packed.len(), name.len() + owner.len() + value.len());
+            assert_eq!(std::mem::size_of::<Packed>(), 24);
+            recycler.recycle(packed);
+        }
+    }
+
+    #[test]
+    fn recycled_buffers_never_show_a_previous_entrys_bytes() {
+        let mut recycler = Recycler::default();
+        let old = recycler.pack("lock", "the-previous-owner", "its-secret-value");
+        let buffer = old.text.as_ptr();
+        recycler.recycle(old);
+        // 3 + 2 + 29 bytes: the same class (room 40) as the 38 bytes above.
+        let new = recycler.pack("abc", "me", "a-shorter-value-in-that-class");
+        assert_eq!(new.text.as_ptr(), buffer, "the buffer was reused");
+        assert_eq!(
+            (new.name(), new.owner(), new.value()),
+            ("abc", "me", "a-shorter-value-in-that-class")
+        );
+        recycler.recycle(new);
+        // A hold (no value) of 29 bytes, in that class again.
+        let hold = recycler.pack("the-lock-name", "another-owner-id", "");
+        assert_eq!(hold.text.as_ptr(), buffer, "the buffer was reused");
+        assert_eq!(
+            (hold.name(), hold.owner(), hold.value()),
+            ("the-lock-name", "another-owner-id", "")
+        );
+        assert_eq!(hold.len(), 29);
+    }
+
+    #[test]
+    fn bounded_per_class_and_in_all() {
+        let mut recycler = Recycler::default();
+        for n in [1, 30, 100, 248, 249, 5000] {
+            let buffers: Vec<Packed> = (0..3 * KEPT)
+                .map(|_| recycler.pack(&"n".repeat(n), "", ""))
+                .collect();
+            buffers.into_iter().for_each(|p| recycler.recycle(p));
+        }
+        let kept: Vec<usize> = recycler.classes.iter().map(Vec::len).collect();
+        assert!(kept.iter().all(|&k| k <= KEPT), "{kept:?}");
+        assert_eq!(kept.iter().sum::<usize>(), 4 * KEPT, "{kept:?}");
+        for size in (24..=248).step_by(16) {
+            let buffers: Vec<Packed> = (0..2 * KEPT)
+                .map(|_| recycler.pack(&"n".repeat(size), "", ""))
+                .collect();
+            buffers.into_iter().for_each(|p| recycler.recycle(p));
+        }
+        assert_eq!(recycler.bytes(), Recycler::MAX_BYTES);
+        recycler.clear();
+        assert_eq!(recycler.bytes(), 0);
+    }
+}
