@@ -108,7 +108,10 @@ impl Recycler {
                 let (owner_part, rest) = rest.split_at_mut(owner.len());
                 name_part.copy_from_slice(name.as_bytes());
                 owner_part.copy_from_slice(owner.as_bytes());
-                rest[..value.len()].copy_from_slice(value.as_bytes());
+                // Holds have no value: no call to `memcpy` for nothing.
+                if !value.is_empty() {
+                    rest[..value.len()].copy_from_slice(value.as_bytes());
+                }
                 text
             }
             None => {
