@@ -115,11 +115,17 @@ impl Engine {
         out: &mut Vec<u8>,
     ) -> Answer {
         let raw = &buf[line.clone()];
-        let len = raw.trim_ascii().len();
+        // Requests nearly always arrive as a bare `{...}`: nothing to trim.
+        let (skip, len) = if let [b'{', .., b'}'] = raw {
+            (0, raw.len())
+        } else {
+            let rest = raw.trim_ascii_start();
+            (raw.len() - rest.len(), rest.trim_ascii_end().len())
+        };
         if len == 0 {
             return Answer::Blank;
         }
-        let start = line.start + (raw.len() - raw.trim_ascii_start().len());
+        let start = line.start + skip;
         let Engine {
             store,
             parser,
