@@ -152,38 +152,34 @@ impl Parser {
     }
 }
 
-/// Scratch values while walking the object's keys.
+/// The values of the known keys, found while walking the object's keys.
 #[derive(Default)]
-struct Fields<'a> {
-    id: Option<Node<'a>>,
-    name: Option<Node<'a>>,
-    action: Option<Node<'a>>,
-    expire: Option<Node<'a>>,
-    wait: Option<Node<'a>>,
-    data: Option<Node<'a>>,
+struct Fields<'t, 'a> {
+    id: Option<&'t Node<'a>>,
+    name: Option<&'t Node<'a>>,
+    action: Option<&'t Node<'a>>,
+    expire: Option<&'t Node<'a>>,
+    wait: Option<&'t Node<'a>>,
+    data: Option<&'t Node<'a>>,
 }
 
 fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, ParseError> {
-    let Some(&Node::Object { len, .. }) = tape.first() else {
+    let Some((&Node::Object { len, .. }, mut rest)) = tape.split_first() else {
         return Err(ParseError::BadPayload("not a JSON object"));
     };
     let mut fields = Fields::default();
-    let mut at = 1;
     for _ in 0..len {
-        let Some(&Node::String(key)) = tape.get(at) else {
-            return Err(ParseError::BadPayload("malformed object"));
-        };
-        let Some(&value) = tape.get(at + 1) else {
+        let [Node::String(key), value, after @ ..] = rest else {
             return Err(ParseError::BadPayload("malformed object"));
         };
         // By length first: each key then costs one fixed-size comparison.
         let slot = match key.len() {
-            2 if key == "ID" => Some(&mut fields.id),
-            8 if key == "FileName" => Some(&mut fields.name),
-            6 if key == "Action" => Some(&mut fields.action),
-            6 if key == "Expire" => Some(&mut fields.expire),
-            4 if key == "Wait" => Some(&mut fields.wait),
-            9 if key == "DataStore" => Some(&mut fields.data),
+            2 if *key == "ID" => Some(&mut fields.id),
+            8 if *key == "FileName" => Some(&mut fields.name),
+            6 if *key == "Action" => Some(&mut fields.action),
+            6 if *key == "Expire" => Some(&mut fields.expire),
+            4 if *key == "Wait" => Some(&mut fields.wait),
+            9 if *key == "DataStore" => Some(&mut fields.data),
             _ => None,
         };
         if let Some(slot) = slot {
@@ -192,14 +188,17 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
             }
             *slot = Some(value);
         }
-        at += 1 + match value {
-            Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-            _ => 1,
+        // Step over a nested value's nodes to the next key.
+        rest = match *value {
+            Node::Object { count, .. } | Node::Array { count, .. } => {
+                after.get(count..).unwrap_or_default()
+            }
+            _ => after,
         };
     }
 
     let action = match fields.action {
-        Some(Node::String(name)) => Action::from_name(name).ok_or(ParseError::BadAction)?,
+        Some(&Node::String(name)) => Action::from_name(name).ok_or(ParseError::BadAction)?,
         Some(_) => return Err(ParseError::BadPayload("Action is not a string")),
         None => return Err(ParseError::BadPayload("Action missing")),
     };
@@ -224,15 +223,15 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
     };
     match action {
         Action::Lock => {
-            request.expire_ms = ttl_ms(fields.expire, max_ttl_ms)?;
+            request.expire_ms = ttl_ms(fields.expire.copied(), max_ttl_ms)?;
             if let Some(wait) = fields.wait {
-                request.wait_ms = wait_ms(wait, max_ttl_ms)?;
+                request.wait_ms = wait_ms(*wait, max_ttl_ms)?;
             }
         }
         Action::Put => {
-            request.expire_ms = ttl_ms(fields.expire, max_ttl_ms)?;
+            request.expire_ms = ttl_ms(fields.expire.copied(), max_ttl_ms)?;
             request.data = match fields.data {
-                Some(Node::String(data)) => data,
+                Some(&Node::String(data)) => data,
                 _ => return Err(ParseError::BadPayload("DataStore missing or not a string")),
             };
         }
@@ -242,12 +241,12 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
 }
 
 fn required_str<'a>(
-    node: Option<Node<'a>>,
+    node: Option<&Node<'a>>,
     max: usize,
     complaint: &'static str,
 ) -> Result<&'a str, ParseError> {
     match node {
-        Some(Node::String(s)) if !s.is_empty() && s.len() <= max => Ok(s),
+        Some(&Node::String(s)) if !s.is_empty() && s.len() <= max => Ok(s),
         _ => Err(ParseError::BadPayload(complaint)),
     }
 }
