@@ -275,17 +275,32 @@ fn to_ms(secs: f64) -> u64 {
 fn whole_ms(node: Node<'_>) -> Option<u64> {
     let secs = match node {
         Node::String(text) => {
-            let digits = text.trim_ascii().as_bytes();
-            if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0'))
+            // Spaces around the digits are allowed but rare: trim only when
+            // the text as sent is not plain digits.
+            let text = text.as_bytes();
+            whole_seconds(text).or_else(|| whole_seconds(text.trim_ascii()))?
         }
         Node::Static(StaticNode::U64(n)) => n,
         Node::Static(StaticNode::I64(n)) => u64::try_from(n).ok()?,
         _ => return None,
     };
     secs.checked_mul(1000)
+}
+
+/// The value of 1 to 9 ASCII digits; `None` for anything else.
+fn whole_seconds(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 9 {
+        return None;
+    }
+    let mut secs = 0;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        secs = secs * 10 + u64::from(digit);
+    }
+    Some(secs)
 }
 
 fn ttl_ms(node: Option<Node<'_>>, max_ttl_ms: u64) -> Result<u64, ParseError> {
