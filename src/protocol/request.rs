@@ -67,20 +67,23 @@ impl Action {
     }
 
     /// The action named `name`, compared without regard to ASCII case.
+    #[inline]
     pub fn from_name(name: &str) -> Option<Action> {
         // Clients spell the names exactly almost always: try that first.
-        let exact = match name {
+        match name {
             "Lock" => Some(Action::Lock),
             "Unlock" => Some(Action::Unlock),
             "Get" => Some(Action::Get),
             "Put" => Some(Action::Put),
-            _ => None,
-        };
-        exact.or_else(|| {
-            Action::ALL
-                .into_iter()
-                .find(|a| a.name().eq_ignore_ascii_case(name))
-        })
+            _ => Action::from_name_any_case(name),
+        }
+    }
+
+    #[cold]
+    fn from_name_any_case(name: &str) -> Option<Action> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
     }
 }
 
