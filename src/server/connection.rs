@@ -143,7 +143,7 @@ impl Engine {
                     encoded: false,
                 };
             }
-            reply.write_json(out);
+            reply.write_line(out);
         } else {
             decoded.clear();
             plain.clear();
@@ -167,8 +167,8 @@ impl Engine {
             }
             reply.write_json(plain);
             codec::encode_into(plain, out);
+            out.push(b'\n');
         }
-        out.push(b'\n');
         store.counters.replies_out += 1;
         Answer::Replied
     }
