@@ -85,6 +85,8 @@ struct Peer {
     hangup_seen: bool,
     /// Not read until its unsent replies drain below `--max-output`.
     output_full: bool,
+    /// Listed in `Server::unflushed`: replies wait for the end of the turn.
+    flush_queued: bool,
 }
 
 /// What `drive` decided about a connection.
@@ -114,6 +116,8 @@ pub struct Server {
     log: StatsLog,
     /// Connections with work left over from the previous turn.
     backlog: Vec<usize>,
+    /// Connections with replies written this turn, sent at its end.
+    unflushed: Vec<usize>,
     accept_paused_until: Option<u64>,
     shutdown_at: Option<u64>,
 }
@@ -184,6 +188,7 @@ impl Server {
             clock,
             log,
             backlog: Vec::new(),
+            unflushed: Vec::new(),
             accept_paused_until: None,
             shutdown_at: None,
         })
@@ -262,6 +267,7 @@ impl Server {
             self.deliver_completions(now);
             expiry_behind = self.engine.store.expire(now, EXPIRE_BATCH);
             self.deliver_completions(now);
+            self.flush_turn();
             if self.engine.store.maybe_compact() {
                 self.engine.shrink();
             }
@@ -333,6 +339,7 @@ impl Server {
                         eof: false,
                         hangup_seen: false,
                         output_full: false,
+                        flush_queued: false,
                     });
                     self.engine.store.counters.connections += 1;
                 }
@@ -466,17 +473,44 @@ impl Server {
                 Err(_) => return Fate::Close,
             }
         }
-        if flush(peer).is_err() {
-            return Fate::Close;
+        if !peer.conn.unsent().is_empty() {
+            // Sent at the end of the turn, with every other connection's
+            // replies: see `flush_turn`.
+            if !peer.flush_queued {
+                peer.flush_queued = true;
+                self.unflushed.push(key);
+            }
+            return Fate::Keep;
         }
-        if peer.eof
-            && peer.conn.unsent().is_empty()
-            && !peer.conn.has_input()
-            && !peer.conn.is_waiting()
-        {
+        if finished(peer) {
             return Fate::Close;
         }
         Fate::Keep
+    }
+
+    /// Sends the replies written this turn, connection by connection, and
+    /// closes the connections that are done.
+    ///
+    /// Replies are not sent the moment a connection's lines are answered
+    /// but once every ready connection has been served: a client waiting on
+    /// several connections (a pipelining load generator, a pool) is then
+    /// woken once for a burst of replies rather than once per connection,
+    /// and waking a sleeping thread is the dearest part of a loopback send.
+    /// A connection's replies wait at most one turn, which its own
+    /// per-turn line budget bounds.
+    fn flush_turn(&mut self) {
+        let mut keys = std::mem::take(&mut self.unflushed);
+        for &key in &keys {
+            let Some(peer) = self.peers.get_mut(key) else {
+                continue;
+            };
+            peer.flush_queued = false;
+            if flush(peer).is_err() || finished(peer) {
+                self.close(key);
+            }
+        }
+        keys.clear();
+        self.unflushed = keys;
     }
 
     /// Closes connections whose unfinished line is older than
@@ -504,6 +538,12 @@ impl Server {
             self.peers.shrink_to_fit();
         }
     }
+}
+
+/// Whether a connection whose client closed its side has nothing left to
+/// do: every reply sent, no input left, no request waiting for a lock.
+fn finished(peer: &Peer) -> bool {
+    peer.eof && peer.conn.unsent().is_empty() && !peer.conn.has_input() && !peer.conn.is_waiting()
 }
 
 /// Writes unsent replies until done or the socket would block.
