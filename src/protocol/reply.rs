@@ -29,24 +29,47 @@ pub enum Status {
     Waiting,
 }
 
-impl Status {
-    /// The status as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Locked => "Locked",
-            Status::Unlocked => "Unlocked",
-            Status::NotOwner => "NotOwner",
-            Status::Done => "Done",
-            Status::NotFound => "NotFound",
-            Status::Version => "Version",
-            Status::Stats => "Stats",
-            Status::BadPayload => "BadPayload",
-            Status::BadAction => "BadAction",
-            Status::No => "NO",
-            Status::Waiting => "Waiting",
+/// Each status's wire name, listed once. From the list come
+/// [`Status::as_str`] and `write_head`, which appends `{"Status":"<name>"`
+/// with one arm per status so that each copy has a length the compiler
+/// knows (a few moves, not a `memcpy` call).
+macro_rules! wire_names {
+    ($($status:ident => $wire:literal,)*) => {
+        impl Status {
+            /// The status as it appears on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Status::$status => $wire,)*
+                }
+            }
         }
-    }
 
+        /// Appends `{"Status":"<status>"`.
+        fn write_head(out: &mut Vec<u8>, status: Status) {
+            match status {
+                $(Status::$status => out.extend_from_slice(
+                    concat!("{\"Status\":\"", $wire, "\"").as_bytes()
+                ),)*
+            }
+        }
+    };
+}
+
+wire_names! {
+    Locked => "Locked",
+    Unlocked => "Unlocked",
+    NotOwner => "NotOwner",
+    Done => "Done",
+    NotFound => "NotFound",
+    Version => "Version",
+    Stats => "Stats",
+    BadPayload => "BadPayload",
+    BadAction => "BadAction",
+    No => "NO",
+    Waiting => "Waiting",
+}
+
+impl Status {
     /// The status named `text`, exactly as on the wire.
     pub fn from_wire(text: &str) -> Option<Status> {
         [
@@ -117,8 +140,8 @@ impl Reply<'_> {
     }
 
     /// Everything but the closing brace. Each arm copies fixed fragments
-    /// whose lengths the compiler knows (so they become a few moves, not
-    /// `memcpy` calls) and reserves once for the variable parts.
+    /// whose lengths the compiler knows (see `wire_names!`) and reserves
+    /// once for the variable parts.
     fn write_body(&self, out: &mut Vec<u8>) {
         match *self {
             Reply::Bare(_) | Reply::Parked { .. } => {
@@ -132,14 +155,16 @@ impl Reply<'_> {
             }
             Reply::Locked { id, token } => {
                 out.reserve(LOCKED_ROOM + id.len());
-                out.extend_from_slice(b"{\"Status\":\"Locked\",\"ID\":");
+                write_head(out, Status::Locked);
+                out.extend_from_slice(b",\"ID\":");
                 write_json_string(out, id);
                 out.extend_from_slice(b",\"Token\":");
                 write_u64(out, token);
             }
             Reply::Value { id, data } => {
                 out.reserve(VALUE_ROOM + id.len() + data.len());
-                out.extend_from_slice(b"{\"Status\":\"Done\",\"ID\":");
+                write_head(out, Status::Done);
+                out.extend_from_slice(b",\"ID\":");
                 write_json_string(out, id);
                 out.extend_from_slice(b",\"DataStore\":");
                 write_json_string(out, data);
@@ -168,33 +193,6 @@ impl Reply<'_> {
 const OWNER_ROOM: usize = 40;
 const LOCKED_ROOM: usize = 64;
 const VALUE_ROOM: usize = 48;
-
-/// Appends `{"Status":"<status>"`. One arm per status, so each copy is of a
-/// length known at compile time.
-fn write_head(out: &mut Vec<u8>, status: Status) {
-    macro_rules! head {
-        ($($status:ident => $wire:literal),* $(,)?) => {
-            match status {
-                $(Status::$status => out.extend_from_slice(
-                    concat!("{\"Status\":\"", $wire, "\"").as_bytes()
-                ),)*
-            }
-        };
-    }
-    head! {
-        Locked => "Locked",
-        Unlocked => "Unlocked",
-        NotOwner => "NotOwner",
-        Done => "Done",
-        NotFound => "NotFound",
-        Version => "Version",
-        Stats => "Stats",
-        BadPayload => "BadPayload",
-        BadAction => "BadAction",
-        No => "NO",
-        Waiting => "Waiting",
-    }
-}
 
 /// Whether any byte of `chunk` (8 bytes, little-endian) needs escaping: a
 /// control character (below 0x20), `"` or `\\`. Checks the eight bytes at
