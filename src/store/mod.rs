@@ -532,10 +532,7 @@ impl Store {
             if timer_live {
                 self.remove_lock(key, hash);
             } else {
-                let hold = self.locks.remove(hash, key);
-                self.release(hold.cost());
-                self.recycler.recycle(hold.packed);
-                self.counters.a_lock = self.locks.len() as u64;
+                self.discard_hold(key, hash);
             }
             return false;
         }
@@ -676,20 +673,37 @@ impl Store {
         None
     }
 
+    /// Removes lock `key` (whose name hashes to `hash`) and cancels its timer.
     fn remove_lock(&mut self, key: u32, hash: u64) {
-        let hold = self.locks.remove(hash, key);
-        self.wheel.cancel(hold.timer);
-        self.release(hold.cost());
-        self.recycler.recycle(hold.packed);
-        self.counters.a_lock = self.locks.len() as u64;
+        let timer = self.discard_hold(key, hash);
+        self.wheel.cancel(timer);
     }
 
+    /// Removes data item `key` (whose name hashes to `hash`) and cancels its
+    /// timer.
     fn remove_item(&mut self, key: u32, hash: u64) {
+        let timer = self.discard_item(key, hash);
+        self.wheel.cancel(timer);
+    }
+
+    /// Takes lock `key` out of its table: its bytes are released, its
+    /// buffer goes to the recycler and the gauge is updated. Returns its
+    /// timer, for the caller to cancel unless the wheel has just fired it.
+    fn discard_hold(&mut self, key: u32, hash: u64) -> TimerId {
+        let hold = self.locks.remove(hash, key);
+        self.release(hold.cost());
+        self.counters.a_lock = self.locks.len() as u64;
+        self.recycler.recycle(hold.packed);
+        hold.timer
+    }
+
+    /// As [`Store::discard_hold`], for data items.
+    fn discard_item(&mut self, key: u32, hash: u64) -> TimerId {
         let item = self.data.remove(hash, key);
-        self.wheel.cancel(item.timer);
         self.release(item.cost());
-        self.recycler.recycle(item.packed);
         self.counters.a_data = self.data.len() as u64;
+        self.recycler.recycle(item.packed);
+        item.timer
     }
 
     /// Reserves `bytes` under the memory cap; false (and nothing reserved)
@@ -738,9 +752,8 @@ impl Store {
                     self.end_hold(now, key, hash, false);
                 }
                 Due::Data(key) => {
-                    let item = self.data.remove(self.data.hash_of(key), key);
-                    self.release(item.cost());
-                    self.recycler.recycle(item.packed);
+                    // Its timer has just fired: nothing to cancel.
+                    self.discard_item(key, self.data.hash_of(key));
                     self.counters.expired_data += 1;
                 }
                 Due::Waiter(_) => {}
