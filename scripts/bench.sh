@@ -92,16 +92,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Waits until FILE names a 127.0.0.1 address; prints it.
-address_in() {
-    local file=$1 addr=""
-    for _ in $(seq 100); do
-        addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$file" 2>/dev/null | head -n1 || true)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
-        sleep 0.1
-    done
-    say "no address in $file:"; cat "$file" >&2; return 1
-}
+# address_in FILE: the address a server's output names.
+source "$root/scripts/lib.sh"
 
 # A loopback port nothing listens on, below the ephemeral range (32768 and
 # up), where the generator's own connections cannot be holding it.

@@ -16,12 +16,8 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 valgrind --tool=callgrind --callgrind-out-file=target/callgrind.out \
     target/release/jackrabbit-dlm 127.0.0.1 0 --log-dir "$work" >"$work/stdout" 2>"$work/valgrind" &
 server=$!
-for _ in $(seq 100); do
-    addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/stdout" 2>/dev/null || true)
-    [ -n "$addr" ] && break
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "callgrind.sh: the server did not start" >&2; exit 1; }
+source scripts/lib.sh
+addr=$(address_in "$work/stdout")
 target/release/lockfight --target "jackrabbit://$addr" --duration 5 --seed 7 --json "$@" >"$work/run.json"
 kill -TERM "$server"; wait "$server" 2>/dev/null || true
 total=$(callgrind_annotate target/callgrind.out 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')

@@ -27,16 +27,8 @@ start() {
     "$@" >"$file" 2>&1 &
     echo $!
 }
-# Waits until FILE names a 127.0.0.1 address; prints it.
-address_in() {
-    local addr=""
-    for _ in $(seq 100); do
-        addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$1" 2>/dev/null | head -n1 || true)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
-        sleep 0.1
-    done
-    echo "compare.sh: no address in $1:" >&2; cat "$1" >&2; return 1
-}
+# address_in FILE: the address a server's output names.
+source scripts/lib.sh
 
 mkdir "$work/old" "$work/new"
 old_pid=$(start "$work/old.out" "$old" 127.0.0.1 0 --log-dir "$work/old"); pids+=("$old_pid")

@@ -10,6 +10,7 @@
 # Needs release binaries (cargo build --release) and taskset (util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 kind=${1:?usage: scripts/cpu-split.sh jackrabbit|echo [ROUNDS] [LOCKFIGHT OPTIONS...]}
 shift
 rounds=1
@@ -26,13 +27,7 @@ for round in $(seq "$rounds"); do
         *) echo "cpu-split.sh: the server is jackrabbit or echo, not $kind" >&2; exit 2 ;;
     esac
     server=$!
-    addr=""
-    for _ in $(seq 100); do
-        addr=$(grep -o '127\.0\.0\.1:[0-9]*' "$work/out" 2>/dev/null | head -n1 || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { echo "cpu-split.sh: the server did not start" >&2; exit 1; }
+    addr=$(address_in "$work/out")
     read -r user0 sys0 < <(awk '{ print $14, $15 }' "/proc/$server/stat")
     taskset -c 0 target/release/lockfight --target "$kind://$addr" --json --quiet "$@" >"$work/run.json"
     read -r user1 sys1 < <(awk '{ print $14, $15 }' "/proc/$server/stat")
