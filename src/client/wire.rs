@@ -11,19 +11,9 @@ use serde_json::{Map, Value};
 
 use super::error::Error;
 use crate::protocol::codec;
+pub use crate::protocol::codec::Encoding;
 use crate::protocol::reply::{Status, write_json_string, write_u64};
 use crate::protocol::request::Action;
-
-/// How request lines (and so the server's replies) look on the wire.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Encoding {
-    /// A JSON object per line, as the older Python client sends.
-    #[default]
-    Plain,
-    /// The JSON object's bytes in the 78-character table encoding, as the
-    /// newer Python client sends.
-    Table,
-}
 
 /// One request, borrowing everything from the caller.
 #[derive(Debug, Clone, Copy)]

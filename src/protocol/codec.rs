@@ -40,6 +40,30 @@ const PAIRS: [[u8; 2]; 256] = {
     table
 };
 
+/// How a line looks on the wire. The first non-whitespace byte of a
+/// request tells: `{` is plain JSON, anything else the table encoding; a
+/// reply goes back in its request's encoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// A JSON object per line, as the older Python client sends.
+    #[default]
+    Plain,
+    /// The JSON object's bytes in the 78-character table encoding, as the
+    /// newer Python client sends.
+    Table,
+}
+
+impl Encoding {
+    /// The encoding of a line whose first non-whitespace byte is `first`.
+    pub fn of_first_byte(first: u8) -> Encoding {
+        if first == b'{' {
+            Encoding::Plain
+        } else {
+            Encoding::Table
+        }
+    }
+}
+
 /// Why an encoded string could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeError {

@@ -9,10 +9,13 @@
 //! - [`request`] parses a plain JSON line in place into a [`Request`];
 //! - [`reply`] writes a [`Reply`] as JSON.
 
+pub mod action;
 pub mod codec;
 pub mod frame;
 pub mod reply;
 pub mod request;
 
-pub use reply::{Reply, Status};
-pub use request::{Action, ParseError, Parser, Request};
+pub use action::Action;
+pub use codec::Encoding;
+pub use reply::{FencingToken, Reply, Status};
+pub use request::{ParseError, Parser, Request};

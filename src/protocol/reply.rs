@@ -89,6 +89,36 @@ impl Status {
     }
 }
 
+/// A fencing token (`Token` on `Locked`): strictly greater for every new
+/// hold the server grants, so a resource guarded by the lock can refuse a
+/// writer whose token is below the highest it has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FencingToken(u64);
+
+impl FencingToken {
+    /// The token `value`.
+    pub const fn new(value: u64) -> FencingToken {
+        FencingToken(value)
+    }
+
+    /// The token as the number on the wire.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The token after this one (the last token stays the last: after
+    /// 2^64 - 1 grants there is nothing greater to hand out).
+    pub const fn next(self) -> FencingToken {
+        FencingToken(self.0.saturating_add(1))
+    }
+}
+
+impl std::fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// The value of `ID` in a `Version` reply.
 pub const VERSION_ID: &str = concat!("JackrabbitDLM/", env!("CARGO_PKG_VERSION"));
 

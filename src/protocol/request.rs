@@ -15,6 +15,8 @@
 
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
+pub use super::action::Action;
+
 /// Bytes of slack simd-json needs after a line's last byte. The bytes there
 /// are read but never changed, so they may be the start of the next line.
 pub const PADDING: usize = simd_json::INPUT_PADDING;
@@ -25,67 +27,6 @@ pub const MAX_ID: usize = 1024;
 pub const MAX_FILE_NAME: usize = 4096;
 /// Deepest JSON nesting accepted anywhere in a request (a real request is flat).
 const MAX_DEPTH: usize = 32;
-
-/// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    Lock,
-    Unlock,
-    TestLock,
-    Get,
-    Put,
-    Erase,
-    Version,
-    Stats,
-}
-
-impl Action {
-    /// Every action, for tests and tools.
-    pub const ALL: [Action; 8] = [
-        Action::Lock,
-        Action::Unlock,
-        Action::TestLock,
-        Action::Get,
-        Action::Put,
-        Action::Erase,
-        Action::Version,
-        Action::Stats,
-    ];
-
-    /// The action's name as clients spell it on the wire.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Lock => "Lock",
-            Action::Unlock => "Unlock",
-            Action::TestLock => "TestLock",
-            Action::Get => "Get",
-            Action::Put => "Put",
-            Action::Erase => "Erase",
-            Action::Version => "Version",
-            Action::Stats => "Stats",
-        }
-    }
-
-    /// The action named `name`, compared without regard to ASCII case.
-    #[inline]
-    pub fn from_name(name: &str) -> Option<Action> {
-        // Clients spell the names exactly almost always: try that first.
-        match name {
-            "Lock" => Some(Action::Lock),
-            "Unlock" => Some(Action::Unlock),
-            "Get" => Some(Action::Get),
-            "Put" => Some(Action::Put),
-            _ => Action::from_name_any_case(name),
-        }
-    }
-
-    #[cold]
-    fn from_name_any_case(name: &str) -> Option<Action> {
-        Action::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(name))
-    }
-}
 
 /// A valid request, borrowing its strings from the line it was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

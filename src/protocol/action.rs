@@ -1,0 +1,64 @@
+//! The actions a request may ask for, by their wire names.
+//!
+//! Pure and dependency-free, so the client shares it without the parser.
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Lock,
+    Unlock,
+    TestLock,
+    Get,
+    Put,
+    Erase,
+    Version,
+    Stats,
+}
+
+impl Action {
+    /// Every action, for tests and tools.
+    pub const ALL: [Action; 8] = [
+        Action::Lock,
+        Action::Unlock,
+        Action::TestLock,
+        Action::Get,
+        Action::Put,
+        Action::Erase,
+        Action::Version,
+        Action::Stats,
+    ];
+
+    /// The action's name as clients spell it on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Lock => "Lock",
+            Action::Unlock => "Unlock",
+            Action::TestLock => "TestLock",
+            Action::Get => "Get",
+            Action::Put => "Put",
+            Action::Erase => "Erase",
+            Action::Version => "Version",
+            Action::Stats => "Stats",
+        }
+    }
+
+    /// The action named `name`, compared without regard to ASCII case.
+    #[inline]
+    pub fn from_name(name: &str) -> Option<Action> {
+        // Clients spell the names exactly almost always: try that first.
+        match name {
+            "Lock" => Some(Action::Lock),
+            "Unlock" => Some(Action::Unlock),
+            "Get" => Some(Action::Get),
+            "Put" => Some(Action::Put),
+            _ => Action::from_name_any_case(name),
+        }
+    }
+
+    #[cold]
+    fn from_name_any_case(name: &str) -> Option<Action> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+}
