@@ -13,34 +13,35 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jackrabbit_dlm::protocol::codec;
+use jackrabbit_dlm::protocol::codec::Encoding;
 use jackrabbit_dlm::protocol::request::{PADDING, Parser};
-use jackrabbit_dlm::server::connection::Engine;
+use jackrabbit_dlm::session::Session;
 use jackrabbit_dlm::store::{Store, StoreConfig};
+use jackrabbit_dlm::time::{Millis, Moment};
 
 const NAMES: usize = 4096;
 
-fn engine() -> Engine {
+fn session() -> Session {
     let store = Store::new(
         StoreConfig {
             compact_after: u64::MAX,
             ..StoreConfig::unbounded()
         },
-        0,
+        Moment::START,
     );
-    Engine::new(store, 86_400_000, 256, 1 << 20)
+    Session::new(store, Millis::from_secs(86_400), 256, 1 << 20)
 }
 
 /// One request line per name, optionally table-encoded.
-fn lines(action: &str, extra: &str, encoded: bool) -> Vec<Vec<u8>> {
+fn lines(action: &str, extra: &str, encoding: Encoding) -> Vec<Vec<u8>> {
     (0..NAMES)
         .map(|i| {
             let json = format!(
                 r#"{{"ID":"worker-17","FileName":"resource-{i}","Action":"{action}"{extra}}}"#
             );
-            if encoded {
-                codec::encode(json.as_bytes()).into_bytes()
-            } else {
-                json.into_bytes()
+            match encoding {
+                Encoding::Plain => json.into_bytes(),
+                Encoding::Table => codec::encode(json.as_bytes()).into_bytes(),
             }
         })
         .collect()
@@ -49,7 +50,7 @@ fn lines(action: &str, extra: &str, encoded: bool) -> Vec<Vec<u8>> {
 /// Answers every line once (as if each had just been read from a socket)
 /// and returns how long that took.
 fn answer_all(
-    engine: &mut Engine,
+    session: &mut Session,
     lines: &[Vec<u8>],
     buf: &mut Vec<u8>,
     out: &mut Vec<u8>,
@@ -61,7 +62,7 @@ fn answer_all(
         let len = buf.len();
         buf.resize(len + PADDING, b' ');
         out.clear();
-        black_box(engine.answer_line(1, buf, 0..len, out));
+        black_box(session.answer_line(Moment::from_ms(1), buf, 0..len, out));
         black_box(&out);
     }
     start.elapsed()
@@ -70,17 +71,20 @@ fn answer_all(
 fn bench(c: &mut Criterion) {
     let value = "v".repeat(64);
     let put_extra = format!(r#","Expire":"60","DataStore":"{value}""#);
-    for encoded in [false, true] {
-        let suffix = if encoded { "encoded" } else { "plain" };
-        let lock = lines("Lock", r#","Expire":"60""#, encoded);
-        let unlock = lines("Unlock", "", encoded);
-        let put = lines("Put", &put_extra, encoded);
-        let get = lines("Get", "", encoded);
-        let erase = lines("Erase", "", encoded);
+    for encoding in [Encoding::Plain, Encoding::Table] {
+        let suffix = match encoding {
+            Encoding::Plain => "plain",
+            Encoding::Table => "encoded",
+        };
+        let lock = lines("Lock", r#","Expire":"60""#, encoding);
+        let unlock = lines("Unlock", "", encoding);
+        let put = lines("Put", &put_extra, encoding);
+        let get = lines("Get", "", encoding);
+        let erase = lines("Erase", "", encoding);
 
         let mut group = c.benchmark_group(format!("request/{suffix}"));
         group.throughput(Throughput::Elements(NAMES as u64));
-        let mut e = engine();
+        let mut e = session();
         let (mut buf, mut out) = (Vec::new(), Vec::new());
 
         // Lock on free names; unlocking them again is not timed.

@@ -9,18 +9,15 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jackrabbit_dlm::protocol::{Action, Request};
 use jackrabbit_dlm::store::{Store, StoreConfig};
+use jackrabbit_dlm::time::{Millis, Moment};
 
 const MANY: usize = 1_000_000;
 
 fn request<'a>(action: Action, name: &'a str, data: &'a str) -> Request<'a> {
-    Request {
-        action,
-        id: "worker-17",
-        name,
-        expire_ms: 60_000,
-        wait_ms: 0,
-        data,
-    }
+    Request::new(action, "worker-17", name)
+        .expect("a valid request")
+        .with_expire(Millis::from_secs(60))
+        .with_data(data)
 }
 
 fn bench(c: &mut Criterion) {
@@ -29,22 +26,22 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(2));
-    let mut store = Store::new(StoreConfig::unbounded(), 0);
+    let mut store = Store::new(StoreConfig::unbounded(), Moment::START);
     group.bench_function("lock_unlock_hot_key", |b| {
         let (lock, unlock) = (
             request(Action::Lock, "hot", ""),
             request(Action::Unlock, "hot", ""),
         );
         b.iter(|| {
-            black_box(store.apply(1, &lock).status());
-            black_box(store.apply(1, &unlock).status());
+            black_box(store.apply(Moment::from_ms(1), &lock).status());
+            black_box(store.apply(Moment::from_ms(1), &unlock).status());
         })
     });
 
     // 1M keys, all held: a relock and a test of a random-looking key.
-    let mut store = Store::new(StoreConfig::unbounded(), 0);
+    let mut store = Store::new(StoreConfig::unbounded(), Moment::START);
     for n in &names {
-        store.apply(0, &request(Action::Lock, n, ""));
+        store.apply(Moment::from_ms(0), &request(Action::Lock, n, ""));
     }
     let mut i = 0usize;
     group.bench_function("relock_testlock_1M_keys", |b| {
@@ -52,12 +49,15 @@ fn bench(c: &mut Criterion) {
             i = (i + 7_919) % MANY;
             black_box(
                 store
-                    .apply(1, &request(Action::Lock, &names[i], ""))
+                    .apply(Moment::from_ms(1), &request(Action::Lock, &names[i], ""))
                     .status(),
             );
             black_box(
                 store
-                    .apply(1, &request(Action::TestLock, &names[i], ""))
+                    .apply(
+                        Moment::from_ms(1),
+                        &request(Action::TestLock, &names[i], ""),
+                    )
                     .status(),
             );
         })
@@ -68,33 +68,33 @@ fn bench(c: &mut Criterion) {
             i = (i + 7_919) % MANY;
             black_box(
                 store
-                    .apply(1, &request(Action::Unlock, &names[i], ""))
+                    .apply(Moment::from_ms(1), &request(Action::Unlock, &names[i], ""))
                     .status(),
             );
             black_box(
                 store
-                    .apply(1, &request(Action::Lock, &names[i], ""))
+                    .apply(Moment::from_ms(1), &request(Action::Lock, &names[i], ""))
                     .status(),
             );
         })
     });
     drop(store);
 
-    let mut store = Store::new(StoreConfig::unbounded(), 0);
+    let mut store = Store::new(StoreConfig::unbounded(), Moment::START);
     for n in names.iter().take(4096) {
-        store.apply(0, &request(Action::Put, n, &value));
+        store.apply(Moment::from_ms(0), &request(Action::Put, n, &value));
     }
     group.bench_function("put_get_64_bytes", |b| {
         b.iter(|| {
             i = (i + 1) % 4096;
             black_box(
                 store
-                    .apply(1, &request(Action::Put, &names[i], &value))
+                    .apply(Moment::from_ms(1), &request(Action::Put, &names[i], &value))
                     .status(),
             );
             black_box(
                 store
-                    .apply(1, &request(Action::Get, &names[i], ""))
+                    .apply(Moment::from_ms(1), &request(Action::Get, &names[i], ""))
                     .status(),
             );
         })

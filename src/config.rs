@@ -4,7 +4,6 @@
 //! shown in `--help`.
 
 use clap::Parser;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 /// The default port of Jackrabbit DLM.
@@ -18,7 +17,7 @@ pub const DEFAULT_PORT: u16 = 37373;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "jackrabbit-dlm", version)]
 pub struct Config {
-    /// Address to listen on: an IPv4 or IPv6 address or a host name (0.0.0.0 serves other machines)
+    /// Address to listen on: an IPv4 or IPv6 address or a host name, resolved at start-up (0.0.0.0 serves other machines)
     #[arg(default_value = "127.0.0.1")]
     pub host: String,
 
@@ -37,8 +36,8 @@ pub struct Config {
     pub max_ttl: u64,
 
     /// Bytes that locks and data may hold in all; past it Lock and Put answer NO [default: a third of physical RAM]
-    #[arg(long, value_name = "BYTES", default_value_t = default_max_memory(), hide_default_value = true)]
-    pub max_memory: u64,
+    #[arg(long, value_name = "BYTES")]
+    pub max_memory: Option<u64>,
 
     /// Most simultaneous client connections; more are closed at once (counted as Refused)
     #[arg(long, value_name = "N", default_value_t = 10_000,
@@ -74,9 +73,9 @@ pub struct Config {
     pub batch: u64,
 
     /// Most requests waiting (Lock with Wait) on one lock; past it a waiting Lock gets NotOwner at once
-    #[arg(long, value_name = "N", default_value_t = 10_000,
+    #[arg(long = "max-waiters", value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_waiters: u32,
+    pub max_waiters_per_lock: u32,
 
     /// Most requests waiting on all locks together
     #[arg(long, value_name = "N", default_value_t = 100_000,
@@ -108,36 +107,9 @@ impl Config {
         Config::parse_from(["jackrabbit-dlm", "127.0.0.1", "0"])
     }
 
-    /// The address to bind: the first that `host` resolves to.
-    pub fn listen_addr(&self) -> std::io::Result<SocketAddr> {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        (host, self.port).to_socket_addrs()?.next().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{} does not resolve to an address", self.host),
-            )
-        })
-    }
-
     /// Bytes freed before a compaction.
     pub fn compact_threshold(&self) -> u64 {
         self.compact_after.unwrap_or(self.max_line)
-    }
-}
-
-/// A third of the machine's physical memory (1 GiB if it cannot be read).
-pub fn default_max_memory() -> u64 {
-    // SAFETY: sysconf only reads system configuration values.
-    let (pages, page_size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    if pages > 0 && page_size > 0 {
-        pages as u64 * page_size as u64 / 3
-    } else {
-        1 << 30
     }
 }
 
@@ -155,15 +127,23 @@ mod tests {
         assert_eq!(c.partial_timeout, 10);
         assert_eq!(c.stats_interval, 3600);
         assert_eq!(c.compact_threshold(), 1 << 20);
-        assert!(c.max_memory > 0);
+        assert_eq!(
+            c.max_memory, None,
+            "resolved at start-up, not while parsing"
+        );
+        assert_eq!(
+            (c.max_waiters_per_lock, c.max_waiters_total),
+            (10_000, 100_000)
+        );
     }
 
     #[test]
     fn positional_host_and_port() {
         let c = Config::from_args(["x", "::1", "4000", "--max-ttl", "60"]).unwrap();
-        assert_eq!(c.listen_addr().unwrap(), "[::1]:4000".parse().unwrap());
-        let c = Config::from_args(["x", "localhost", "0"]).unwrap();
-        assert!(c.listen_addr().unwrap().ip().is_loopback());
+        assert_eq!((c.host.as_str(), c.port, c.max_ttl), ("::1", 4000, 60));
+        // Names are kept as given: resolving one is start-up's I/O.
+        let c = Config::from_args(["x", "no such host.invalid", "0"]).unwrap();
+        assert_eq!(c.host, "no such host.invalid");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod protocol;
 pub mod server;
+pub mod session;
 pub mod stats;
 pub mod store;
 pub mod time;

@@ -56,7 +56,7 @@ counters! {
     get_nf => "GetNF",
     requests_in => "In",
     lock => "Lock",
-    no => "NO",
+    memory_refused => "NO",
     not_owner => "NotOwner",
     replies_out => "Out",
     put_new => "PutNew",

@@ -33,29 +33,30 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use jackrabbit_dlm::protocol::codec;
+use jackrabbit_dlm::protocol::codec::{self, Encoding};
 use jackrabbit_dlm::protocol::request::PADDING;
-use jackrabbit_dlm::protocol::{Reply, Status};
-use jackrabbit_dlm::server::connection::{Answer, Connection, Engine, Served};
+use jackrabbit_dlm::protocol::{FencingToken, Reply, Status};
+use jackrabbit_dlm::session::{Answer, Connection, Served, Session, count_reply};
 use jackrabbit_dlm::store::{Store, StoreConfig, Ticket};
+use jackrabbit_dlm::time::{Millis, Moment};
 
 use super::input::{Bytes, End, Lines, Rng, split_lines};
 
 const MAX_TTL_MS: u64 = 86_400_000;
 
-fn engine(batch: usize, max_line: usize) -> Engine {
+fn session(batch: usize, max_line: usize) -> Session {
     let store = Store::new(
         StoreConfig {
             max_bytes: 64 * 1024,
             compact_after: 4096,
-            first_token: 1_000,
+            first_token: FencingToken::new(1_000),
             // Small, so full queues are met too.
             max_waiters_per_lock: 3,
-            max_waiters: 8,
+            max_waiters_total: 8,
         },
-        0,
+        Moment::START,
     );
-    Engine::new(store, MAX_TTL_MS, batch, max_line)
+    Session::new(store, Millis::new(MAX_TTL_MS), batch, max_line)
 }
 
 /// One simulated client connection and what the oracle expects of it.
@@ -86,13 +87,13 @@ enum Slot {
     Waiting {
         ticket: Ticket,
         id: Box<str>,
-        encoded: bool,
+        encoding: Encoding,
     },
 }
 
 struct Run {
-    engine: Engine,
-    oracle: Engine,
+    engine: Session,
+    oracle: Session,
     /// The oracle's parked requests, and whose they are.
     oracle_parked: HashMap<Ticket, usize>,
     clients: Vec<Client>,
@@ -100,7 +101,7 @@ struct Run {
     max_line: usize,
     batch: usize,
     max_output: usize,
-    now: u64,
+    now: Moment,
 }
 
 impl Run {
@@ -120,13 +121,13 @@ impl Run {
             Answer::Parked {
                 ticket,
                 id,
-                encoded,
+                encoding,
             } => {
                 self.oracle_parked.insert(ticket, c);
                 Slot::Waiting {
                     ticket,
                     id,
-                    encoded,
+                    encoding,
                 }
             }
         };
@@ -170,7 +171,7 @@ impl Run {
                 .iter_mut()
                 .find(|s| matches!(s, Slot::Waiting { ticket, .. } if *ticket == completion.ticket))
                 .expect("the waiting reply's slot");
-            let Slot::Waiting { id, encoded, .. } = slot else {
+            let Slot::Waiting { id, encoding, .. } = slot else {
                 unreachable!("found a waiting slot");
             };
             let reply = match completion.granted {
@@ -179,14 +180,14 @@ impl Run {
             };
             let mut plain = Vec::new();
             reply.write_json(&mut plain);
-            let mut bytes = if *encoded {
-                codec::encode(&plain).into_bytes()
-            } else {
-                plain
+            let mut bytes = match encoding {
+                Encoding::Table => codec::encode(&plain).into_bytes(),
+                Encoding::Plain => plain,
             };
             bytes.push(b'\n');
+            let status = reply.status();
             *slot = Slot::Known(bytes);
-            self.oracle.store.counters.replies_out += 1;
+            count_reply(&mut self.oracle.store.counters, status);
             self.release(c);
         }
     }
@@ -204,8 +205,7 @@ impl Run {
                 // Withdrawn waits are answered NotOwner (nobody reads it).
                 self.oracle.store.cancel_wait(ticket);
                 self.oracle_parked.remove(&ticket);
-                self.oracle.store.counters.not_owner += 1;
-                self.oracle.store.counters.replies_out += 1;
+                count_reply(&mut self.oracle.store.counters, Status::NotOwner);
             }
         }
     }
@@ -349,7 +349,7 @@ impl Run {
     /// Lets every wait run out (waits are at most the max TTL), on both
     /// sides, and hands out the results.
     fn end_all_waits(&mut self) {
-        self.now += MAX_TTL_MS + 1;
+        self.now = self.now.after(Millis::new(MAX_TTL_MS + 1));
         let now = self.now;
         while self.engine.store.expire(now, 64) | self.oracle.store.expire(now, 64) {}
         self.deliver();
@@ -424,15 +424,15 @@ pub fn check(data: &[u8]) {
         })
         .collect();
     let mut run = Run {
-        engine: engine(batch, max_line),
-        oracle: engine(batch, max_line),
+        engine: session(batch, max_line),
+        oracle: session(batch, max_line),
         oracle_parked: HashMap::new(),
         clients,
         rng,
         max_line,
         batch,
         max_output,
-        now: 0,
+        now: Moment::START,
     };
 
     loop {
@@ -456,7 +456,7 @@ pub fn check(data: &[u8]) {
             run.drain(c, false);
         }
         match run.rng.below(16) {
-            0 => run.now += run.rng.below(200) as u64,
+            0 => run.now = run.now.after(Millis::new(run.rng.below(200) as u64)),
             1 => {
                 let now = run.now;
                 assert_eq!(

@@ -23,7 +23,8 @@
 use jackrabbit_dlm::protocol::codec;
 use jackrabbit_dlm::protocol::request::{MAX_FILE_NAME, MAX_ID, PADDING};
 use jackrabbit_dlm::protocol::{Action, ParseError, Parser, Reply, Request, Status};
-use jackrabbit_dlm::store::{Store, StoreConfig};
+use jackrabbit_dlm::store::{Outcome, Store, StoreConfig};
+use jackrabbit_dlm::time::{Millis, Moment};
 use serde_json::Value;
 
 /// The server's default max TTL, in milliseconds.
@@ -43,24 +44,23 @@ pub struct Owned {
 impl Owned {
     fn of(r: &Request<'_>) -> Owned {
         Owned {
-            action: r.action,
-            id: r.id.to_owned(),
-            name: r.name.to_owned(),
-            expire_ms: r.expire_ms,
-            wait_ms: r.wait_ms,
-            data: r.data.to_owned(),
+            action: r.action(),
+            id: r.id().to_owned(),
+            name: r.name().to_owned(),
+            expire_ms: r.expire().as_ms(),
+            wait_ms: r.wait().as_ms(),
+            data: r.data().to_owned(),
         }
     }
 
+    /// The request again; it came from the parser, so it passes
+    /// `Request::new`'s checks.
     fn as_request(&self) -> Request<'_> {
-        Request {
-            action: self.action,
-            id: &self.id,
-            name: &self.name,
-            expire_ms: self.expire_ms,
-            wait_ms: self.wait_ms,
-            data: &self.data,
-        }
+        Request::new(self.action, &self.id, &self.name)
+            .expect("a parsed request is a valid request")
+            .with_expire(Millis::new(self.expire_ms))
+            .with_wait(Millis::new(self.wait_ms))
+            .with_data(&self.data)
     }
 }
 
@@ -273,7 +273,7 @@ pub fn assert_reply_is_sound(reply: &Reply<'_>, asked: Option<&Owned>) {
     );
     let id = object.get("ID").and_then(Value::as_str);
     match (*reply, asked) {
-        (Reply::Owner(_, owner), Some(r)) | (Reply::Locked { id: owner, .. }, Some(r)) => {
+        (Reply::WithId(_, owner), Some(r)) | (Reply::Locked { id: owner, .. }, Some(r)) => {
             assert_eq!(owner, r.id);
             assert_eq!(id, Some(owner));
         }
@@ -291,7 +291,10 @@ pub fn assert_reply_is_sound(reply: &Reply<'_>, asked: Option<&Owned>) {
         _ => {}
     }
     if let Reply::Locked { token, .. } = *reply {
-        assert_eq!(object.get("Token").and_then(Value::as_u64), Some(token));
+        assert_eq!(
+            object.get("Token").and_then(Value::as_u64),
+            Some(token.get())
+        );
     }
     let encoded = codec::encode(&plain);
     assert_eq!(codec::decode(encoded.as_bytes()).as_deref(), Ok(&plain[..]));
@@ -299,7 +302,7 @@ pub fn assert_reply_is_sound(reply: &Reply<'_>, asked: Option<&Owned>) {
 
 pub fn check(data: &[u8]) {
     let mut parser = Parser::new(MAX_TTL_MS);
-    let mut store = Store::new(StoreConfig::unbounded(), 0);
+    let mut store = Store::new(StoreConfig::unbounded(), Moment::START);
     let spaces = [b' '; PADDING];
     let mut start = 0;
     for (i, line) in data.split(|&b| b == b'\n').enumerate() {
@@ -323,17 +326,16 @@ pub fn check(data: &[u8]) {
                 String::from_utf8_lossy(line)
             );
         }
-        let now = i as u64 * 10;
+        let now = Moment::from_ms(i as u64 * 10);
         match &verdict {
             Ok(r) => {
                 assert_field_rules(r, MAX_TTL_MS);
-                let reply = store.apply(now, &r.as_request());
-                if let Reply::Parked { id, .. } = reply {
-                    // Never sent: the reply comes when the wait ends.
-                    assert!(r.action == Action::Lock && r.wait_ms > 0, "{r:?} parked");
-                    assert_eq!(id, r.id);
-                } else {
-                    assert_reply_is_sound(&reply, Some(r));
+                match store.apply(now, &r.as_request()) {
+                    Outcome::Parked(_) => {
+                        // Nothing is sent yet: the reply comes when the wait ends.
+                        assert!(r.action == Action::Lock && r.wait_ms > 0, "{r:?} parked");
+                    }
+                    Outcome::Reply(reply) => assert_reply_is_sound(&reply, Some(r)),
                 }
             }
             Err(ParseError::BadAction) => {

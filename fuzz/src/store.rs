@@ -29,8 +29,9 @@
 
 use std::collections::HashMap;
 
-use jackrabbit_dlm::protocol::{Action, Reply, Request, Status};
-use jackrabbit_dlm::store::{ENTRY_OVERHEAD, Store, StoreConfig, Ticket};
+use jackrabbit_dlm::protocol::{Action, FencingToken, Reply, Request, Status};
+use jackrabbit_dlm::store::{ENTRY_OVERHEAD, Outcome, Store, StoreConfig, Ticket};
+use jackrabbit_dlm::time::{Millis, Moment};
 
 use super::input::Bytes;
 
@@ -134,23 +135,23 @@ impl Model {
     /// The reply as JSON, and the token of a hold it created.
     fn apply(&mut self, now: u64, r: &Request<'_>) -> (Vec<u8>, Option<u64>) {
         let mut new_token = None;
-        let name = r.name;
-        let deadline = now.saturating_add(r.expire_ms);
-        let reply = match r.action {
+        let name = r.name();
+        let deadline = now.saturating_add(r.expire().as_ms());
+        let reply = match r.action() {
             Action::Lock if self.lock_is_live(now, name) => {
                 let h = self.locks.get_mut(name).expect("live");
-                if h.owner == r.id {
+                if h.owner == r.id() {
                     h.deadline = deadline;
                     Reply::Locked {
-                        id: r.id,
-                        token: h.token,
+                        id: r.id(),
+                        token: FencingToken::new(h.token),
                     }
                 } else {
                     Reply::Bare(Status::NotOwner)
                 }
             }
             Action::Lock => {
-                let cost = Model::lock_cost(name, r.id);
+                let cost = Model::lock_cost(name, r.id());
                 if self.fits(cost) {
                     let token = self.next_token;
                     self.next_token += 1;
@@ -158,13 +159,16 @@ impl Model {
                     self.locks.insert(
                         name.into(),
                         Hold {
-                            owner: r.id.into(),
+                            owner: r.id().into(),
                             deadline,
                             token,
                         },
                     );
                     new_token = Some(token);
-                    Reply::Locked { id: r.id, token }
+                    Reply::Locked {
+                        id: r.id(),
+                        token: FencingToken::new(token),
+                    }
                 } else {
                     Reply::Bare(Status::No)
                 }
@@ -172,41 +176,41 @@ impl Model {
             Action::Unlock | Action::TestLock if !self.lock_is_live(now, name) => {
                 Reply::Bare(Status::Unlocked)
             }
-            Action::Unlock | Action::TestLock if self.locks[name].owner != r.id => {
+            Action::Unlock | Action::TestLock if self.locks[name].owner != r.id() => {
                 Reply::Bare(Status::NotOwner)
             }
             Action::Unlock => {
-                self.bytes -= Model::lock_cost(name, r.id);
+                self.bytes -= Model::lock_cost(name, r.id());
                 self.locks.remove(name);
-                Reply::Owner(Status::Unlocked, r.id)
+                Reply::WithId(Status::Unlocked, r.id())
             }
-            Action::TestLock => Reply::Owner(Status::Locked, r.id),
+            Action::TestLock => Reply::WithId(Status::Locked, r.id()),
             Action::Put if self.item_is_live(now, name) => {
                 let item = &self.data[name];
-                let (old, new) = (item.value.len() as u64, r.data.len() as u64);
-                if item.owner != r.id {
+                let (old, new) = (item.value.len() as u64, r.data().len() as u64);
+                if item.owner != r.id() {
                     Reply::Bare(Status::NotOwner)
                 } else if new > old && !self.fits(new - old) {
                     Reply::Bare(Status::No)
                 } else {
                     self.bytes = self.bytes + new - old;
                     let item = self.data.get_mut(name).expect("live");
-                    item.value = r.data.into();
+                    item.value = r.data().into();
                     item.deadline = deadline;
-                    Reply::Owner(Status::Done, r.id)
+                    Reply::WithId(Status::Done, r.id())
                 }
             }
             Action::Put => {
                 let item = Item {
-                    owner: r.id.into(),
-                    value: r.data.into(),
+                    owner: r.id().into(),
+                    value: r.data().into(),
                     deadline,
                 };
                 let cost = Model::item_cost(name, &item);
                 if self.fits(cost) {
                     self.bytes += cost;
                     self.data.insert(name.into(), item);
-                    Reply::Owner(Status::Done, r.id)
+                    Reply::WithId(Status::Done, r.id())
                 } else {
                     Reply::Bare(Status::No)
                 }
@@ -214,13 +218,13 @@ impl Model {
             Action::Get | Action::Erase if !self.item_is_live(now, name) => {
                 Reply::Bare(Status::NotFound)
             }
-            Action::Get | Action::Erase if self.data[name].owner != r.id => {
+            Action::Get | Action::Erase if self.data[name].owner != r.id() => {
                 Reply::Bare(Status::NotOwner)
             }
             Action::Get => {
                 let mut out = Vec::new();
                 Reply::Value {
-                    id: r.id,
+                    id: r.id(),
                     data: &self.data[name].value,
                 }
                 .write_json(&mut out);
@@ -229,7 +233,7 @@ impl Model {
             Action::Erase => {
                 let item = self.data.remove(name).expect("live");
                 self.bytes -= Model::item_cost(name, &item);
-                Reply::Owner(Status::Done, r.id)
+                Reply::WithId(Status::Done, r.id())
             }
             Action::Version | Action::Stats => Reply::Version,
         };
@@ -277,20 +281,32 @@ fn config_from(bytes: &mut Bytes<'_>) -> StoreConfig {
     StoreConfig {
         max_bytes,
         compact_after: 512,
-        first_token: bytes.u32() as u64 + 1,
+        first_token: FencingToken::new(bytes.u32() as u64 + 1),
         ..StoreConfig::unbounded()
     }
 }
 
 /// `TestLock` of `name` by `id`.
 fn test_lock<'a>(id: &'a str, name: &'a str) -> Request<'a> {
-    Request {
-        action: Action::TestLock,
-        id,
-        name,
-        expire_ms: 0,
-        wait_ms: 0,
-        data: "",
+    request(Action::TestLock, id, name)
+}
+
+/// A request with no TTL, wait or value; the names and IDs used here all
+/// pass `Request::new`'s checks.
+fn request<'a>(action: Action, id: &'a str, name: &'a str) -> Request<'a> {
+    Request::new(action, id, name).expect("names and IDs within the limits")
+}
+
+/// The time `ms` milliseconds after the store's start.
+fn at(ms: u64) -> Moment {
+    Moment::from_ms(ms)
+}
+
+/// The reply to a request that is not parked.
+fn reply<'a>(store: &'a mut Store, now: u64, request: &Request<'a>) -> Reply<'a> {
+    match store.apply(at(now), request) {
+        Outcome::Reply(reply) => reply,
+        Outcome::Parked(_) => panic!("{request:?} parked without Wait"),
     }
 }
 
@@ -301,11 +317,11 @@ pub fn check(data: &[u8]) {
     let mut bytes = Bytes::new(data);
     let config = config_from(&mut bytes);
     let (max_bytes, first_token) = (config.max_bytes, config.first_token);
-    let mut store = Store::new(config, 0);
+    let mut store = Store::new(config, Moment::START);
     let mut model = Model {
         locks: HashMap::new(),
         data: HashMap::new(),
-        next_token: first_token,
+        next_token: first_token.get(),
         bytes: 0,
         max_bytes,
     };
@@ -330,21 +346,14 @@ pub fn check(data: &[u8]) {
                 ][kind as usize];
                 let who = bytes.u8();
                 let name = &names[(who >> 2) as usize % names.len()];
-                let mut request = Request {
-                    action,
-                    id: IDS[(who & 3) as usize],
-                    name,
-                    expire_ms: 0,
-                    wait_ms: 0,
-                    data: "",
-                };
+                let mut request = request(action, IDS[(who & 3) as usize], name);
                 if matches!(action, Action::Lock | Action::Put) {
-                    request.expire_ms = expire_ms(bytes.u8());
+                    request = request.with_expire(Millis::new(expire_ms(bytes.u8())));
                 }
                 if action == Action::Put {
-                    request.data = &values[(op >> 4) as usize % values.len()];
+                    request = request.with_data(&values[(op >> 4) as usize % values.len()]);
                 }
-                let got = json(store.apply(now, &request));
+                let got = json(reply(&mut store, now, &request));
                 let (want, new_token) = model.apply(now, &request);
                 assert_eq!(
                     String::from_utf8_lossy(&got),
@@ -364,7 +373,7 @@ pub fn check(data: &[u8]) {
             12 | 13 => {
                 let limit = (op >> 4) as usize + 1;
                 let mut rounds = 0;
-                while store.expire(now, limit) {
+                while store.expire(at(now), limit) {
                     rounds += 1;
                     assert!(rounds < 100_000, "expire never finishes");
                 }
@@ -378,7 +387,7 @@ pub fn check(data: &[u8]) {
                     .map(|h| h.deadline)
                     .chain(model.data.values().map(|d| d.deadline))
                     .min();
-                match (store.next_deadline(), earliest) {
+                match (store.next_deadline().map(Moment::as_ms), earliest) {
                     (None, None) => {}
                     (Some(next), Some(earliest)) => assert!(
                         next <= earliest,
@@ -407,7 +416,7 @@ fn one_holder(store: &mut Store, model: &mut Model, now: u64, name: &str) {
     let mut holders = 0;
     for id in IDS {
         let probe = test_lock(id, name);
-        let reply = store.apply(now, &probe);
+        let reply = reply(store, now, &probe);
         if reply.status() == Status::Locked {
             holders += 1;
         }
@@ -473,7 +482,7 @@ impl Follow {
                     .filter(|w| w.name == parked.name && w.seq < parked.seq)
                     .count();
                 assert_eq!(older, 0, "a grant overtook {older} older waiters");
-                self.new_token(parked.name, token);
+                self.new_token(parked.name, token.get());
                 granted.push((parked.name, parked.owner));
             }
         }
@@ -484,7 +493,7 @@ impl Follow {
             if !seen.contains(&name) && unlocked != Some((name, owner)) {
                 seen.push(name);
                 let probe = test_lock(owner, &names[name]);
-                let status = store.apply(now, &probe).status();
+                let status = reply(store, now, &probe).status();
                 assert_eq!(status, Status::Locked, "the grantee does not hold");
             }
         }
@@ -508,10 +517,10 @@ pub fn check_waits(data: &[u8]) {
         StoreConfig {
             // Small bounds, so full queues are met too.
             max_waiters_per_lock: 3,
-            max_waiters: 8,
+            max_waiters_total: 8,
             ..config_from(&mut bytes)
         },
-        0,
+        Moment::START,
     );
     let names = names();
     let mut follow = Follow {
@@ -532,30 +541,23 @@ pub fn check_waits(data: &[u8]) {
                 let who = bytes.u8();
                 let name = (who >> 2) as usize % names.len();
                 let id = IDS[(who & 3) as usize];
-                let mut request = Request {
-                    action,
-                    id,
-                    name: &names[name],
-                    expire_ms: 0,
-                    wait_ms: 0,
-                    data: "",
-                };
+                let mut request = request(action, id, &names[name]);
                 if action == Action::Lock {
-                    request.expire_ms = bytes.u8() as u64 * 5 + 1;
-                    request.wait_ms = match op >> 4 {
-                        0..=3 => 0,
-                        w => w as u64 * 40,
-                    };
+                    request = request
+                        .with_expire(Millis::new(bytes.u8() as u64 * 5 + 1))
+                        .with_wait(Millis::new(match op >> 4 {
+                            0..=3 => 0,
+                            w => w as u64 * 40,
+                        }));
                 }
-                let outcome = store.apply(now, &request);
+                let outcome = store.apply(at(now), &request);
                 let (parked, locked) = match outcome {
-                    Reply::Parked { ticket, id: owner } => {
-                        assert!(request.wait_ms > 0, "parked without Wait");
-                        assert_eq!(owner, id);
+                    Outcome::Parked(ticket) => {
+                        assert!(request.wait().as_ms() > 0, "parked without Wait");
                         (Some(ticket), None)
                     }
-                    Reply::Locked { token, .. } => (None, Some(token)),
-                    _ => (None, None),
+                    Outcome::Reply(Reply::Locked { token, .. }) => (None, Some(token.get())),
+                    Outcome::Reply(_) => (None, None),
                 };
                 // Grants the request itself caused come first.
                 let unlocked = (action == Action::Unlock).then_some((name, id));
@@ -586,7 +588,8 @@ pub fn check_waits(data: &[u8]) {
                 let holders = IDS
                     .iter()
                     .filter(|&&probe| {
-                        store.apply(now, &test_lock(probe, &names[name])).status() == Status::Locked
+                        reply(&mut store, now, &test_lock(probe, &names[name])).status()
+                            == Status::Locked
                     })
                     .count();
                 assert!(holders <= 1, "{holders} holders");
@@ -594,14 +597,14 @@ pub fn check_waits(data: &[u8]) {
             }
             4 => now += bytes.u8() as u64,
             5 => {
-                while store.expire(now, (op >> 4) as usize + 1) {}
+                while store.expire(at(now), (op >> 4) as usize + 1) {}
                 follow.settle(&mut store, now, &names, None);
             }
             6 => {
                 // A connection closes: its waits are withdrawn.
                 let pick = bytes.u8() as usize;
                 let mut tickets: Vec<Ticket> = follow.waiting.keys().copied().collect();
-                tickets.sort_by_key(|t| t.0);
+                tickets.sort();
                 if !tickets.is_empty() {
                     let ticket = tickets[pick % tickets.len()];
                     store.cancel_wait(ticket);
@@ -620,7 +623,7 @@ pub fn check_waits(data: &[u8]) {
             break;
         }
         now += 10_000;
-        while store.expire(now, 7) {}
+        while store.expire(at(now), 7) {}
         follow.settle(&mut store, now, &names, None);
     }
     assert!(

@@ -9,7 +9,6 @@
 use std::mem::MaybeUninit;
 
 use crate::stats::Counters;
-use crate::store::Ticket;
 
 /// The `Status` of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,8 +24,6 @@ pub enum Status {
     BadAction,
     /// The memory guard refused to create or grow an entry.
     No,
-    /// Internal: a parked request (never sent; see [`Reply::Parked`]).
-    Waiting,
 }
 
 /// Each status's wire name, listed once. From the list come
@@ -36,6 +33,9 @@ pub enum Status {
 macro_rules! wire_names {
     ($($status:ident => $wire:literal,)*) => {
         impl Status {
+            /// Every status, in the order of the list.
+            pub const ALL: [Status; [$(Status::$status),*].len()] = [$(Status::$status),*];
+
             /// The status as it appears on the wire.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -66,26 +66,12 @@ wire_names! {
     BadPayload => "BadPayload",
     BadAction => "BadAction",
     No => "NO",
-    Waiting => "Waiting",
 }
 
 impl Status {
     /// The status named `text`, exactly as on the wire.
     pub fn from_wire(text: &str) -> Option<Status> {
-        [
-            Status::Locked,
-            Status::Unlocked,
-            Status::NotOwner,
-            Status::Done,
-            Status::NotFound,
-            Status::Version,
-            Status::Stats,
-            Status::BadPayload,
-            Status::BadAction,
-            Status::No,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -127,31 +113,27 @@ pub const VERSION_ID: &str = concat!("JackrabbitDLM/", env!("CARGO_PKG_VERSION")
 pub enum Reply<'a> {
     /// `{"Status":...}` alone.
     Bare(Status),
-    /// `{"Status":...,"ID":...}`.
-    Owner(Status, &'a str),
+    /// `{"Status":...,"ID":...}`: a status with the caller's ID.
+    WithId(Status, &'a str),
     /// `{"Status":"Locked","ID":...,"Token":...}`: a `Lock` that holds.
-    Locked { id: &'a str, token: u64 },
+    Locked { id: &'a str, token: FencingToken },
     /// `{"Status":"Done","ID":...,"DataStore":...}`: a successful `Get`.
     Value { id: &'a str, data: &'a str },
     /// `{"Status":"Version","ID":"JackrabbitDLM/..."}`.
     Version,
     /// `{"Status":"Stats",...}` with every counter.
     Stats(&'a Counters),
-    /// Not a wire reply: the request waits in a lock's queue (the `Wait`
-    /// extension) and is answered later, when its ticket completes.
-    Parked { ticket: Ticket, id: &'a str },
 }
 
 impl Reply<'_> {
     /// The reply's status.
     pub fn status(&self) -> Status {
         match *self {
-            Reply::Bare(s) | Reply::Owner(s, _) => s,
+            Reply::Bare(s) | Reply::WithId(s, _) => s,
             Reply::Locked { .. } => Status::Locked,
             Reply::Value { .. } => Status::Done,
             Reply::Version => Status::Version,
             Reply::Stats(_) => Status::Stats,
-            Reply::Parked { .. } => Status::Waiting,
         }
     }
 
@@ -174,10 +156,8 @@ impl Reply<'_> {
     /// once for the variable parts.
     fn write_body(&self, out: &mut Vec<u8>) {
         match *self {
-            Reply::Bare(_) | Reply::Parked { .. } => {
-                write_head(out, self.status());
-            }
-            Reply::Owner(status, id) => {
+            Reply::Bare(status) => write_head(out, status),
+            Reply::WithId(status, id) => {
                 out.reserve(OWNER_ROOM + id.len());
                 write_head(out, status);
                 out.extend_from_slice(b",\"ID\":");
@@ -189,7 +169,7 @@ impl Reply<'_> {
                 out.extend_from_slice(b",\"ID\":");
                 write_json_string(out, id);
                 out.extend_from_slice(b",\"Token\":");
-                write_u64(out, token);
+                write_u64(out, token.get());
             }
             Reply::Value { id, data } => {
                 out.reserve(VALUE_ROOM + id.len() + data.len());
@@ -377,7 +357,7 @@ mod tests {
         assert_eq!(
             json(Reply::Locked {
                 id: "w1",
-                token: 1764129000000017
+                token: FencingToken::new(1764129000000017)
             }),
             r#"{"Status":"Locked","ID":"w1","Token":1764129000000017}"#
         );
@@ -486,10 +466,10 @@ mod tests {
     fn a_line_is_the_object_and_a_newline() {
         for reply in [
             Reply::Bare(Status::BadPayload),
-            Reply::Owner(Status::Unlocked, "owner-with-a-long-id"),
+            Reply::WithId(Status::Unlocked, "owner-with-a-long-id"),
             Reply::Locked {
                 id: "w1",
-                token: 42,
+                token: FencingToken::new(42),
             },
             Reply::Value {
                 id: "w\"1",

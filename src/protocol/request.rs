@@ -15,6 +15,8 @@
 
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
+use crate::time::Millis;
+
 pub use super::action::Action;
 
 /// Bytes of slack simd-json needs after a line's last byte. The bytes there
@@ -29,20 +31,87 @@ pub const MAX_FILE_NAME: usize = 4096;
 const MAX_DEPTH: usize = 32;
 
 /// A valid request, borrowing its strings from the line it was parsed from.
+///
+/// The fields are private: a `Request` is made by the [`Parser`] or by
+/// [`Request::new`], which both enforce the rules the store relies on (the
+/// lengths of `ID` and `FileName`), so no hand-built request can break them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
-    pub action: Action,
+    action: Action,
+    id: &'a str,
+    name: &'a str,
+    expire: Millis,
+    wait: Millis,
+    data: &'a str,
+}
+
+impl<'a> Request<'a> {
+    /// A request for `action` by `id` on `name`, with no TTL, no wait and no
+    /// value; `BadPayload` if `id` or `name` breaks PROTOCOL.md's length
+    /// rules.
+    pub fn new(action: Action, id: &'a str, name: &'a str) -> Result<Request<'a>, ParseError> {
+        if id.is_empty() || id.len() > MAX_ID {
+            return Err(ParseError::BadPayload("ID of bad length"));
+        }
+        if name.is_empty() || name.len() > MAX_FILE_NAME {
+            return Err(ParseError::BadPayload("FileName of bad length"));
+        }
+        Ok(Request {
+            action,
+            id,
+            name,
+            expire: Millis::ZERO,
+            wait: Millis::ZERO,
+            data: "",
+        })
+    }
+
+    /// The same request with TTL `expire` (`Expire`).
+    pub fn with_expire(self, expire: Millis) -> Request<'a> {
+        Request { expire, ..self }
+    }
+
+    /// The same request waiting up to `wait` in the lock's queue (`Wait`).
+    pub fn with_wait(self, wait: Millis) -> Request<'a> {
+        Request { wait, ..self }
+    }
+
+    /// The same request carrying the value `data` (`DataStore`).
+    pub fn with_data(self, data: &'a str) -> Request<'a> {
+        Request { data, ..self }
+    }
+
+    /// What the request asks for.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
     /// The caller's identity: the owner of what it creates.
-    pub id: &'a str,
+    pub fn id(&self) -> &'a str {
+        self.id
+    }
+
     /// The lock or data item the request is about.
-    pub name: &'a str,
-    /// TTL in milliseconds (at least 1) for `Lock` and `Put`; 0 otherwise.
-    pub expire_ms: u64,
-    /// How long a `Lock` may wait in the lock's queue, in milliseconds; 0 for
-    /// no waiting (and for every other action).
-    pub wait_ms: u64,
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// The TTL of a `Lock` or `Put` (at least 1 ms from the parser); zero
+    /// for other actions.
+    pub fn expire(&self) -> Millis {
+        self.expire
+    }
+
+    /// How long a `Lock` may wait in the lock's queue; zero for no waiting
+    /// (and for every other action).
+    pub fn wait(&self) -> Millis {
+        self.wait
+    }
+
     /// The opaque value of a `Put`; empty otherwise.
-    pub data: &'a str,
+    pub fn data(&self) -> &'a str {
+        self.data
+    }
 }
 
 /// Why a line is not a valid request.
@@ -161,19 +230,19 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
         action,
         id,
         name,
-        expire_ms: 0,
-        wait_ms: 0,
+        expire: Millis::ZERO,
+        wait: Millis::ZERO,
         data: "",
     };
     match action {
         Action::Lock => {
-            request.expire_ms = ttl_ms(fields.expire.copied(), max_ttl_ms)?;
+            request.expire = Millis::new(ttl_ms(fields.expire.copied(), max_ttl_ms)?);
             if let Some(wait) = fields.wait {
-                request.wait_ms = wait_ms(*wait, max_ttl_ms)?;
+                request.wait = Millis::new(wait_ms(*wait, max_ttl_ms)?);
             }
         }
         Action::Put => {
-            request.expire_ms = ttl_ms(fields.expire.copied(), max_ttl_ms)?;
+            request.expire = Millis::new(ttl_ms(fields.expire.copied(), max_ttl_ms)?);
             request.data = match fields.data {
                 Some(&Node::String(data)) => data,
                 _ => return Err(ParseError::BadPayload("DataStore missing or not a string")),
@@ -292,12 +361,12 @@ mod tests {
         buf.resize(len + PADDING, b' ');
         parser.parse(&mut buf, len).map(|r| {
             (
-                r.action,
-                r.id.to_string(),
-                r.name.to_string(),
-                r.expire_ms,
-                r.wait_ms,
-                r.data.to_string(),
+                r.action(),
+                r.id().to_string(),
+                r.name().to_string(),
+                r.expire().as_ms(),
+                r.wait().as_ms(),
+                r.data().to_string(),
             )
         })
     }
@@ -419,6 +488,23 @@ mod tests {
         assert!(bad(&format!(
             r#"{{"ID":"a","FileName":"{long_name}n","Action":"Get"}}"#
         )));
+    }
+
+    #[test]
+    fn built_requests_follow_the_parsers_length_rules() {
+        let long_id = "é".repeat(MAX_ID / 2 + 1);
+        assert!(Request::new(Action::Lock, &long_id, "f").is_err());
+        assert!(Request::new(Action::Lock, "", "f").is_err());
+        let long_name = "n".repeat(MAX_FILE_NAME + 1);
+        assert!(Request::new(Action::Lock, "a", &long_name).is_err());
+        let ok = Request::new(Action::Put, "a", "f")
+            .unwrap()
+            .with_expire(Millis::new(5))
+            .with_data("v");
+        assert_eq!(
+            (ok.id(), ok.name(), ok.expire(), ok.data()),
+            ("a", "f", Millis::new(5), "v")
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! The only module that does I/O: one `mio` reactor thread owns every
-//! socket, the store and the statistics log.
+//! The only module that does network I/O: one `mio` reactor thread owns
+//! every socket, the session (and through it the store) and the statistics
+//! log.
 //!
 //! - [`reactor`]: the event loop, accept/read/write, limits, signals.
-//! - [`connection`]: a connection's buffers and the socket-free request
-//!   path (framing, decoding, parsing, applying, the reply queue).
-//! - [`log`]: the statistics log, `JackrabbitDLM.log`.
+//! - [`clock`]: the reactor's clock, monotonic or driven by a test.
+//! - [`stats_log`]: the statistics log, `JackrabbitDLM.log`.
+//! - [`system`]: what start-up asks of the operating system (address
+//!   resolution, physical memory, the wall clock for the first token).
 
-pub mod connection;
-pub mod log;
+pub mod clock;
 pub mod reactor;
+pub mod stats_log;
+pub mod system;
 
-pub use reactor::{Server, StartError};
+pub use clock::ManualClock;
+pub use reactor::{Control, RunMode, Server, StartError};

@@ -1,10 +1,20 @@
 //! The event loop: one `mio::Poll`, every connection in a `Slab`.
 //!
-//! Each turn: wait for readiness (the timeout is the nearest of the timer
-//! wheel's next deadline, the next statistics line, the next partial-line
-//! sweep), accept, read, answer and write for each ready connection, then
-//! expire TTLs, compact if enough was freed, and write the statistics line
-//! when it is due.
+//! Each turn, in this order:
+//! 1. wait for readiness (the timeout is the nearest of the timer wheel's
+//!    next deadline, the next statistics line and the next partial-line
+//!    sweep; zero when work was left over);
+//! 2. accept; for each ready connection (then each left over from the last
+//!    turn) read and answer its complete lines through the session, up to
+//!    `--batch` lines;
+//! 3. expire what the wheel says is due;
+//! 4. deliver the completions of parked waits (from step 2's unlocks and
+//!    step 3's expiries), once;
+//! 5. write each connection that has replies, once (`flush_turn`): the only
+//!    write of the turn, except that a connection whose unsent replies reach
+//!    `--max-output` is written at once in step 2 to make room;
+//! 6. compact, write the statistics line, sweep stalled partial lines, when
+//!    they are due.
 //!
 //! System calls are what a request costs here, so the loop avoids the ones it
 //! can: sockets are registered once for both directions (edge-triggered, so
@@ -21,30 +31,39 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::connection::{Connection, Engine, Served};
-use super::log::StatsLog;
+use super::clock::{Clock, ManualClock};
+use super::stats_log::StatsLog;
+use super::system;
 use crate::config::Config;
+use crate::session::{Connection, Served, Session};
 use crate::stats::format_pairs;
 use crate::store::{Store, StoreConfig};
+use crate::time::{Millis, Moment};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+/// The [`Control`] handle (and a manual clock) wake the loop through this.
+const WAKER: Token = Token(2);
 /// Connection `key` in the slab has token `FIRST_PEER + key`.
-const FIRST_PEER: usize = 2;
+const FIRST_PEER: usize = 3;
 /// Most expired entries removed per turn, so a mass expiry cannot stall the loop.
 const EXPIRE_BATCH: usize = 4096;
 /// How long to stop accepting after an error such as EMFILE.
-const ACCEPT_PAUSE_MS: u64 = 100;
+const ACCEPT_PAUSE: Millis = Millis::new(100);
 /// How long replies may still be flushed after SIGINT/SIGTERM.
-const SHUTDOWN_GRACE_MS: u64 = 1000;
+const SHUTDOWN_GRACE: Millis = Millis::new(1000);
+/// Time between two sweeps for stalled partial lines.
+const SWEEP_EVERY: Millis = Millis::new(1000);
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -99,8 +118,54 @@ enum Fate {
 struct Limits {
     max_output: usize,
     max_connections: usize,
-    partial_timeout_ms: u64,
-    stats_interval_ms: u64,
+    partial_timeout: Millis,
+    stats_interval: Millis,
+}
+
+/// How a server is run: by the binary (the machine's clock, SIGINT and
+/// SIGTERM stop it) or inside a test (a clock the test moves, stopped
+/// through its [`Control`]).
+#[derive(Debug, Clone)]
+pub struct RunMode {
+    clock: Clock,
+    signals: bool,
+}
+
+impl RunMode {
+    /// The binary's: the monotonic clock, stopped by SIGINT or SIGTERM.
+    pub fn process() -> RunMode {
+        RunMode {
+            clock: Clock::monotonic(),
+            signals: true,
+        }
+    }
+
+    /// In-process, on `clock`, with no signal handlers (they would be the
+    /// whole test program's): stop it with [`Control::shutdown`].
+    pub fn in_process(clock: ManualClock) -> RunMode {
+        RunMode {
+            clock: Clock::Manual(clock),
+            signals: false,
+        }
+    }
+}
+
+/// A handle that stops a running server from another thread.
+#[derive(Debug, Clone)]
+pub struct Control {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Control {
+    /// Begins the same shutdown as SIGTERM: stop accepting, flush replies
+    /// for at most a second, write the final log line, return from `run`.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::warn!("cannot wake the reactor: {e}");
+        }
+    }
 }
 
 /// A bound server, ready to [`Server::run`].
@@ -108,26 +173,32 @@ pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    signals: Signals,
+    signals: Option<Signals>,
+    control: Control,
     peers: Slab<Peer>,
-    engine: Engine,
+    session: Session,
     limits: Limits,
-    clock: Instant,
+    clock: Clock,
     log: StatsLog,
     /// Connections with work left over from the previous turn.
     backlog: Vec<usize>,
     /// Connections with replies written this turn, sent at its end.
     unflushed: Vec<usize>,
-    accept_paused_until: Option<u64>,
-    shutdown_at: Option<u64>,
+    accept_paused_until: Option<Moment>,
+    shutdown_at: Option<Moment>,
 }
 
 impl Server {
-    /// Opens the log, binds the listening socket and sets up signals. Writes
-    /// the start-up line to the log.
+    /// Opens the log, binds the listening socket and sets up signals, for
+    /// the binary. Writes the start-up line to the log.
     pub fn bind(config: &Config) -> Result<Server, StartError> {
+        Server::bind_with(config, RunMode::process())
+    }
+
+    /// As [`Server::bind`], run as `mode` says.
+    pub fn bind_with(config: &Config, mode: RunMode) -> Result<Server, StartError> {
         let mut log = StatsLog::open(&config.log_dir)?;
-        let addr = config.listen_addr()?;
+        let addr = system::listen_addr(&config.host, config.port)?;
         let mut listener = match TcpListener::bind(addr) {
             Ok(listener) => listener,
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
@@ -146,30 +217,38 @@ impl Server {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let signals = if mode.signals {
+            let mut signals = Signals::new([SIGINT, SIGTERM])?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            Some(signals)
+        } else {
+            None
+        };
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        if let Clock::Manual(clock) = &mode.clock {
+            clock.attach(Arc::clone(&waker));
+        }
+        let control = Control {
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
 
-        let clock = Instant::now();
-        let first_token = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1);
         let store = Store::new(
             StoreConfig {
-                max_bytes: config.max_memory,
+                max_bytes: config.max_memory.unwrap_or_else(system::default_max_memory),
                 compact_after: config.compact_threshold(),
-                first_token,
-                max_waiters_per_lock: config.max_waiters,
-                max_waiters: config.max_waiters_total as usize,
+                first_token: system::first_token(),
+                max_waiters_per_lock: config.max_waiters_per_lock,
+                max_waiters_total: usize::try_from(config.max_waiters_total).unwrap_or(usize::MAX),
             },
-            0,
+            mode.clock.now(),
         );
-        let engine = Engine::new(
+        let session = Session::new(
             store,
-            config.max_ttl.saturating_mul(1000),
-            config.batch as usize,
-            config.max_line as usize,
+            Millis::from_secs(config.max_ttl),
+            usize::try_from(config.batch).unwrap_or(usize::MAX),
+            usize::try_from(config.max_line).unwrap_or(usize::MAX),
         );
         log.line(&format!("{} listening on {local_addr}", banner()));
         Ok(Server {
@@ -177,15 +256,16 @@ impl Server {
             listener: Some(listener),
             local_addr,
             signals,
+            control,
             peers: Slab::new(),
-            engine,
+            session,
             limits: Limits {
-                max_output: config.max_output as usize,
-                max_connections: config.max_connections as usize,
-                partial_timeout_ms: config.partial_timeout.saturating_mul(1000),
-                stats_interval_ms: config.stats_interval.saturating_mul(1000),
+                max_output: usize::try_from(config.max_output).unwrap_or(usize::MAX),
+                max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+                partial_timeout: Millis::from_secs(config.partial_timeout),
+                stats_interval: Millis::from_secs(config.stats_interval),
             },
-            clock,
+            clock: mode.clock,
             log,
             backlog: Vec::new(),
             unflushed: Vec::new(),
@@ -194,39 +274,44 @@ impl Server {
         })
     }
 
+    /// A handle that stops this server from another thread.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
     /// The address the server listens on (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Milliseconds since start on the monotonic clock.
-    fn now(&self) -> u64 {
-        self.clock.elapsed().as_millis() as u64
+    fn now(&self) -> Moment {
+        self.clock.now()
     }
 
     /// Serves until SIGINT or SIGTERM, then flushes pending replies for at
     /// most a second and writes the shutdown line.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let mut next_stats = self.now() + self.limits.stats_interval_ms;
-        let mut next_sweep = self.now() + 1000;
+        let mut next_stats = self.now().after(self.limits.stats_interval);
+        let mut next_sweep = self.now().after(SWEEP_EVERY);
         let mut expiry_behind = false;
         loop {
             let now = self.now();
-            let mut wake = next_stats.min(next_sweep);
-            if let Some(t) = self.engine.store.next_deadline() {
-                wake = wake.min(t);
-            }
-            if let Some(t) = self.accept_paused_until {
-                wake = wake.min(t);
-            }
-            if let Some(t) = self.shutdown_at {
-                wake = wake.min(t);
-            }
+            let wake = [
+                Some(next_stats),
+                Some(next_sweep),
+                self.session.store.next_deadline(),
+                self.accept_paused_until,
+                self.shutdown_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_stats);
             let timeout = if !self.backlog.is_empty() || expiry_behind {
                 Duration::ZERO
             } else {
-                Duration::from_millis(wake.saturating_sub(now))
+                Duration::from_millis(wake.since(now).as_ms())
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -235,12 +320,22 @@ impl Server {
                 return Err(e);
             }
 
+            // 2. Serve what is ready.
             let now = self.now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
                     SIGNALS => {
-                        if self.signals.pending().next().is_some() {
+                        if self
+                            .signals
+                            .as_mut()
+                            .is_some_and(|s| s.pending().next().is_some())
+                        {
+                            self.begin_shutdown(now);
+                        }
+                    }
+                    WAKER => {
+                        if self.control.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown(now);
                         }
                     }
@@ -264,20 +359,22 @@ impl Server {
                 }
             }
 
-            self.deliver_completions(now);
-            expiry_behind = self.engine.store.expire(now, EXPIRE_BATCH);
-            self.deliver_completions(now);
+            // 3. to 5. Expire, deliver completed waits, write.
+            expiry_behind = self.session.store.expire(now, EXPIRE_BATCH);
+            self.deliver_completions();
             self.flush_turn();
-            if self.engine.store.maybe_compact() {
-                self.engine.shrink();
+
+            // 6. Housekeeping.
+            if self.session.store.maybe_compact() {
+                self.session.shrink();
             }
             if now >= next_stats {
-                self.log.interval(&self.engine.store.counters);
-                next_stats = now + self.limits.stats_interval_ms;
+                self.log.interval(&self.session.store.counters);
+                next_stats = now.after(self.limits.stats_interval);
             }
             if now >= next_sweep {
                 self.close_stalled(now);
-                next_sweep = now + 1000;
+                next_sweep = now.after(SWEEP_EVERY);
             }
             if self.accept_paused_until.is_some_and(|t| now >= t) {
                 self.accept_paused_until = None;
@@ -290,21 +387,21 @@ impl Server {
                 }
             }
         }
-        let totals = format_pairs(&self.engine.store.counters);
+        let totals = format_pairs(&self.session.store.counters);
         self.log.line(&format!("{} stopped. {totals}", banner()));
         Ok(())
     }
 
-    fn begin_shutdown(&mut self, now: u64) {
+    fn begin_shutdown(&mut self, now: Moment) {
         if self.shutdown_at.is_none() {
             log::info!("shutting down");
-            self.shutdown_at = Some(now + SHUTDOWN_GRACE_MS);
+            self.shutdown_at = Some(now.after(SHUTDOWN_GRACE));
             self.listener = None;
         }
     }
 
     /// Accepts every pending connection.
-    fn accept(&mut self, now: u64) {
+    fn accept(&mut self, now: Moment) {
         if self.accept_paused_until.is_some() {
             return;
         }
@@ -315,7 +412,7 @@ impl Server {
             match listener.accept() {
                 Ok((mut stream, _)) => {
                     if self.peers.len() >= self.limits.max_connections {
-                        self.engine.store.counters.refused += 1;
+                        self.session.store.counters.refused += 1;
                         drop(stream);
                         continue;
                     }
@@ -334,14 +431,14 @@ impl Server {
                     }
                     entry.insert(Peer {
                         stream,
-                        conn: Connection::new(self.engine.max_line(), key),
+                        conn: Connection::new(self.session.max_line(), key),
                         readable: true,
                         eof: false,
                         hangup_seen: false,
                         output_full: false,
                         flush_queued: false,
                     });
-                    self.engine.store.counters.connections += 1;
+                    self.session.store.counters.connections += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e)
@@ -354,8 +451,8 @@ impl Server {
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS...: the connection stays queued
                     // in the kernel; retry shortly instead of spinning.
-                    log::warn!("accept failed, pausing {ACCEPT_PAUSE_MS} ms: {e}");
-                    self.accept_paused_until = Some(now + ACCEPT_PAUSE_MS);
+                    log::warn!("accept failed, pausing {ACCEPT_PAUSE}: {e}");
+                    self.accept_paused_until = Some(now.after(ACCEPT_PAUSE));
                     break;
                 }
             }
@@ -365,7 +462,7 @@ impl Server {
     /// Serves connection `key`: flush, answer buffered lines, read more, and
     /// so on until the socket is drained, the budget is spent, or the client
     /// must read first. Closes it when it is finished or broken.
-    fn drive(&mut self, key: usize, now: u64) {
+    fn drive(&mut self, key: usize, now: Moment) {
         let fate = self.serve_peer(key, now);
         if let Fate::Close = fate {
             self.close(key);
@@ -375,30 +472,29 @@ impl Server {
     /// Closes connection `key`, withdrawing its requests from lock queues.
     fn close(&mut self, key: usize) {
         if let Some(mut peer) = self.peers.try_remove(key) {
-            peer.conn.withdraw_waits(&mut self.engine);
+            peer.conn.withdraw_waits(&mut self.session);
         }
     }
 
     /// Delivers the replies of parked requests that were granted or timed
-    /// out, and writes them at once. Serving a connection can complete more
-    /// waits (an `Unlock` hands the lock over), so this runs until quiet.
-    fn deliver_completions(&mut self, now: u64) {
+    /// out this turn; they are written with the rest of the turn's replies.
+    /// Completing a wait writes a reply and serves no line, so one pass
+    /// after expiry sees every completion of the turn.
+    fn deliver_completions(&mut self) {
         let mut done = Vec::new();
-        loop {
-            self.engine.completions(&mut done);
-            if done.is_empty() {
-                return;
-            }
-            for (key, completion) in done.drain(..) {
-                if let Some(peer) = self.peers.get_mut(key) {
-                    peer.conn.complete(&mut self.engine, completion);
-                    self.drive(key, now);
+        self.session.completions(&mut done);
+        for (key, completion) in done {
+            if let Some(peer) = self.peers.get_mut(key) {
+                peer.conn.complete(&mut self.session, completion);
+                if !peer.flush_queued {
+                    peer.flush_queued = true;
+                    self.unflushed.push(key);
                 }
             }
         }
     }
 
-    fn serve_peer(&mut self, key: usize, now: u64) -> Fate {
+    fn serve_peer(&mut self, key: usize, now: Moment) -> Fate {
         let shutting_down = self.shutdown_at.is_some();
         let max_output = self.limits.max_output;
         let Some(peer) = self.peers.get_mut(key) else {
@@ -421,7 +517,7 @@ impl Server {
             };
         }
         loop {
-            match peer.conn.serve(&mut self.engine, now, max_output) {
+            match peer.conn.serve(&mut self.session, now, max_output) {
                 Served::AllLines => {}
                 Served::Budget => {
                     self.backlog.push(key);
@@ -445,11 +541,11 @@ impl Server {
                 }
             }
             if peer.eof {
-                peer.conn.finish(&mut self.engine, now);
+                peer.conn.finish(&mut self.session, now);
                 // A client that closed its side cannot be granted a lock it
                 // would never hear of: its waits leave their queues and are
                 // answered NotOwner, so replies behind them still go out.
-                peer.conn.withdraw_waits(&mut self.engine);
+                peer.conn.withdraw_waits(&mut self.session);
                 break;
             }
             if !peer.readable {
@@ -516,8 +612,8 @@ impl Server {
 
     /// Closes connections whose unfinished line is older than
     /// `--partial-timeout`.
-    fn close_stalled(&mut self, now: u64) {
-        let limit = self.limits.partial_timeout_ms;
+    fn close_stalled(&mut self, now: Moment) {
+        let limit = self.limits.partial_timeout;
         let stalled: Vec<usize> = self
             .peers
             .iter()
@@ -527,7 +623,7 @@ impl Server {
                 !p.output_full
                     && p.conn
                         .partial_since()
-                        .is_some_and(|t| now.saturating_sub(t) >= limit)
+                        .is_some_and(|t| now.since(t) >= limit)
             })
             .map(|(key, _)| key)
             .collect();

@@ -48,8 +48,9 @@ pub(super) struct Packed {
     /// Invariant: the first `len()` bytes are the three strings back to
     /// back, each copied from a `&str`, so every piece is UTF-8.
     text: Box<[u8]>,
-    /// Names are at most 4096 bytes and owners 1024 (`protocol::request`),
-    /// so both lengths fit in a `u16`.
+    /// Lengths of the name and the owner. [`Recycler::pack`] refuses
+    /// strings that would not fit (the parser's limits, 4096 and 1024
+    /// bytes, keep every request far below), so no length is ever cut.
     name_len: u16,
     owner_len: u16,
     /// Bytes of `text` past the strings (at most 23); the struct stays 24
@@ -97,9 +98,15 @@ impl Recycler {
     const MAX_BYTES: usize = KEPT * (CLASSES * 24 + 16 * CLASSES * (CLASSES - 1) / 2);
 
     /// Packs `name`, `owner` and `value` into a recycled buffer of their
-    /// size class, or a new one.
-    pub(super) fn pack(&mut self, name: &str, owner: &str, value: &str) -> Packed {
-        let len = name.len() + owner.len() + value.len();
+    /// size class, or a new one; `None` (and nothing allocated) if the name
+    /// or the owner is longer than a `u16` can say.
+    pub(super) fn pack(&mut self, name: &str, owner: &str, value: &str) -> Option<Packed> {
+        let name_len = u16::try_from(name.len()).ok()?;
+        let owner_len = u16::try_from(owner.len()).ok()?;
+        let len = name
+            .len()
+            .checked_add(owner.len())?
+            .checked_add(value.len())?;
         let room = room(len);
         let recycled = class(room).and_then(|class| self.classes[class].pop());
         let text = match recycled {
@@ -123,12 +130,15 @@ impl Recycler {
                 text.into_boxed_slice()
             }
         };
-        Packed {
+        // `room` exceeds `len` by less than 24 bytes (see `room`).
+        let spare =
+            u8::try_from(room - len).unwrap_or_else(|_| unreachable!("room is len + 0..24"));
+        Some(Packed {
             text,
-            name_len: name.len() as u16,
-            owner_len: owner.len() as u16,
-            spare: (room - len) as u8,
-        }
+            name_len,
+            owner_len,
+            spare,
+        })
     }
 
     /// Takes back the buffer of an entry that is gone; it is freed if its
@@ -188,7 +198,7 @@ mod tests {
                 &*"v".repeat(100_000),
             ),
         ] {
-            let packed = recycler.pack(name, owner, value);
+            let packed = recycler.pack(name, owner, value).unwrap();
             assert_eq!(
                 (packed.name(), packed.owner(), packed.value()),
                 (name, owner, value)
@@ -202,11 +212,15 @@ mod tests {
     #[test]
     fn recycled_buffers_never_show_a_previous_entrys_bytes() {
         let mut recycler = Recycler::default();
-        let old = recycler.pack("lock", "the-previous-owner", "its-secret-value");
+        let old = recycler
+            .pack("lock", "the-previous-owner", "its-secret-value")
+            .unwrap();
         let buffer = old.text.as_ptr();
         recycler.recycle(old);
         // 3 + 2 + 29 bytes: the same class (room 40) as the 38 bytes above.
-        let new = recycler.pack("abc", "me", "a-shorter-value-in-that-class");
+        let new = recycler
+            .pack("abc", "me", "a-shorter-value-in-that-class")
+            .unwrap();
         assert_eq!(new.text.as_ptr(), buffer, "the buffer was reused");
         assert_eq!(
             (new.name(), new.owner(), new.value()),
@@ -214,7 +228,9 @@ mod tests {
         );
         recycler.recycle(new);
         // A hold (no value) of 29 bytes, in that class again.
-        let hold = recycler.pack("the-lock-name", "another-owner-id", "");
+        let hold = recycler
+            .pack("the-lock-name", "another-owner-id", "")
+            .unwrap();
         assert_eq!(hold.text.as_ptr(), buffer, "the buffer was reused");
         assert_eq!(
             (hold.name(), hold.owner(), hold.value()),
@@ -224,11 +240,28 @@ mod tests {
     }
 
     #[test]
+    fn strings_too_long_for_their_length_field_are_refused_not_cut() {
+        let mut recycler = Recycler::default();
+        // A multi-byte character straddling the u16 boundary: cutting the
+        // length would split it and break the UTF-8 invariant.
+        let long = "é".repeat(usize::from(u16::MAX) / 2 + 1);
+        assert!(long.len() > usize::from(u16::MAX));
+        assert!(recycler.pack(&long, "o", "").is_none());
+        assert!(recycler.pack("n", &long, "").is_none());
+        let fits = "n".repeat(usize::from(u16::MAX));
+        let packed = recycler.pack(&fits, &fits, &long).unwrap();
+        assert_eq!(
+            (packed.name(), packed.owner(), packed.value()),
+            (&*fits, &*fits, &*long)
+        );
+    }
+
+    #[test]
     fn bounded_per_class_and_in_all() {
         let mut recycler = Recycler::default();
         for n in [1, 30, 100, 248, 249, 5000] {
             let buffers: Vec<Packed> = (0..3 * KEPT)
-                .map(|_| recycler.pack(&"n".repeat(n), "", ""))
+                .map(|_| recycler.pack(&"n".repeat(n), "", "").unwrap())
                 .collect();
             buffers.into_iter().for_each(|p| recycler.recycle(p));
         }
@@ -237,7 +270,7 @@ mod tests {
         assert_eq!(kept.iter().sum::<usize>(), 4 * KEPT, "{kept:?}");
         for size in (24..=248).step_by(16) {
             let buffers: Vec<Packed> = (0..2 * KEPT)
-                .map(|_| recycler.pack(&"n".repeat(size), "", ""))
+                .map(|_| recycler.pack(&"n".repeat(size), "", "").unwrap())
                 .collect();
             buffers.into_iter().for_each(|p| recycler.recycle(p));
         }

@@ -1,0 +1,271 @@
+//! One client connection's buffers, without the socket.
+//!
+//! The input buffer always keeps [`PADDING`] bytes after the received data,
+//! because simd-json reads (but never changes) that many bytes past a line;
+//! lines are therefore parsed where they were received, never copied.
+//!
+//! Bounds: the input grows to about the line limit and no further; output
+//! not yet sent plus replies held behind parked requests is what
+//! `--max-output` bounds ([`Connection::pending_output`]); at most the
+//! session's batch of lines is answered per call of [`Connection::serve`].
+
+use std::ops::Range;
+
+use super::replies::ParkedReplies;
+use super::{Answer, ConnKey, Session, count_reply, write_reply};
+use crate::protocol::frame::{Frame, Framer};
+use crate::protocol::request::PADDING;
+use crate::protocol::{Reply, Status};
+use crate::store::Completion;
+use crate::time::Moment;
+
+/// Input buffer size a connection starts with (and shrinks back to).
+const INITIAL_INPUT: usize = 16 * 1024;
+/// Smallest free space worth a `read` call.
+const MIN_READ: usize = 4 * 1024;
+/// Output capacity above which an idle connection gives memory back.
+const KEEP_OUTPUT: usize = 64 * 1024;
+
+/// Why [`Connection::serve`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Every complete line received so far is answered.
+    AllLines,
+    /// The per-turn budget ran out; complete lines may remain.
+    Budget,
+    /// Too many reply bytes wait to be sent: stop reading until they drain.
+    OutputFull,
+    /// A line exceeded the limit: close the connection (counted).
+    Overrun,
+}
+
+/// One connection's input and output buffers.
+pub struct Connection {
+    /// Received bytes are `input[..filled]`; the allocation always extends at
+    /// least [`PADDING`] bytes further.
+    input: Vec<u8>,
+    filled: usize,
+    framer: Framer,
+    output: Vec<u8>,
+    sent: usize,
+    /// When the current unfinished line was first seen.
+    partial_since: Option<Moment>,
+    /// Requests waiting in lock queues, in request order, each with the
+    /// replies to the requests after it (which must not overtake it).
+    parked: ParkedReplies,
+    /// The key the reactor knows this connection by.
+    key: ConnKey,
+}
+
+impl Connection {
+    /// A connection whose lines may be at most `max_line` bytes, known to
+    /// the reactor (and to parked-request bookkeeping) as `key`.
+    pub fn new(max_line: usize, key: ConnKey) -> Connection {
+        Connection {
+            input: vec![0; INITIAL_INPUT.min(max_line + MIN_READ) + PADDING],
+            filled: 0,
+            framer: Framer::new(max_line),
+            output: Vec::new(),
+            sent: 0,
+            partial_since: None,
+            parked: ParkedReplies::default(),
+            key,
+        }
+    }
+
+    /// Free space to read into: pass the number of bytes read to
+    /// [`Connection::received`]. Grows the buffer (up to about the line
+    /// limit) when an unfinished line fills it.
+    pub fn read_buffer(&mut self) -> &mut [u8] {
+        if self.input.len() < PADDING + MIN_READ {
+            // After an overrun the buffer was given back; start afresh.
+            self.input = vec![0; INITIAL_INPUT + PADDING];
+            self.filled = 0;
+            self.framer.reset();
+        }
+        let room = self.input.len() - PADDING - self.filled;
+        if room < MIN_READ {
+            let most = self.framer.max_line() + MIN_READ + PADDING;
+            let grown = (self.input.len() * 2)
+                .min(most)
+                .max(self.filled + MIN_READ + PADDING);
+            self.input.resize(grown, 0);
+        }
+        let end = self.input.len() - PADDING;
+        &mut self.input[self.filled..end]
+    }
+
+    /// Records that `n` bytes were read into [`Connection::read_buffer`].
+    pub fn received(&mut self, n: usize) {
+        self.filled = (self.filled + n).min(self.input.len() - PADDING);
+    }
+
+    /// Answers complete lines, at most the session's batch of them, and stops
+    /// early when `max_output` reply bytes are waiting to be sent.
+    pub fn serve(&mut self, session: &mut Session, now: Moment, max_output: usize) -> Served {
+        let mut answered = 0;
+        let mut consumed_any = false;
+        let outcome = loop {
+            if self.pending_output() >= max_output {
+                break Served::OutputFull;
+            }
+            if answered >= session.batch {
+                break Served::Budget;
+            }
+            match self.framer.next_line(&self.input[..self.filled]) {
+                Frame::Line(line) => {
+                    consumed_any = true;
+                    if self.answer(session, now, line) {
+                        answered += 1;
+                    }
+                }
+                Frame::Incomplete => break Served::AllLines,
+                Frame::Overrun => {
+                    session.store.counters.data_overrun += 1;
+                    self.filled = 0;
+                    self.framer.reset();
+                    self.input = Vec::new();
+                    return Served::Overrun;
+                }
+            }
+        };
+        self.discard_consumed(now, consumed_any);
+        outcome
+    }
+
+    /// At end of input: answers a last line that lacks its newline.
+    pub fn finish(&mut self, session: &mut Session, now: Moment) {
+        if let Some(line) = self.framer.take_rest(&self.input[..self.filled]) {
+            self.answer(session, now, line);
+        }
+        self.discard_consumed(now, true);
+    }
+
+    /// Answers one line; its reply goes out directly, or behind the last
+    /// parked request. True unless the line was blank.
+    fn answer(&mut self, session: &mut Session, now: Moment, line: Range<usize>) -> bool {
+        let (out, held) = match self.parked.behind_newest() {
+            Some(behind) => (behind, true),
+            None => (&mut self.output, false),
+        };
+        let before = out.len();
+        match session.answer_line(now, &mut self.input, line, out) {
+            Answer::Blank => false,
+            Answer::Replied => {
+                if held {
+                    let added = out.len() - before;
+                    self.parked.note_held(added);
+                }
+                true
+            }
+            Answer::Parked {
+                ticket,
+                id,
+                encoding,
+            } => {
+                session.parked.insert(ticket, self.key);
+                self.parked.park(ticket, id, encoding);
+                true
+            }
+        }
+    }
+
+    /// Writes the reply of a parked request that completed, and releases
+    /// every reply that no longer waits behind an unanswered one.
+    pub fn complete(&mut self, session: &mut Session, completion: Completion) {
+        let Some((id, encoding)) = self.parked.waiting(completion.ticket) else {
+            return;
+        };
+        let reply = match completion.granted {
+            Some(token) => Reply::Locked { id, token },
+            None => Reply::Bare(Status::NotOwner),
+        };
+        let mut bytes = Vec::new();
+        write_reply(reply, encoding, &mut session.plain, &mut bytes);
+        count_reply(&mut session.store.counters, reply.status());
+        self.parked
+            .answer(completion.ticket, bytes, &mut self.output);
+    }
+
+    /// Takes this connection's requests out of every lock queue, answering
+    /// them `NotOwner` so the replies behind them can still go out: for a
+    /// client that closed its side (it cannot be granted a lock it would
+    /// never hear of) and for a connection being closed.
+    pub fn withdraw_waits(&mut self, session: &mut Session) {
+        for ticket in self.parked.waiting_tickets() {
+            session.store.cancel_wait(ticket);
+            session.parked.remove(&ticket);
+            self.complete(
+                session,
+                Completion {
+                    ticket,
+                    granted: None,
+                },
+            );
+        }
+    }
+
+    /// Whether a request of this connection waits in a lock queue.
+    pub fn is_waiting(&self) -> bool {
+        !self.parked.is_empty()
+    }
+
+    /// Reply bytes not yet written, including those held back behind a
+    /// parked request: what `--max-output` bounds.
+    pub fn pending_output(&self) -> usize {
+        self.unsent().len() + self.parked.held()
+    }
+
+    /// Moves the unfinished line to the front of the input buffer.
+    fn discard_consumed(&mut self, now: Moment, consumed_any: bool) {
+        let consumed = self.framer.consumed();
+        if consumed > 0 {
+            self.input.copy_within(consumed..self.filled, 0);
+            self.filled -= consumed;
+            self.framer.discard_consumed();
+        }
+        if self.filled == 0 {
+            self.partial_since = None;
+            if self.input.len() > 2 * INITIAL_INPUT + PADDING {
+                self.input = vec![0; INITIAL_INPUT + PADDING];
+            }
+        } else if consumed_any || self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
+    }
+
+    /// Whether complete lines may be waiting in the input buffer.
+    pub fn has_input(&self) -> bool {
+        self.filled > 0
+    }
+
+    /// When the current unfinished line started arriving, if there is one.
+    pub fn partial_since(&self) -> Option<Moment> {
+        self.partial_since
+    }
+
+    /// Reply bytes not yet written to the socket.
+    pub fn unsent(&self) -> &[u8] {
+        &self.output[self.sent..]
+    }
+
+    /// Records that `n` bytes of [`Connection::unsent`] were written.
+    pub fn sent(&mut self, n: usize) {
+        self.sent = (self.sent + n).min(self.output.len());
+        if self.sent == self.output.len() {
+            self.output.clear();
+            self.sent = 0;
+            if self.output.capacity() > KEEP_OUTPUT {
+                self.output = Vec::new();
+            }
+        } else if self.sent > KEEP_OUTPUT && self.sent * 2 > self.output.len() {
+            self.output.drain(..self.sent);
+            self.sent = 0;
+        }
+    }
+
+    /// Heap bytes held by this connection's buffers.
+    pub fn heap_bytes(&self) -> usize {
+        self.input.capacity() + self.output.capacity() + self.parked.held()
+    }
+}

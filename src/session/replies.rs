@@ -1,0 +1,110 @@
+//! The replies of one connection that wait behind parked requests.
+//!
+//! Replies on a connection leave in request order, parked or not. While no
+//! request of the connection is parked, replies go straight to its output.
+//! From the first parked request on, each parked request has a slot that
+//! collects the replies of the requests behind it; when a parked request
+//! completes, every slot at the front that has its reply is released into
+//! the output, in order.
+//!
+//! Bound: the bytes held here count toward `--max-output` (see
+//! [`super::Connection::pending_output`]), so a connection whose replies pile
+//! up behind a long wait stops being read.
+
+use std::collections::VecDeque;
+
+use crate::protocol::codec::Encoding;
+use crate::store::Ticket;
+
+/// A reply slot for a parked request.
+struct Slot {
+    ticket: Ticket,
+    /// The ID its `Locked` reply names.
+    id: Box<str>,
+    encoding: Encoding,
+    /// Its reply, once the wait is over.
+    reply: Option<Vec<u8>>,
+    /// Replies to the requests that came after it, in order.
+    behind: Vec<u8>,
+}
+
+/// Parked requests of one connection, oldest first, with the replies held
+/// back behind each.
+#[derive(Default)]
+pub(super) struct ParkedReplies {
+    slots: VecDeque<Slot>,
+    /// Bytes of replies held back (answers of parked requests included).
+    held: usize,
+}
+
+impl ParkedReplies {
+    /// Whether a request of this connection waits (or its reply is held).
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Bytes held back.
+    pub(super) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Where the next reply goes if a request is parked: behind the newest
+    /// parked request. `None`: straight to the output.
+    pub(super) fn behind_newest(&mut self) -> Option<&mut Vec<u8>> {
+        self.slots.back_mut().map(|slot| &mut slot.behind)
+    }
+
+    /// Records that `bytes` more are held (after writing into
+    /// [`ParkedReplies::behind_newest`]).
+    pub(super) fn note_held(&mut self, bytes: usize) {
+        self.held += bytes;
+    }
+
+    /// A new parked request, behind every earlier one.
+    pub(super) fn park(&mut self, ticket: Ticket, id: Box<str>, encoding: Encoding) {
+        self.slots.push_back(Slot {
+            ticket,
+            id,
+            encoding,
+            reply: None,
+            behind: Vec::new(),
+        });
+    }
+
+    /// The ID and encoding of the waiting request `ticket`, if it is one of
+    /// this connection's and still unanswered.
+    pub(super) fn waiting(&self, ticket: Ticket) -> Option<(&str, Encoding)> {
+        self.slots
+            .iter()
+            .find(|s| s.ticket == ticket && s.reply.is_none())
+            .map(|s| (&*s.id, s.encoding))
+    }
+
+    /// The tickets of requests still waiting, oldest first.
+    pub(super) fn waiting_tickets(&self) -> Vec<Ticket> {
+        self.slots
+            .iter()
+            .filter(|s| s.reply.is_none())
+            .map(|s| s.ticket)
+            .collect()
+    }
+
+    /// Gives parked request `ticket` its reply, then moves every slot at the
+    /// front that has its reply, and the replies behind it, to `output`.
+    pub(super) fn answer(&mut self, ticket: Ticket, reply: Vec<u8>, output: &mut Vec<u8>) {
+        let Some(slot) = self.slots.iter_mut().find(|s| s.ticket == ticket) else {
+            return;
+        };
+        self.held += reply.len();
+        slot.reply = Some(reply);
+        while let Some(front) = self.slots.front_mut() {
+            let Some(reply) = front.reply.take() else {
+                break;
+            };
+            self.held -= reply.len() + front.behind.len();
+            output.extend_from_slice(&reply);
+            output.extend_from_slice(&front.behind);
+            self.slots.pop_front();
+        }
+    }
+}

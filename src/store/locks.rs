@@ -1,0 +1,249 @@
+//! Locks: `Lock`, `Unlock`, `TestLock`, and the end of a hold.
+//!
+//! A lock is held by one owner until its deadline. When a hold ends
+//! (unlock, expiry seen by the wheel or on access), the oldest waiter still
+//! in time takes it over at once with a new fencing token (see
+//! `waiters.rs`); only a lock with no such waiter is removed.
+//!
+//! Invariants: a lock with waiters is never free, so at most one ID holds a
+//! lock and waiters are granted in arrival order; every new hold gets a
+//! token greater than every token before it.
+//!
+//! Boundary: time is an argument; replies are built here but written and
+//! counted by the caller.
+
+use super::packed::Packed;
+use super::table::{Entry, HoldKey, SlabKey, WaiterKey};
+use super::waiters::{Completion, Queue};
+use super::wheel::TimerId;
+use super::{Due, ENTRY_OVERHEAD, Outcome, Store};
+use crate::protocol::{FencingToken, Reply, Request, Status};
+use crate::time::Moment;
+
+/// A lock held by an owner until `deadline`.
+#[derive(Debug)]
+pub(super) struct Hold {
+    /// Name and owner.
+    pub(super) packed: Packed,
+    pub(super) deadline: Moment,
+    pub(super) token: FencingToken,
+    pub(super) timer: TimerId,
+    pub(super) queue: Queue,
+}
+
+impl Entry for Hold {
+    type Key = HoldKey;
+    fn name(&self) -> &str {
+        self.packed.name()
+    }
+    fn timer(&self) -> TimerId {
+        self.timer
+    }
+    fn set_timer(&mut self, timer: TimerId) {
+        self.timer = timer;
+    }
+    fn cost(&self) -> u64 {
+        ENTRY_OVERHEAD + self.packed.len() as u64
+    }
+}
+
+/// Whether the timer of a hold that ends is still in the wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HoldTimer {
+    /// Scheduled: cancel or move it.
+    Scheduled,
+    /// The wheel has just fired (and dropped) it.
+    Fired,
+}
+
+impl Store {
+    pub(super) fn lock<'a>(&mut self, now: Moment, req: &Request<'a>) -> Outcome<'a> {
+        let deadline = now.after(req.expire());
+        let hash = self.locks.hash(req.name());
+        let Some(key) = self.live_lock(now, hash, req.name()) else {
+            return Outcome::Reply(self.new_hold(hash, deadline, req));
+        };
+        let hold = &mut self.locks[key];
+        if hold.packed.owner() != req.id() {
+            return if req.wait().is_zero() {
+                Outcome::Reply(Reply::Bare(Status::NotOwner))
+            } else {
+                self.park(now, key, req)
+            };
+        }
+        hold.deadline = deadline;
+        self.wheel.reschedule(hold.timer, deadline.as_ms());
+        self.counters.relock += 1;
+        Outcome::Reply(Reply::Locked {
+            id: req.id(),
+            token: hold.token,
+        })
+    }
+
+    /// A new hold on the free lock `req.name()` (whose hash is `hash`).
+    fn new_hold<'a>(&mut self, hash: u64, deadline: Moment, req: &Request<'a>) -> Reply<'a> {
+        let Some(key) = self.locks.vacant_key() else {
+            return Reply::Bare(Status::No);
+        };
+        let Some(packed) = self.recycler.pack(req.name(), req.id(), "") else {
+            return Reply::Bare(Status::BadPayload);
+        };
+        let cost = ENTRY_OVERHEAD + packed.len() as u64;
+        if !self.charge(cost) {
+            self.recycler.recycle(packed);
+            return Reply::Bare(Status::No);
+        }
+        let token = self.take_token();
+        // The timer is scheduled first, carrying the key the entry is about
+        // to get.
+        let timer = self.wheel.schedule(deadline.as_ms(), Due::Lock(key));
+        self.locks.insert(
+            hash,
+            key,
+            Hold {
+                packed,
+                deadline,
+                token,
+                timer,
+                queue: Queue::EMPTY,
+            },
+        );
+        self.counters.lock += 1;
+        self.counters.a_lock = self.locks.len() as u64;
+        Reply::Locked {
+            id: req.id(),
+            token,
+        }
+    }
+
+    pub(super) fn unlock<'a>(&mut self, now: Moment, req: &Request<'a>) -> Reply<'a> {
+        let hash = self.locks.hash(req.name());
+        let Some(key) = self.live_lock(now, hash, req.name()) else {
+            self.counters.unlock_nf += 1;
+            return Reply::Bare(Status::Unlocked);
+        };
+        if self.locks[key].packed.owner() != req.id() {
+            return Reply::Bare(Status::NotOwner);
+        }
+        self.end_hold(now, key, hash, HoldTimer::Scheduled);
+        self.counters.unlock += 1;
+        Reply::WithId(Status::Unlocked, req.id())
+    }
+
+    pub(super) fn test_lock<'a>(&mut self, now: Moment, req: &Request<'a>) -> Reply<'a> {
+        self.counters.test_lock += 1;
+        let hash = self.locks.hash(req.name());
+        match self.live_lock(now, hash, req.name()) {
+            None => Reply::Bare(Status::Unlocked),
+            Some(key) if self.locks[key].packed.owner() == req.id() => {
+                Reply::WithId(Status::Locked, req.id())
+            }
+            Some(_) => Reply::Bare(Status::NotOwner),
+        }
+    }
+
+    /// The key of the lock `name` (whose hash is `hash`) if it exists and
+    /// has not expired. An expired one ends on the spot: it passes to its
+    /// oldest waiter (and is then live, under the new owner) or is removed.
+    pub(super) fn live_lock(&mut self, now: Moment, hash: u64, name: &str) -> Option<HoldKey> {
+        let key = self.locks.find(hash, name)?;
+        if self.locks[key].deadline > now {
+            return Some(key);
+        }
+        self.counters.expired_lock += 1;
+        self.end_hold(now, key, hash, HoldTimer::Scheduled)
+            .then_some(key)
+    }
+
+    /// Ends the current holder's hold on lock `key` (whose name hashes to
+    /// `hash`): the oldest waiter still in time takes it over (true), or the
+    /// lock is removed (false).
+    pub(super) fn end_hold(
+        &mut self,
+        now: Moment,
+        key: HoldKey,
+        hash: u64,
+        timer: HoldTimer,
+    ) -> bool {
+        loop {
+            // Waiters whose own time ran out (their timers not yet fired)
+            // complete without a grant rather than take the lock.
+            let head = self.locks[key].queue.head;
+            if head == WaiterKey::NIL {
+                let timer_id = self.discard_hold(key, hash);
+                if timer == HoldTimer::Scheduled {
+                    self.wheel.cancel(timer_id);
+                }
+                return false;
+            }
+            let waiter_timer = self.waiters[head.index()].timer;
+            if Moment::from_ms(self.wheel.deadline(waiter_timer)) <= now {
+                self.wheel.cancel(waiter_timer);
+                self.time_out(head);
+                continue;
+            }
+            if self.hand_over(now, key, head, timer) {
+                return true;
+            }
+        }
+    }
+
+    /// Gives lock `key` to its first waiter `head`: a new token, the
+    /// waiter's TTL, the waiter's owner in the hold's buffer. False (and the
+    /// waiter completed without a grant) if its strings cannot be packed,
+    /// which the parser's length limits rule out.
+    fn hand_over(&mut self, now: Moment, key: HoldKey, head: WaiterKey, timer: HoldTimer) -> bool {
+        let name_and_owner = {
+            let hold = &self.locks[key];
+            self.recycler
+                .pack(hold.packed.name(), &self.waiters[head.index()].owner, "")
+        };
+        let Some(packed) = name_and_owner else {
+            let waiter_timer = self.waiters[head.index()].timer;
+            self.wheel.cancel(waiter_timer);
+            self.time_out(head);
+            return false;
+        };
+        let waiter = self.unqueue(head);
+        self.wheel.cancel(waiter.timer);
+        let token = self.take_token();
+        let deadline = now.after(waiter.expire);
+        let hold = &mut self.locks[key];
+        // The waiter was charged for its owner string; the hold now carries
+        // it, and the previous owner's bytes are released.
+        let old_owner = hold.packed.owner().len() as u64;
+        self.recycler
+            .recycle(std::mem::replace(&mut hold.packed, packed));
+        hold.token = token;
+        hold.deadline = deadline;
+        match timer {
+            HoldTimer::Scheduled => self.wheel.reschedule(hold.timer, deadline.as_ms()),
+            HoldTimer::Fired => hold.timer = self.wheel.schedule(deadline.as_ms(), Due::Lock(key)),
+        }
+        self.release(ENTRY_OVERHEAD + old_owner);
+        self.completed.push(Completion {
+            ticket: waiter.ticket(head),
+            granted: Some(token),
+        });
+        self.counters.lock += 1;
+        true
+    }
+
+    /// The next fencing token.
+    fn take_token(&mut self) -> FencingToken {
+        let token = self.next_token;
+        self.next_token = token.next();
+        token
+    }
+
+    /// Takes lock `key` out of its table: its bytes are released, its
+    /// buffer goes to the recycler and the gauge is updated. Returns its
+    /// timer, for the caller to cancel unless the wheel has just fired it.
+    pub(super) fn discard_hold(&mut self, key: HoldKey, hash: u64) -> TimerId {
+        let hold = self.locks.remove(hash, key);
+        self.release(hold.cost());
+        self.counters.a_lock = self.locks.len() as u64;
+        self.recycler.recycle(hold.packed);
+        hold.timer
+    }
+}
