@@ -73,6 +73,11 @@ impl Connection {
         }
     }
 
+    /// The key the reactor knows this connection by.
+    pub fn key(&self) -> ConnKey {
+        self.key
+    }
+
     /// Free space to read into: pass the number of bytes read to
     /// [`Connection::received`]. Grows the buffer (up to about the line
     /// limit) when an unfinished line fills it.
