@@ -9,7 +9,7 @@
 # RUSTC_BOOTSTRAP=1 (libFuzzer's instrumentation needs nightly flags). All
 # targets are built once up front, so the time given is spent fuzzing. A
 # crash leaves its input in fuzz/artifacts/TARGET/; replay it on stable with
-#   FUZZ_REPLAY=TARGET:PATH cargo test --test fuzz_regressions replay_from_env
+#   FUZZ_REPLAY=TARGET:PATH cargo test --test fuzz_regressions replay_from_env -- --ignored
 # and turn it into a test in tests/fuzz_regressions.rs (see FUZZING.md).
 set -uo pipefail
 

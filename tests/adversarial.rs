@@ -92,7 +92,7 @@ fn fds_settle(server: &TestServer, most: usize) -> usize {
 }
 
 fn stats(client: &mut Client) -> Value {
-    client.call(&request("Stats", "t", "t", "0"))
+    client.call(&common::stats_request())
 }
 
 /// The reply to a plain line is JSON; to any other line, table-encoded JSON.

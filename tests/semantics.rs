@@ -1,31 +1,27 @@
 //! One test per row of PROTOCOL.md's semantics table, each run in both line
 //! encodings (plain JSON and the 78-character table encoding) against the
-//! real server over TCP.
+//! real reactor over TCP, started in-process on a clock the test moves, so
+//! TTLs pass without sleeping. (The golden scripts in `tests/scripts/` check
+//! the same rows byte for byte through the session layer.)
 
 mod common;
 
-use common::{Client, TestServer, put, request};
+use common::{Client, InProcess, put, request, status, token};
+use jackrabbit_dlm::protocol::codec::Encoding;
+use jackrabbit_dlm::server::ManualClock;
+use jackrabbit_dlm::time::Millis;
 use serde_json::Value;
-use std::time::Duration;
-
-#[derive(Clone, Copy, Debug)]
-enum Encoding {
-    Plain,
-    Table,
-}
 
 /// A connection that speaks one encoding.
 struct Speaker {
     client: Client,
     encoding: Encoding,
+    clock: ManualClock,
 }
 
 impl Speaker {
     fn call(&mut self, line: &str) -> Value {
-        match self.encoding {
-            Encoding::Plain => self.client.call(line),
-            Encoding::Table => self.client.call_encoded(line),
-        }
+        self.client.call_in(self.encoding, line)
     }
     fn lock(&mut self, id: &str, name: &str, expire: &str) -> Value {
         self.call(&request("Lock", id, name, expire))
@@ -36,31 +32,23 @@ impl Speaker {
     fn put(&mut self, id: &str, name: &str, data: &str, expire: &str) -> Value {
         self.call(&put(id, name, data, expire))
     }
+    /// Lets `ms` milliseconds pass on the server's clock.
+    fn pass(&self, ms: u64) {
+        self.clock.advance(Millis::new(ms));
+    }
 }
 
 /// Runs `row` once per encoding, each on its own server and connection.
 fn in_both_encodings(row: impl Fn(&mut Speaker)) {
     for encoding in [Encoding::Plain, Encoding::Table] {
-        let server = TestServer::start();
+        let server = InProcess::start();
         let mut speaker = Speaker {
             client: server.connect(),
             encoding,
+            clock: server.clock.clone(),
         };
         row(&mut speaker);
     }
-}
-
-fn status(reply: &Value) -> &str {
-    reply["Status"].as_str().unwrap_or("<none>")
-}
-
-fn token(reply: &Value) -> u64 {
-    reply["Token"].as_u64().expect("Token")
-}
-
-/// Lets a TTL of 0.05 s pass.
-fn let_expire() {
-    std::thread::sleep(Duration::from_millis(120));
 }
 
 #[test]
@@ -69,7 +57,7 @@ fn lock_absent_or_expired_gives_a_new_hold() {
         let first = s.lock("w1", "jobs", "0.05");
         assert_eq!(status(&first), "Locked");
         assert_eq!(first["ID"], "w1");
-        let_expire();
+        s.pass(50);
         let second = s.lock("w2", "jobs", "30");
         assert_eq!(
             (status(&second), &second["ID"]),
@@ -83,16 +71,19 @@ fn lock_absent_or_expired_gives_a_new_hold() {
 fn lock_held_by_same_id_resets_ttl_keeps_token() {
     in_both_encodings(|s| {
         let first = s.lock("w1", "jobs", "0.3");
-        std::thread::sleep(Duration::from_millis(200));
+        s.pass(200);
         let again = s.lock("w1", "jobs", "0.3");
         assert_eq!(
             (status(&again), &again["ID"]),
             ("Locked", &Value::from("w1"))
         );
         assert_eq!(token(&again), token(&first));
-        // 0.2 s later the original TTL has passed but the reset one has not.
-        std::thread::sleep(Duration::from_millis(200));
+        // 0.299 s later the original TTL has passed but the reset one has
+        // not; 1 ms later it has too.
+        s.pass(299);
         assert_eq!(status(&s.lock("w2", "jobs", "1")), "NotOwner");
+        s.pass(1);
+        assert_eq!(status(&s.lock("w2", "jobs", "1")), "Locked");
     });
 }
 
@@ -113,7 +104,7 @@ fn unlock_absent_or_expired_is_unlocked() {
             serde_json::json!({"Status": "Unlocked"})
         );
         s.lock("w1", "jobs", "0.05");
-        let_expire();
+        s.pass(50);
         assert_eq!(
             s.act("Unlock", "w1", "jobs"),
             serde_json::json!({"Status": "Unlocked"})
@@ -153,7 +144,7 @@ fn testlock_absent_or_expired_is_unlocked() {
             serde_json::json!({"Status": "Unlocked"})
         );
         s.lock("w1", "jobs", "0.05");
-        let_expire();
+        s.pass(50);
         assert_eq!(
             s.act("TestLock", "w1", "jobs"),
             serde_json::json!({"Status": "Unlocked"})
@@ -191,7 +182,7 @@ fn put_absent_or_expired_creates() {
             s.put("a", "cfg", "v1", "0.05"),
             serde_json::json!({"Status": "Done", "ID": "a"})
         );
-        let_expire();
+        s.pass(50);
         assert_eq!(
             s.put("b", "cfg", "v2", "30"),
             serde_json::json!({"Status": "Done", "ID": "b"})
@@ -204,13 +195,15 @@ fn put_absent_or_expired_creates() {
 fn put_owned_by_same_id_replaces_value_and_ttl() {
     in_both_encodings(|s| {
         s.put("a", "cfg", "v1", "0.3");
-        std::thread::sleep(Duration::from_millis(200));
+        s.pass(200);
         assert_eq!(
             s.put("a", "cfg", "v2", "0.3"),
             serde_json::json!({"Status": "Done", "ID": "a"})
         );
-        std::thread::sleep(Duration::from_millis(200));
+        s.pass(299);
         assert_eq!(s.act("Get", "a", "cfg")["DataStore"], "v2");
+        s.pass(1);
+        assert_eq!(status(&s.act("Get", "a", "cfg")), "NotFound");
     });
 }
 
@@ -234,7 +227,7 @@ fn get_absent_or_expired_is_not_found() {
             serde_json::json!({"Status": "NotFound"})
         );
         s.put("a", "cfg", "v", "0.05");
-        let_expire();
+        s.pass(50);
         assert_eq!(
             s.act("Get", "a", "cfg"),
             serde_json::json!({"Status": "NotFound"})
@@ -273,7 +266,7 @@ fn erase_absent_or_expired_is_not_found() {
             serde_json::json!({"Status": "NotFound"})
         );
         s.put("a", "cfg", "v", "0.05");
-        let_expire();
+        s.pass(50);
         assert_eq!(
             s.act("Erase", "a", "cfg"),
             serde_json::json!({"Status": "NotFound"})

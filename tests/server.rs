@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, TestServer, put, request, stats_until};
+use common::{Client, TestServer, put, request, stats_until, status};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -12,10 +12,6 @@ use std::time::Duration;
 
 fn version_line() -> String {
     request("Version", "a", "x", "0")
-}
-
-fn status(reply: &Value) -> String {
-    reply["Status"].as_str().unwrap_or("<none>").to_string()
 }
 
 #[test]
@@ -329,7 +325,7 @@ fn memory_guard_answers_no_and_changes_nothing() {
     let mut created = 0;
     let mut refused = 0;
     for i in 0..400 {
-        match status(&client.call(&request("Lock", "w", &format!("lock-{i}"), "30"))).as_str() {
+        match status(&client.call(&request("Lock", "w", &format!("lock-{i}"), "30"))) {
             "Locked" => created += 1,
             "NO" => refused += 1,
             other => panic!("unexpected {other}"),
@@ -374,8 +370,23 @@ fn max_connections_closes_the_excess_and_counts_it() {
     // The held connections keep working; freeing one makes room.
     assert_eq!(status(&held[0].call(&version_line())), "Version");
     drop(held.pop());
-    std::thread::sleep(Duration::from_millis(100));
-    let stats = server.connect().call(&request("Stats", "a", "x", "0"));
+    // Once the server has seen the close, a new connection is served: until
+    // then it is refused, so try until one is (each refusal counts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let mut c = server.connect();
+        let _ = c
+            .stream()
+            .write_all(format!("{}\n", request("Stats", "a", "x", "0")).as_bytes());
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut c.reader, &mut line).unwrap_or(0) > 0 {
+            break serde_json::from_str::<Value>(&line).expect("a Stats reply");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after a close"
+        );
+    };
     assert!(stats["Refused"].as_u64().unwrap() >= 1);
 }
 

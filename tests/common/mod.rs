@@ -47,6 +47,77 @@ pub fn spawn_listening(command: &mut Command) -> (Child, SocketAddr) {
     (child, addr)
 }
 
+/// A server running inside the test process, on a clock the test moves:
+/// the real reactor over real sockets, for tests of TTLs and waits that
+/// must not sleep. Stopped (and its thread joined) when dropped.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    pub clock: jackrabbit_dlm::server::ManualClock,
+    control: jackrabbit_dlm::server::Control,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub dir: PathBuf,
+}
+
+impl InProcess {
+    /// The server with default settings (log in a temp dir).
+    pub fn start() -> InProcess {
+        InProcess::with_args(&[])
+    }
+
+    /// The server with extra command-line options.
+    pub fn with_args(args: &[&str]) -> InProcess {
+        use jackrabbit_dlm::config::Config;
+        use jackrabbit_dlm::server::{ManualClock, RunMode, Server};
+        let dir = temp_dir("inproc");
+        let mut argv = vec!["jackrabbit-dlm", "127.0.0.1", "0", "--log-dir"];
+        let dir_text = dir.to_string_lossy().into_owned();
+        argv.push(&dir_text);
+        argv.extend_from_slice(args);
+        let config = Config::from_args(argv).expect("valid test options");
+        let clock = ManualClock::new();
+        let server = Server::bind_with(&config, RunMode::in_process(clock.clone()))
+            .expect("bind an in-process server");
+        let addr = server.local_addr();
+        let control = server.control();
+        let thread = std::thread::spawn(move || {
+            server.run().expect("the reactor runs");
+        });
+        InProcess {
+            addr,
+            clock,
+            control,
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Lets `ms` milliseconds pass on the server's clock; it expires what is
+    /// then due before it sleeps again.
+    pub fn advance(&self, ms: u64) {
+        self.clock.advance(jackrabbit_dlm::time::Millis::new(ms));
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("JackrabbitDLM.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.control.shutdown();
+        // The shutdown grace runs on the server's clock: move it past.
+        self.advance(60_000);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A running `jackrabbit-dlm` process, killed when dropped.
 pub struct TestServer {
     child: Child,
@@ -239,6 +310,30 @@ impl Client {
         serde_json::from_slice(&plain).expect("decoded reply is JSON")
     }
 
+    /// Sends one request line in `encoding` and returns the reply, decoded
+    /// and parsed.
+    pub fn call_in(
+        &mut self,
+        encoding: jackrabbit_dlm::protocol::codec::Encoding,
+        request: &str,
+    ) -> serde_json::Value {
+        match encoding {
+            jackrabbit_dlm::protocol::codec::Encoding::Plain => self.call(request),
+            jackrabbit_dlm::protocol::codec::Encoding::Table => self.call_encoded(request),
+        }
+    }
+
+    /// Sends `line` and a newline without waiting for a reply.
+    pub fn send_line(&mut self, line: &str) {
+        self.send(format!("{line}\n").as_bytes());
+    }
+
+    /// The next reply line (plain JSON), parsed.
+    pub fn reply(&mut self) -> serde_json::Value {
+        let line = self.line();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?} is not JSON: {e}"))
+    }
+
     /// True when the server closed the connection (EOF or reset) within the timeout.
     pub fn is_closed(&mut self) -> bool {
         let mut rest = Vec::new();
@@ -247,6 +342,27 @@ impl Client {
             Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
         }
     }
+}
+
+/// The `Status` of a reply, or `<none>`.
+pub fn status(reply: &serde_json::Value) -> &str {
+    reply["Status"].as_str().unwrap_or("<none>")
+}
+
+/// The `Token` of a `Locked` reply.
+pub fn token(reply: &serde_json::Value) -> u64 {
+    reply["Token"].as_u64().expect("Token")
+}
+
+/// A `Lock` with `Wait`, as a plain line.
+pub fn lock_wait(id: &str, name: &str, expire: &str, wait: &str) -> String {
+    serde_json::json!({"ID": id, "FileName": name, "Action": "Lock", "Expire": expire, "Wait": wait})
+        .to_string()
+}
+
+/// A `Stats` request line.
+pub fn stats_request() -> String {
+    request("Stats", "t", "t", "0")
 }
 
 /// A request line as the Python client builds it.
@@ -260,7 +376,9 @@ pub fn put(id: &str, name: &str, data: &str, expire: &str) -> String {
         .to_string()
 }
 
-/// Polls `Stats` until `check` accepts it or `limit` passes; returns the last.
+/// Asks `Stats` until `check` accepts it or `limit` passes; returns the
+/// last. For waiting until the server has seen something (a request
+/// parked, a connection closed) that no reply reports.
 pub fn stats_until(
     client: &mut Client,
     limit: Duration,
@@ -268,7 +386,7 @@ pub fn stats_until(
 ) -> serde_json::Value {
     let start = Instant::now();
     loop {
-        let stats = client.call(&request("Stats", "t", "t", "0"));
+        let stats = client.call(&stats_request());
         if check(&stats) || start.elapsed() > limit {
             return stats;
         }
