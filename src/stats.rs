@@ -106,8 +106,12 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    // Day 1 to 31 and month 1 to 12, by the algorithm's construction.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let (day, month) = (
+        (doy - (153 * mp + 2) / 5 + 1) as u32,
+        if mp < 10 { mp + 3 } else { mp - 9 } as u32,
+    );
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }

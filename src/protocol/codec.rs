@@ -23,7 +23,11 @@ const INDEX: [u8; 256] = {
     let mut table = [NOT_IN_ALPHABET; 256];
     let mut i = 0;
     while i < ALPHABET.len() {
-        table[ALPHABET[i] as usize] = i as u8;
+        // `i < 78`: it fits a u8.
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            table[ALPHABET[i] as usize] = i as u8;
+        }
         i += 1;
     }
     table
@@ -130,6 +134,8 @@ pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
         if value > 255 {
             return Err(DecodeError::OutOfRange(at));
         }
+        // Checked just above: at most 255.
+        #[allow(clippy::cast_possible_truncation)]
         out.push(value as u8);
     }
     Ok(())

@@ -278,7 +278,11 @@ fn seconds(node: Node<'_>) -> Option<f64> {
 /// Whole milliseconds for `secs`, rounded up so that a positive TTL never
 /// becomes zero.
 fn to_ms(secs: f64) -> u64 {
-    ((secs * 1000.0).ceil() as u64).max(1)
+    // Callers pass finite seconds within the max TTL (at most ten years),
+    // far below 2^64 ms; `as` saturates besides.
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = (secs * 1000.0).ceil() as u64;
+    ms.max(1)
 }
 
 /// Milliseconds for whole seconds sent the common way (`"30"`, `" 30 "` or
@@ -575,7 +579,7 @@ mod tests {
         let mut parser = Parser::new(MAX_TTL_MS);
         let line = br#"{"ID":"a\n","FileName":"f","Action":"Get"}"#;
         let mut buf = line.to_vec();
-        let tail: Vec<u8> = (0..PADDING as u8).collect();
+        let tail: Vec<u8> = (0..=255u8).cycle().take(PADDING).collect();
         buf.extend_from_slice(&tail);
         let len = line.len();
         parser.parse(&mut buf, len).unwrap();

@@ -143,8 +143,8 @@ proptest! {
                     // The wheel alone keeps the live counts true.
                     prop_assert_eq!(s.lock_count(), m.locks.len());
                     prop_assert_eq!(s.data_count(), m.data.len());
-                    prop_assert_eq!(s.counters.a_lock as usize, m.locks.len());
-                    prop_assert_eq!(s.counters.a_data as usize, m.data.len());
+                    prop_assert_eq!(s.counters.a_lock, m.locks.len() as u64);
+                    prop_assert_eq!(s.counters.a_data, m.data.len() as u64);
                 }
                 Op::Compact => s.compact(),
             }

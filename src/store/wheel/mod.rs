@@ -62,11 +62,13 @@ const SLOTS: usize = 1 << SLOT_BITS;
 /// Mask of one level's digit.
 const DIGIT_MASK: u64 = (SLOTS as u64) - 1;
 /// Bits of time the whole wheel spans: 64^6 ms is one epoch.
+#[allow(clippy::cast_possible_truncation)] // LEVELS is 6
 const EPOCH_BITS: u32 = SLOT_BITS * LEVELS as u32;
 /// The time bits below the epoch: two times are in the same epoch when they
 /// differ only in these bits.
 const EPOCH_MASK: u64 = (1 << EPOCH_BITS) - 1;
 /// List index of the overflow list, after the `LEVELS * SLOTS` slot lists.
+#[allow(clippy::cast_possible_truncation)] // 6 * 64
 const OVERFLOW: u16 = (LEVELS * SLOTS) as u16;
 /// Number of list heads: every slot plus the overflow list.
 const LISTS: usize = LEVELS * SLOTS + 1;
@@ -322,6 +324,7 @@ impl<T: Copy> Wheel<T> {
             let node = self.nodes[source];
             self.nodes[hole] = node;
             // `hole < live <= u32::MAX - 1`, so the cast is lossless.
+            #[allow(clippy::cast_possible_truncation)]
             let new = hole as u32;
             if node.prev == NIL {
                 self.heads[node.list as usize] = new;
@@ -358,7 +361,10 @@ impl<T: Copy> Wheel<T> {
         // a difference in digit 0 alone land on level 0.
         let level = (u64::BITS - 1 - (differ | DIGIT_MASK).leading_zeros()) / SLOT_BITS;
         let slot = (deadline >> (level * SLOT_BITS)) & DIGIT_MASK;
-        (level as usize * SLOTS + slot as usize) as u16
+        // `level < LEVELS` and `slot < SLOTS`: below OVERFLOW, a u16.
+        #[allow(clippy::cast_possible_truncation)]
+        let list = (level as usize * SLOTS + slot as usize) as u16;
+        list
     }
 
     /// Link node `index` (not on any list) into the list its deadline
@@ -427,6 +433,7 @@ impl<T: Copy> Wheel<T> {
             if occupied == 0 {
                 continue;
             }
+            #[allow(clippy::cast_possible_truncation)] // level < LEVELS
             let shift = level as u32 * SLOT_BITS;
             let digit = ((self.now >> shift) & DIGIT_MASK) as u32;
             // Level 0's current slot holds due timers; on higher levels the
@@ -444,7 +451,10 @@ impl<T: Copy> Wheel<T> {
                 debug_assert!(false, "level {level} has a slot behind the clock");
                 (occupied.trailing_zeros(), self.now)
             };
-            return Some(((level * SLOTS) as u16 + slot as u16, time));
+            // `level < LEVELS` and `slot < 64`: below OVERFLOW, a u16.
+            #[allow(clippy::cast_possible_truncation)]
+            let list = (level * SLOTS) as u16 + slot as u16;
+            return Some((list, time));
         }
         if self.heads[OVERFLOW as usize] != NIL {
             // Every overflow deadline lies in a later epoch than `now`, so
