@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::error::Error;
+use crate::protocol::action::Action;
 use crate::protocol::codec;
-pub use crate::protocol::codec::Encoding;
+use crate::protocol::codec::Encoding;
 use crate::protocol::reply::{Status, write_json_string, write_u64};
-use crate::protocol::request::Action;
 
 /// One request, borrowing everything from the caller.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ pub(crate) struct Request<'a> {
 impl<'a> Request<'a> {
     /// A request with no `Expire`, `Wait` or `DataStore`.
     #[cfg(test)]
-    pub fn new(action: Action, id: &'a str, name: &'a str) -> Request<'a> {
+    pub const fn new(action: Action, id: &'a str, name: &'a str) -> Request<'a> {
         Request {
             action,
             id,
