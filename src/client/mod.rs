@@ -80,11 +80,9 @@ pub use self::codec::{Base64, FnCodec, Identity, Table, ValueCodec};
 pub use self::error::{BoxError, Error, ErrorKind};
 pub use self::guard::LockGuard;
 pub use self::locker::Locker;
+pub use crate::protocol::DEFAULT_PORT;
 pub use crate::protocol::codec::Encoding;
 pub use crate::protocol::reply::Status;
-
-/// The server's default port.
-pub const DEFAULT_PORT: u16 = 37373;
 
 /// The fencing token of a hold: strictly greater for every new hold the
 /// server grants. A resource guarded by the lock rejects writes that carry a

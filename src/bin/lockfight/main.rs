@@ -10,7 +10,8 @@
 //! serves.
 //!
 //! Module map, bottom-up:
-//! - `rng`, `histogram`: the seeded generator and the latency histogram.
+//! - `histogram`: the latency histogram (the seeded generator is the
+//!   library's `jackrabbit_dlm::rng::Rng`).
 //! - `wire`: requests and replies for each target's protocol; no I/O.
 //! - `mode`: the table of fighting modes.
 //! - `fighter`: one fighter's request sequence and what it counts; no I/O.
@@ -31,7 +32,6 @@ mod memory;
 mod mode;
 mod procfs;
 mod report;
-mod rng;
 mod target;
 mod wire;
 
