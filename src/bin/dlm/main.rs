@@ -13,7 +13,8 @@ use std::io::{self, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::builder::{BoolishValueParser, TypedValueParser};
+use clap::{ArgAction, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use jackrabbit_dlm::client::{DEFAULT_PORT, Encoding, Error, ErrorKind, Locker, Status};
@@ -74,8 +75,8 @@ struct Cli {
     id: Option<String>,
 
     /// Send table-encoded request lines instead of plain JSON.
-    #[arg(long, global = true)]
-    encoded: bool,
+    #[arg(long = "encoded", global = true, action = ArgAction::SetTrue, value_parser = encoded_flag())]
+    encoding: Encoding,
 
     /// Print answers as one JSON object per command, for scripts.
     #[arg(long, global = true)]
@@ -153,6 +154,18 @@ enum Command {
     },
 }
 
+/// `--encoded` as the encoding it asks for: present, the table encoding;
+/// absent, plain JSON.
+fn encoded_flag() -> impl TypedValueParser<Value = Encoding> {
+    BoolishValueParser::new().map(|table| {
+        if table {
+            Encoding::Table
+        } else {
+            Encoding::Plain
+        }
+    })
+}
+
 /// A number of seconds, fractions allowed, not negative.
 fn seconds(text: &str) -> Result<Duration, String> {
     let value: f64 = text
@@ -211,7 +224,7 @@ fn dispatch(cli: Cli) -> u8 {
         host,
         port,
         id,
-        encoded,
+        encoding,
         json,
         timeout,
         command,
@@ -231,11 +244,7 @@ fn dispatch(cli: Cli) -> u8 {
         .host(host)
         .port(port)
         .timeout(timeout)
-        .encoding(if encoded {
-            Encoding::Table
-        } else {
-            Encoding::Plain
-        });
+        .encoding(encoding);
     let from_env = || std::env::var("DLM_ID").ok().filter(|id| !id.is_empty());
     if let Some(id) = id.or_else(from_env) {
         builder = builder.id(id);
@@ -461,4 +470,17 @@ fn stats(locker: &mut Locker, report: Report) -> Result<Outcome, Error> {
     );
     report.answer(&plain.join("\n"), Value::Object(fields));
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_asks_for_the_table_encoding_anywhere_on_the_line() {
+        let encoding = |args: &[&str]| Cli::try_parse_from(args).unwrap().encoding;
+        assert_eq!(encoding(&["dlm", "version"]), Encoding::Plain);
+        assert_eq!(encoding(&["dlm", "--encoded", "version"]), Encoding::Table);
+        assert_eq!(encoding(&["dlm", "get", "x", "--encoded"]), Encoding::Table);
+    }
 }
