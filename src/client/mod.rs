@@ -82,9 +82,4 @@ pub use self::guard::LockGuard;
 pub use self::locker::Locker;
 pub use crate::protocol::DEFAULT_PORT;
 pub use crate::protocol::codec::Encoding;
-pub use crate::protocol::reply::Status;
-
-/// The fencing token of a hold: strictly greater for every new hold the
-/// server grants. A resource guarded by the lock rejects writes that carry a
-/// token lower than the highest it has seen.
-pub type FencingToken = u64;
+pub use crate::protocol::reply::{FencingToken, Status};

@@ -16,7 +16,7 @@ use super::error::Error;
 use crate::protocol::action::Action;
 use crate::protocol::codec;
 use crate::protocol::codec::Encoding;
-use crate::protocol::reply::{Status, write_json_string, write_u64};
+use crate::protocol::reply::{FencingToken, Status, write_json_string, write_u64};
 
 /// One request, borrowing everything from the caller.
 #[derive(Debug, Clone, Copy)]
@@ -149,8 +149,11 @@ impl Reply {
     }
 
     /// The `Token` field of a `Locked` reply to `Lock`.
-    pub fn token(&self) -> Option<u64> {
-        self.fields.get("Token").and_then(as_u64)
+    pub fn token(&self) -> Option<FencingToken> {
+        self.fields
+            .get("Token")
+            .and_then(as_u64)
+            .map(FencingToken::new)
     }
 
     /// Takes the `DataStore` field of a successful `Get`.
@@ -245,7 +248,7 @@ mod tests {
         let reply = Reply::parse(plain, Encoding::Plain).unwrap();
         assert_eq!(reply.status, Status::Locked);
         assert_eq!(reply.id(), Some("w1"));
-        assert_eq!(reply.token(), Some(1764129000000017));
+        assert_eq!(reply.token(), Some(FencingToken::new(1764129000000017)));
 
         let encoded = codec::encode(br#"{"Status":"NO"}"#);
         let reply = Reply::parse(encoded.as_bytes(), Encoding::Table).unwrap();
@@ -298,7 +301,7 @@ mod tests {
     fn tokens_and_counters_are_exact_to_the_last_u64() {
         let line = format!(r#"{{"Status":"Locked","ID":"w1","Token":{}}}"#, u64::MAX);
         let reply = Reply::parse(line.as_bytes(), Encoding::Plain).unwrap();
-        assert_eq!(reply.token(), Some(u64::MAX));
+        assert_eq!(reply.token(), Some(FencingToken::new(u64::MAX)));
         // One past 2^64 - 1 is no token, and neither is a negative or a float.
         for token in ["18446744073709551616", "-1", "1.0", "1e3", "\"7\""] {
             let line = format!(r#"{{"Status":"Locked","ID":"w1","Token":{token}}}"#);

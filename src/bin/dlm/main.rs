@@ -340,7 +340,7 @@ fn lock(locker: &mut Locker, expire: Duration, report: Report) -> Result<Outcome
         Ok(token) => {
             report.answer(
                 &format!("Locked {} (token {token}, ID {})", locker.name(), locker.id()),
-                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token}),
+                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token.get()}),
             );
             Ok(Outcome::Success)
         }
