@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::builder::{BoolishValueParser, TypedValueParser};
+use clap::builder::{BoolishValueParser, TypedValueParser as _};
 use clap::{ArgAction, Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -75,7 +75,12 @@ struct Cli {
     id: Option<String>,
 
     /// Send table-encoded request lines instead of plain JSON.
-    #[arg(long = "encoded", global = true, action = ArgAction::SetTrue, value_parser = encoded_flag())]
+    #[arg(
+        long = "encoded",
+        global = true,
+        action = ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new().map(Encoding::table_when)
+    )]
     encoding: Encoding,
 
     /// Print answers as one JSON object per command, for scripts.
@@ -152,18 +157,6 @@ enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<OsString>,
     },
-}
-
-/// `--encoded` as the encoding it asks for: present, the table encoding;
-/// absent, plain JSON.
-fn encoded_flag() -> impl TypedValueParser<Value = Encoding> {
-    BoolishValueParser::new().map(|table| {
-        if table {
-            Encoding::Table
-        } else {
-            Encoding::Plain
-        }
-    })
 }
 
 /// A number of seconds, fractions allowed, not negative.

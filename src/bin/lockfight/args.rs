@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::builder::{BoolishValueParser, TypedValueParser};
+use clap::builder::{BoolishValueParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand};
 use jackrabbit_dlm::protocol::Encoding;
 
@@ -155,7 +155,11 @@ pub struct FightArgs {
     pub wait: f64,
 
     /// Send table-encoded lines instead of plain JSON (jackrabbit and echo targets)
-    #[arg(long = "encoded", action = clap::ArgAction::SetTrue, value_parser = encoded_flag())]
+    #[arg(
+        long = "encoded",
+        action = clap::ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new().map(Encoding::table_when)
+    )]
     pub encoding: Encoding,
 
     /// Each holder does Get, Put(value+1) on the counter its lock guards before Unlock; at the
@@ -184,18 +188,6 @@ pub struct FightArgs {
     /// Don't print a line per run on stderr as runs finish
     #[arg(short = 'q', long)]
     pub quiet: bool,
-}
-
-/// `--encoded` as the encoding it asks for: present, the table encoding;
-/// absent, plain JSON.
-fn encoded_flag() -> impl TypedValueParser<Value = Encoding> {
-    BoolishValueParser::new().map(|table| {
-        if table {
-            Encoding::Table
-        } else {
-            Encoding::Plain
-        }
-    })
 }
 
 #[cfg(test)]
