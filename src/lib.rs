@@ -28,6 +28,13 @@
 //! A program that wants only the client depends on this crate with
 //! `default-features = false, features = ["client"]`.
 
+// The map above names every module; without a feature, its modules are not
+// there to link to.
+#![cfg_attr(
+    not(all(feature = "client", feature = "server")),
+    allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)
+)]
+
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "server")]
