@@ -5,21 +5,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use jackrabbit_dlm::rng::splitmix64;
 use jackrabbit_dlm::store::wheel::{TimerId, Wheel};
 
 const TIMERS: usize = 1_000_000;
 const DAY_MS: u64 = 86_400_000;
 
-/// splitmix64: deterministic deadlines without a dependency on `rand`.
+/// Deterministic deadlines over a day, from the seed `state`.
 fn deadlines(mut state: u64) -> Vec<u64> {
     (0..TIMERS)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            1 + (z ^ (z >> 31)) % DAY_MS
-        })
+        .map(|_| 1 + splitmix64(&mut state) % DAY_MS)
         .collect()
 }
 

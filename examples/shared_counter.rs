@@ -33,11 +33,11 @@ const EXPIRE: Duration = Duration::from_secs(30);
 /// The stored text: `<count> <token of the hold that wrote it>`.
 fn parse(stored: Option<Vec<u8>>) -> Result<(u64, FencingToken), Box<dyn Error>> {
     let Some(bytes) = stored else {
-        return Ok((0, 0));
+        return Ok((0, FencingToken::new(0)));
     };
     let text = String::from_utf8(bytes)?;
     let (count, token) = text.split_once(' ').ok_or("stored count has no token")?;
-    Ok((count.parse()?, token.parse()?))
+    Ok((count.parse()?, FencingToken::new(token.parse()?)))
 }
 
 fn worker(host: String, port: u16, rounds: u64) -> Result<(), Box<dyn Error + Send + Sync>> {

@@ -6,8 +6,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 
-/// The default port of Jackrabbit DLM.
-pub const DEFAULT_PORT: u16 = 37373;
+pub use crate::protocol::DEFAULT_PORT;
 
 /// Jackrabbit DLM: a lock and volatile-data server for many processes on many machines.
 ///

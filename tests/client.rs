@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{TestServer, temp_dir};
 use jackrabbit_dlm::client::{
-    Base64, Encoding, ErrorKind, Identity, Locker, LockerBuilder, Status, Table,
+    Base64, Encoding, ErrorKind, FencingToken, Identity, Locker, LockerBuilder, Status, Table,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -347,9 +347,12 @@ fn contending_threads_count_exactly() {
                         Some(text) => {
                             let text = String::from_utf8(text).unwrap();
                             let (count, token) = text.split_once(' ').unwrap();
-                            (count.parse::<u64>().unwrap(), token.parse::<u64>().unwrap())
+                            (
+                                count.parse::<u64>().unwrap(),
+                                FencingToken::new(token.parse().unwrap()),
+                            )
                         }
-                        None => (0, 0),
+                        None => (0, FencingToken::new(0)),
                     };
                     assert!(guard.token() > last_token, "fencing tokens only grow");
                     data.put(format!("{} {}", count + 1, guard.token()), MINUTE)

@@ -1,19 +1,118 @@
-//! One TCP connection to the server: send a line, read a line.
+//! The connection to the server, and the one policy for sending a request
+//! again: reconnect at most once, and resend only where a repeat cannot
+//! change the answer (never `Unlock` or `Erase`).
 //!
-//! A [`Locker`](super::Locker) keeps one of these for its whole life, so a
-//! request costs a write and a read, not a handshake. What this module adds
-//! over a bare `TcpStream` is telling the ways a round trip can fail apart
-//! ([`Failure`]), because only some of them make it safe to send the request
-//! again; the policy itself lives in the `Locker`.
+//! [`Link`] is what a [`Locker`](super::Locker) talks through: it keeps one
+//! TCP connection for the locker's whole life, so a request costs a write
+//! and a read, not a handshake, and it decides after each failure whether
+//! the request goes out again on a new connection. The rules, and why each
+//! is safe, are in the client's module documentation (§ The connection);
+//! here they map onto the ways a round trip can fail ([`Failure`]):
+//!
+//! | failure | the server may have acted | sent again |
+//! | --- | --- | --- |
+//! | the old connection was closed (seen before sending) | no | yes |
+//! | [`Failure::NotSent`] | no | yes |
+//! | [`Failure::Closed`] | yes | unless `Unlock` or `Erase` |
+//! | [`Failure::Broken`] (a read timeout, ...) | yes, or still may | no |
+//!
+//! Either way, a request is sent at most twice.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use super::error::Error;
+use super::wire::{Reply, Request};
+use crate::protocol::action::Action;
+use crate::protocol::codec::Encoding;
+
+/// The connection to the server and the buffers a round trip reuses.
+pub(super) struct Link {
+    host: String,
+    port: u16,
+    timeout: Duration,
+    connection: Option<Connection>,
+    line: Vec<u8>,
+    scratch: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+impl Link {
+    /// A link to `host:port` with `timeout` for connecting and for each
+    /// reply. It connects on its first round trip.
+    pub(super) fn new(host: String, port: u16, timeout: Duration) -> Link {
+        Link {
+            host,
+            port,
+            timeout,
+            connection: None,
+            line: Vec::new(),
+            scratch: Vec::new(),
+            reply: Vec::new(),
+        }
+    }
+
+    /// `host:port`, for messages.
+    pub(super) fn server(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Sends `request` and reads its reply, reconnecting and resending at
+    /// most once, as the table in the module documentation says.
+    pub(super) fn round_trip(
+        &mut self,
+        request: &Request<'_>,
+        encoding: Encoding,
+    ) -> Result<Reply, Error> {
+        self.line.clear();
+        request.write_line(encoding, &mut self.line, &mut self.scratch);
+        // A waiting Lock is held back by the server on purpose.
+        let read_timeout = self
+            .timeout
+            .saturating_add(request.wait.unwrap_or_default());
+        let mut may_resend = true;
+        loop {
+            let connection = match self.connection.take() {
+                Some(c) if c.is_usable() => c,
+                _ => Connection::open(&self.host, self.port, self.timeout)
+                    .map_err(|e| Error::io(self.server(), "connect to", e))?,
+            };
+            let connection = self.connection.insert(connection);
+            let (resend, error) =
+                match connection.round_trip(&self.line, &mut self.reply, read_timeout) {
+                    Ok(()) => return Reply::parse(&self.reply, encoding),
+                    Err(Failure::NotSent(e)) => (true, Error::io(self.server(), "send to", e)),
+                    Err(Failure::Closed(e)) => (
+                        replay_is_safe(request.action),
+                        Error::io(self.server(), "receive from", e),
+                    ),
+                    Err(Failure::Broken(e)) => (false, Error::io(self.server(), "receive from", e)),
+                };
+            self.connection = None;
+            if !(resend && may_resend) {
+                return Err(error);
+            }
+            may_resend = false;
+        }
+    }
+}
+
+/// Whether a request that may already have been applied can be sent again
+/// without changing what its answer means: every action but `Unlock` and
+/// `Erase` (the client's module documentation says why).
+fn replay_is_safe(action: Action) -> bool {
+    !matches!(action, Action::Unlock | Action::Erase)
+}
+
 /// How a round trip failed.
 #[derive(Debug)]
-pub(crate) enum Failure {
+enum Failure {
     /// The request did not leave in full. The server only acts on a complete
     /// line, so it did not act on this one.
     NotSent(io::Error),
@@ -25,9 +124,10 @@ pub(crate) enum Failure {
     Broken(io::Error),
 }
 
-/// A connected socket with a buffered reader over it.
+/// A connected socket with a buffered reader over it: one send, one reply
+/// line at a time.
 #[derive(Debug)]
-pub(crate) struct Connection {
+struct Connection {
     reader: BufReader<TcpStream>,
     /// The socket's current read timeout, to skip setting it again.
     read_timeout: Duration,
@@ -172,5 +272,115 @@ mod tests {
         let outcome = conn.round_trip(b"{}\n", &mut reply, SECOND);
         server.join().unwrap();
         assert!(matches!(outcome, Err(Failure::Closed(_))), "{outcome:?}");
+    }
+
+    /// A scripted server: for each connection it accepts in turn, reads one
+    /// request line, then answers with the script's line or, for `None`,
+    /// closes without answering. Returns the requests it read.
+    fn scripted_server(
+        script: Vec<Option<&'static str>>,
+    ) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for answer in script {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                requests.push(line);
+                if let Some(answer) = answer {
+                    reader.get_mut().write_all(answer.as_bytes()).unwrap();
+                    reader.get_mut().write_all(b"\n").unwrap();
+                }
+            }
+            requests
+        });
+        (port, server)
+    }
+
+    fn link_to(port: u16) -> Link {
+        Link::new("127.0.0.1".to_owned(), port, SECOND)
+    }
+
+    const VERSION: Request<'static> = Request::new(Action::Version, "me", "x");
+
+    const VERSION_REPLY: &str = r#"{"Status":"Version","ID":"JackrabbitDLM/test"}"#;
+
+    #[test]
+    fn a_lost_reply_is_asked_again_for_every_action_but_unlock_and_erase() {
+        for action in Action::ALL {
+            let safe = replay_is_safe(action);
+            assert_eq!(safe, !matches!(action, Action::Unlock | Action::Erase));
+            // An unsafe action gets no second connection: script only one.
+            let script = if safe {
+                vec![None, Some(VERSION_REPLY)]
+            } else {
+                vec![None]
+            };
+            let (port, server) = scripted_server(script);
+            let outcome =
+                link_to(port).round_trip(&Request::new(action, "me", "x"), Encoding::Plain);
+            let requests = server.join().unwrap();
+            assert_eq!(outcome.is_ok(), safe, "{action:?}");
+            assert_eq!(requests.len(), if safe { 2 } else { 1 }, "{action:?}");
+            assert!(requests[0].contains(action.name()), "{requests:?}");
+            if safe {
+                assert_eq!(requests[0], requests[1], "the same line again");
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_timeout_is_not_followed_by_a_resend() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut link = Link::new("127.0.0.1".to_owned(), port, Duration::from_millis(100));
+        let client = std::thread::spawn(move || link.round_trip(&VERSION, Encoding::Plain));
+        // Read the request and hold the connection open without answering.
+        let (peer, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&peer).read_line(&mut line).unwrap();
+        let err = client.join().unwrap().unwrap_err();
+        assert!(err.is_io(), "{err}");
+        assert!(err.to_string().ends_with("timed out"), "{err}");
+        listener.set_nonblocking(true).unwrap();
+        let second = listener.accept().map(|_| ()).unwrap_err();
+        assert_eq!(
+            second.kind(),
+            io::ErrorKind::WouldBlock,
+            "no second connection"
+        );
+    }
+
+    #[test]
+    fn a_second_lost_reply_is_an_error() {
+        let (port, server) = scripted_server(vec![None, None]);
+        let mut link = link_to(port);
+        let err = link.round_trip(&VERSION, Encoding::Plain).unwrap_err();
+        assert!(err.is_io(), "{err}");
+        assert_eq!(server.join().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_lost_reply_to_unlock_or_erase_is_not_asked_again() {
+        // The second connection is answered only if the client asks again
+        // after the failed call; here it asks Version, not Unlock or Erase.
+        let (port, server) = scripted_server(vec![None, None, Some(VERSION_REPLY)]);
+        let mut link = link_to(port);
+        for action in [Action::Unlock, Action::Erase] {
+            let request = Request::new(action, "me", "x");
+            assert!(
+                link.round_trip(&request, Encoding::Plain)
+                    .unwrap_err()
+                    .is_io()
+            );
+        }
+        assert!(link.round_trip(&VERSION, Encoding::Plain).is_ok());
+        let requests = server.join().unwrap();
+        assert!(requests[0].contains("\"Unlock\""), "{requests:?}");
+        assert!(requests[1].contains("\"Erase\""), "{requests:?}");
+        assert!(requests[2].contains("\"Version\""), "{requests:?}");
     }
 }

@@ -10,8 +10,8 @@
 use std::fmt;
 use std::io;
 
+use crate::protocol::action::Action;
 use crate::protocol::reply::Status;
-use crate::protocol::request::Action;
 
 /// A boxed error from a value codec or a closure given as one.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -2,18 +2,21 @@
 //!
 //! Pure, like `protocol/`: no sockets here, so the line formats are tested
 //! without a server. Requests are written by hand (five fields, escaped with
-//! the server's own [`write_json_string`]); replies are small JSON objects
-//! read with serde_json.
+//! the server's own [`write_json_string`]); replies are small flat JSON
+//! objects, read with `miniserde`, a JSON reader with no serde behind it
+//! that decodes every string escape (`\uXXXX` surrogate pairs included) and
+//! keeps integers up to 2^64 - 1 exact, which is what tokens and counters
+//! need.
 
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use miniserde::json::{Number, Object, Value};
 
 use super::error::Error;
+use crate::protocol::action::Action;
 use crate::protocol::codec;
-pub use crate::protocol::codec::Encoding;
-use crate::protocol::reply::{Status, write_json_string, write_u64};
-use crate::protocol::request::Action;
+use crate::protocol::codec::Encoding;
+use crate::protocol::reply::{FencingToken, Status, write_json_string, write_u64};
 
 /// One request, borrowing everything from the caller.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +35,7 @@ pub(crate) struct Request<'a> {
 impl<'a> Request<'a> {
     /// A request with no `Expire`, `Wait` or `DataStore`.
     #[cfg(test)]
-    pub fn new(action: Action, id: &'a str, name: &'a str) -> Request<'a> {
+    pub const fn new(action: Action, id: &'a str, name: &'a str) -> Request<'a> {
         Request {
             action,
             id,
@@ -106,7 +109,7 @@ fn write_seconds(out: &mut Vec<u8>, d: Duration) {
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
     pub status: Status,
-    fields: Map<String, Value>,
+    fields: Object,
 }
 
 impl Reply {
@@ -121,8 +124,11 @@ impl Reply {
                 &decoded
             }
         };
-        let value: Value = serde_json::from_slice(json)
-            .map_err(|e| Error::protocol(format!("reply is not JSON: {e}")))?;
+        let text = std::str::from_utf8(json)
+            .map_err(|e| Error::protocol(format!("reply is not UTF-8: {e}")))?;
+        // miniserde's error says no more than that the text is not JSON.
+        let value: Value =
+            miniserde::json::from_str(text).map_err(|_| Error::protocol("reply is not JSON"))?;
         let Value::Object(fields) = value else {
             return Err(Error::protocol("reply is not a JSON object"));
         };
@@ -136,12 +142,18 @@ impl Reply {
 
     /// The `ID` field.
     pub fn id(&self) -> Option<&str> {
-        self.fields.get("ID").and_then(Value::as_str)
+        match self.fields.get("ID") {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        }
     }
 
     /// The `Token` field of a `Locked` reply to `Lock`.
-    pub fn token(&self) -> Option<u64> {
-        self.fields.get("Token").and_then(Value::as_u64)
+    pub fn token(&self) -> Option<FencingToken> {
+        self.fields
+            .get("Token")
+            .and_then(as_u64)
+            .map(FencingToken::new)
     }
 
     /// Takes the `DataStore` field of a successful `Get`.
@@ -156,7 +168,16 @@ impl Reply {
     pub fn counters(&self) -> impl Iterator<Item = (&str, u64)> {
         self.fields
             .iter()
-            .filter_map(|(name, v)| Some((name.as_str(), v.as_u64()?)))
+            .filter_map(|(name, v)| Some((name.as_str(), as_u64(v)?)))
+    }
+}
+
+/// `value` if it is a JSON integer from 0 to 2^64 - 1 (a larger one, a
+/// negative one or one with a fraction or exponent is not).
+fn as_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(Number::U64(n)) => Some(*n),
+        _ => None,
     }
 }
 
@@ -194,11 +215,17 @@ mod tests {
         put.expire = Some(Duration::from_millis(250));
         put.data = Some("line\nbreak");
         let text = line(put, Encoding::Plain);
-        let parsed: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed["ID"], "a\"b");
-        assert_eq!(parsed["FileName"], "c\\d");
-        assert_eq!(parsed["Expire"], "0.25");
-        assert_eq!(parsed["DataStore"], "line\nbreak");
+        let Value::Object(parsed) = miniserde::json::from_str(&text).unwrap() else {
+            panic!("not an object: {text}");
+        };
+        let field = |name: &str| match parsed.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(field("ID"), "a\"b");
+        assert_eq!(field("FileName"), "c\\d");
+        assert_eq!(field("Expire"), "0.25");
+        assert_eq!(field("DataStore"), "line\nbreak");
     }
 
     #[test]
@@ -221,7 +248,7 @@ mod tests {
         let reply = Reply::parse(plain, Encoding::Plain).unwrap();
         assert_eq!(reply.status, Status::Locked);
         assert_eq!(reply.id(), Some("w1"));
-        assert_eq!(reply.token(), Some(1764129000000017));
+        assert_eq!(reply.token(), Some(FencingToken::new(1764129000000017)));
 
         let encoded = codec::encode(br#"{"Status":"NO"}"#);
         let reply = Reply::parse(encoded.as_bytes(), Encoding::Table).unwrap();
@@ -230,10 +257,69 @@ mod tests {
 
     #[test]
     fn garbage_is_a_protocol_error() {
-        for bad in [&b"nonsense"[..], b"[1]", b"{}", br#"{"Status":"Maybe"}"#] {
+        for bad in [
+            &b"nonsense"[..],
+            b"[1]",
+            b"{}",
+            br#"{"Status":"Maybe"}"#,
+            br#"{"Status":7}"#,
+            br#"{"Status":"Done""#,
+            br#"{"Status":"Done"} trailing"#,
+        ] {
             let err = Reply::parse(bad, Encoding::Plain).unwrap_err();
             assert!(err.to_string().starts_with("protocol error"), "{err}");
         }
         assert!(Reply::parse(b"{}", Encoding::Table).is_err());
+    }
+
+    #[test]
+    fn reply_strings_decode_every_escape() {
+        let line = r#"{"Status":"Done","ID":"w\"1\\\/","DataStore":"\n\r\t\b\f \u00e9 \u4e2d \ud83d\ude00 é中😀"}"#;
+        let mut reply = Reply::parse(line.as_bytes(), Encoding::Plain).unwrap();
+        assert_eq!(reply.id(), Some("w\"1\\/"));
+        assert_eq!(
+            reply.take_data().as_deref(),
+            Some("\n\r\t\u{8}\u{c} é 中 😀 é中😀")
+        );
+    }
+
+    #[test]
+    fn a_lone_surrogate_or_bad_escape_is_a_protocol_error() {
+        for bad in [
+            &br#"{"Status":"Done","DataStore":"\ud83d"}"#[..],
+            br#"{"Status":"Done","DataStore":"\ude00x"}"#,
+            br#"{"Status":"Done","DataStore":"\x"}"#,
+            b"{\"Status\":\"Done\",\"DataStore\":\"raw\ncontrol\"}",
+            b"{\"Status\":\"Done\",\"ID\":\"\xff\"}",
+        ] {
+            let err = Reply::parse(bad, Encoding::Plain).unwrap_err();
+            assert!(err.to_string().starts_with("protocol error"), "{err}");
+        }
+    }
+
+    #[test]
+    fn tokens_and_counters_are_exact_to_the_last_u64() {
+        let line = format!(r#"{{"Status":"Locked","ID":"w1","Token":{}}}"#, u64::MAX);
+        let reply = Reply::parse(line.as_bytes(), Encoding::Plain).unwrap();
+        assert_eq!(reply.token(), Some(FencingToken::new(u64::MAX)));
+        // One past 2^64 - 1 is no token, and neither is a negative or a float.
+        for token in ["18446744073709551616", "-1", "1.0", "1e3", "\"7\""] {
+            let line = format!(r#"{{"Status":"Locked","ID":"w1","Token":{token}}}"#);
+            let reply = Reply::parse(line.as_bytes(), Encoding::Plain).unwrap();
+            assert_eq!(reply.token(), None, "{token}");
+        }
+    }
+
+    #[test]
+    fn stats_counters_are_the_integer_fields() {
+        let line = br#"{"Status":"Stats","Lock":3,"NotOwner":0,"In":18446744073709551615,"MemoryMax":12.34,"Leader":-1}"#;
+        let reply = Reply::parse(line, Encoding::Plain).unwrap();
+        assert_eq!(reply.status, Status::Stats);
+        let counters: Vec<_> = reply.counters().collect();
+        assert_eq!(
+            counters,
+            [("In", u64::MAX), ("Lock", 3), ("NotOwner", 0)],
+            "MemoryMax (a float) and Leader (negative) are not counters"
+        );
     }
 }

@@ -66,6 +66,16 @@ impl Encoding {
             Encoding::Table
         }
     }
+
+    /// The table encoding when `table`, else plain: what a command line's
+    /// `--encoded` flag asks for.
+    pub fn table_when(table: bool) -> Encoding {
+        if table {
+            Encoding::Table
+        } else {
+            Encoding::Plain
+        }
+    }
 }
 
 /// Why an encoded string could not be decoded.

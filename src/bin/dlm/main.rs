@@ -13,7 +13,8 @@ use std::io::{self, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::builder::{BoolishValueParser, TypedValueParser as _};
+use clap::{ArgAction, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use jackrabbit_dlm::client::{DEFAULT_PORT, Encoding, Error, ErrorKind, Locker, Status};
@@ -74,8 +75,13 @@ struct Cli {
     id: Option<String>,
 
     /// Send table-encoded request lines instead of plain JSON.
-    #[arg(long, global = true)]
-    encoded: bool,
+    #[arg(
+        long = "encoded",
+        global = true,
+        action = ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new().map(Encoding::table_when)
+    )]
+    encoding: Encoding,
 
     /// Print answers as one JSON object per command, for scripts.
     #[arg(long, global = true)]
@@ -211,7 +217,7 @@ fn dispatch(cli: Cli) -> u8 {
         host,
         port,
         id,
-        encoded,
+        encoding,
         json,
         timeout,
         command,
@@ -231,11 +237,7 @@ fn dispatch(cli: Cli) -> u8 {
         .host(host)
         .port(port)
         .timeout(timeout)
-        .encoding(if encoded {
-            Encoding::Table
-        } else {
-            Encoding::Plain
-        });
+        .encoding(encoding);
     let from_env = || std::env::var("DLM_ID").ok().filter(|id| !id.is_empty());
     if let Some(id) = id.or_else(from_env) {
         builder = builder.id(id);
@@ -331,7 +333,7 @@ fn lock(locker: &mut Locker, expire: Duration, report: Report) -> Result<Outcome
         Ok(token) => {
             report.answer(
                 &format!("Locked {} (token {token}, ID {})", locker.name(), locker.id()),
-                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token}),
+                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token.get()}),
             );
             Ok(Outcome::Success)
         }
@@ -461,4 +463,17 @@ fn stats(locker: &mut Locker, report: Report) -> Result<Outcome, Error> {
     );
     report.answer(&plain.join("\n"), Value::Object(fields));
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_asks_for_the_table_encoding_anywhere_on_the_line() {
+        let encoding = |args: &[&str]| Cli::try_parse_from(args).unwrap().encoding;
+        assert_eq!(encoding(&["dlm", "version"]), Encoding::Plain);
+        assert_eq!(encoding(&["dlm", "--encoded", "version"]), Encoding::Table);
+        assert_eq!(encoding(&["dlm", "get", "x", "--encoded"]), Encoding::Table);
+    }
 }

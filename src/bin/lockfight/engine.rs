@@ -30,8 +30,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::fighter::{Fighter, Readiness, Rules, Tally};
 use crate::mode::{ModeSpec, Reconnect};
-use crate::rng::Rng;
 use crate::wire::{Dialect, Names, Outcome, Parsed};
+use jackrabbit_dlm::rng::Rng;
 
 /// Bytes of reply a connection can hold before it is parsed.
 const INPUT_BYTES: usize = 64 * 1024;

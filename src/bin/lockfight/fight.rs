@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use jackrabbit_dlm::protocol::Encoding;
+
 use crate::control;
 use crate::engine::{self, Plan};
 use crate::fighter::{Rules, Tally};
@@ -31,7 +33,7 @@ pub struct Settings {
     pub retry_delay: Duration,
     pub hold: Duration,
     pub wait_secs: f64,
-    pub encoded: bool,
+    pub encoding: Encoding,
     pub verify: bool,
 }
 
@@ -57,10 +59,10 @@ pub fn fight(
     control::probe(target.addr)?;
     let dialect = match target.kind {
         Kind::Jackrabbit => Dialect::Jackrabbit {
-            encoded: settings.encoded,
+            encoding: settings.encoding,
         },
         Kind::Echo => Dialect::Echo {
-            encoded: settings.encoded,
+            encoding: settings.encoding,
         },
         Kind::Redis => Dialect::Redis {
             unlock_sha: control::load_unlock_script(target.addr)?,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::histogram::Histogram;
 use crate::mode::OnRefusal;
-use crate::rng::Rng;
 use crate::wire::{Op, Outcome};
+use jackrabbit_dlm::rng::Rng;
 
 /// The rules every fighter of a run follows.
 #[derive(Debug, Clone)]

@@ -10,7 +10,9 @@
 //! serves.
 //!
 //! Module map, bottom-up:
-//! - `rng`, `histogram`: the seeded generator and the latency histogram.
+//! - `args`: the command line.
+//! - `histogram`: the latency histogram (the seeded generator is the
+//!   library's `jackrabbit_dlm::rng::Rng`).
 //! - `wire`: requests and replies for each target's protocol; no I/O.
 //! - `mode`: the table of fighting modes.
 //! - `fighter`: one fighter's request sequence and what it counts; no I/O.
@@ -20,6 +22,7 @@
 //! - `report`, `chart`: tables, JSON, the summary and the sweep chart.
 //! - `ceiling`: the echo ceiling server; `memory`: resident bytes per entry.
 
+mod args;
 mod ceiling;
 mod chart;
 mod control;
@@ -31,7 +34,6 @@ mod memory;
 mod mode;
 mod procfs;
 mod report;
-mod rng;
 mod target;
 mod wire;
 
@@ -40,192 +42,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+
+use crate::args::{Cli, Command, FightArgs, MemoryArgs};
 
 use crate::fight::Settings;
-use crate::mode::Mode;
 use crate::report::RunResult;
 use crate::target::{Kind, Target};
 
 /// Exit status of a usage error, as clap uses.
 const USAGE: u8 = 2;
-
-#[derive(Parser)]
-#[command(
-    name = "lockfight",
-    version,
-    about = "Lock-fighting load generator: Jackrabbit DLM against Redis and the echo ceiling",
-    long_about = "Lock-fighting load generator: Jackrabbit DLM against Redis and the echo ceiling.\n\n\
-        Each fighter owns an ID (and a connection, except in oneshot mode), picks one of \
-        --resources names at random, sends Lock (Expire --expire), and on Locked sends Unlock. \
-        Throughput counts every reply; acquisitions count granted locks; NotOwner is the share \
-        of Lock requests refused; fairness is Jain's index of the locks granted per fighter \
-        (1 when all got as many). Latencies run from a request's write to its reply. Give several --target options to compare them in one run: \
-        they are run in turn, round after round (--rounds), and the summary quotes the first \
-        target's figures divided by each other's, as the median over the rounds.\n\n\
-        Exit status: 0 on success, 1 on a failed run or a --verify violation, 2 on a usage error.",
-    args_conflicts_with_subcommands = true,
-    args_override_self = true,
-    subcommand_negates_reqs = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    fight: FightArgs,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the echo ceiling: one mio thread, the same fixed reply to every line, no state
-    ///
-    /// Prints "lockfight ceiling listening on ADDRESS" once bound, then serves
-    /// until killed. Fight over it with --target echo://ADDRESS.
-    Ceiling {
-        /// IP address to listen on
-        #[arg(default_value = "127.0.0.1")]
-        host: String,
-        /// TCP port to listen on (0 picks a free one)
-        #[arg(default_value_t = 37374)]
-        port: u16,
-    },
-    /// Measure servers' resident memory: idle, then per entry after N locks and N data items
-    ///
-    /// Reads VmRSS of each server process idle, after creating --entries locks, and after
-    /// creating --entries data items of --value-bytes bytes; reports bytes per entry and the
-    /// overhead beyond the name, ID and value bytes. Removes the entries at the end. Start
-    /// the servers fresh for a meaningful idle figure.
-    Memory(MemoryArgs),
-}
-
-#[derive(Args)]
-struct MemoryArgs {
-    #[arg(
-        long = "target",
-        value_name = "URL",
-        required = true,
-        help = "Server to fill: [LABEL=]jackrabbit://HOST[:PORT] or [LABEL=]redis://HOST[:PORT]; \
-                repeat for several"
-    )]
-    targets: Vec<String>,
-
-    /// PID of each target's server process, in the same order as --target
-    #[arg(long = "server-pid", value_name = "PID", required = true)]
-    server_pids: Vec<u32>,
-
-    /// Locks created, then data items created
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
-    entries: u64,
-
-    /// Bytes of each data item's value
-    #[arg(long, default_value_t = 64, value_name = "BYTES")]
-    value_bytes: usize,
-
-    /// Print the results as JSON instead of a table
-    #[arg(long)]
-    json: bool,
-
-    /// Print the results as a Markdown table
-    #[arg(long, conflicts_with = "json")]
-    markdown: bool,
-}
-
-#[derive(Args)]
-struct FightArgs {
-    #[arg(
-        long = "target",
-        value_name = "URL",
-        required = true,
-        help = "Server to fight over: [LABEL=]jackrabbit://HOST[:PORT] (default port 37373), \
-                [LABEL=]redis://HOST[:PORT] (default 6379) or [LABEL=]echo://HOST:PORT. Repeat to \
-                compare targets in one run; the first is the reference of the ratios"
-    )]
-    targets: Vec<String>,
-
-    /// Fighting mode
-    #[arg(long, value_enum, default_value_t = Mode::Persistent)]
-    mode: Mode,
-
-    /// Concurrent connections (oneshot: concurrent fighters, each on a new connection per request)
-    #[arg(short = 'c', long, default_value_t = 32, value_name = "C")]
-    connections: usize,
-
-    /// Run once per connection count instead of --connections, e.g. 1,8,32,128, and draw the
-    /// chart (see --chart)
-    #[arg(long, value_delimiter = ',', value_name = "C,C,...")]
-    sweep_connections: Vec<usize>,
-
-    /// Number of resource names the fighters compete for
-    #[arg(short = 'k', long, default_value_t = 1024, value_name = "K")]
-    resources: u32,
-
-    /// Seconds measured per run (fractions allowed)
-    #[arg(short = 'd', long, default_value_t = 3.0, value_name = "SECS")]
-    duration: f64,
-
-    /// Requests written per connection before the replies are read (pipelined mode only)
-    #[arg(short = 'p', long, default_value_t = 32, value_name = "P")]
-    pipeline: usize,
-
-    /// Expire of each Lock, in seconds (Redis: PX in milliseconds)
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    expire: f64,
-
-    /// Seed of the fighters' random choices
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-
-    /// Generator threads, each with its own mio loop and a share of the connections
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-
-    /// Rounds: every target runs once per round, targets alternating (A,B,C,A,B,C,...)
-    #[arg(long, default_value_t = 1)]
-    rounds: usize,
-
-    /// Milliseconds a patient (or chaos) fighter sleeps before retrying a refused lock
-    #[arg(long, default_value_t = 1.0, value_name = "MS")]
-    retry_delay_ms: f64,
-
-    /// Milliseconds a fighter holds a granted lock before its next request (any mode)
-    #[arg(long, default_value_t = 0.0, value_name = "MS")]
-    hold_ms: f64,
-
-    /// Wait of each Lock in the wait mode, in seconds: how long the server may queue it
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    wait: f64,
-
-    /// Send table-encoded lines instead of plain JSON (jackrabbit and echo targets)
-    #[arg(long)]
-    encoded: bool,
-
-    /// Each holder does Get, Put(value+1) on the counter its lock guards before Unlock; at the
-    /// end every counter must equal its increments, or the run fails (not for echo targets)
-    #[arg(long)]
-    verify: bool,
-
-    /// PID of a target's server process, to report its CPU seconds (user+system, all threads,
-    /// from /proc) per million requests; give one per --target, in the same order (0 for none)
-    #[arg(long = "server-pid", value_name = "PID")]
-    server_pids: Vec<u32>,
-
-    /// Print the results as JSON instead of a table
-    #[arg(long)]
-    json: bool,
-
-    /// Print the results as Markdown tables
-    #[arg(long, conflicts_with = "json")]
-    markdown: bool,
-
-    /// Where to write the SVG chart of throughput and p99 against connections
-    /// [default with --sweep-connections: lockfight-sweep.svg]
-    #[arg(long, value_name = "FILE")]
-    chart: Option<PathBuf>,
-
-    /// Don't print a line per run on stderr as runs finish
-    #[arg(short = 'q', long)]
-    quiet: bool,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -399,7 +225,7 @@ fn validate(args: &FightArgs) -> Result<Invocation, String> {
             retry_delay: Duration::from_secs_f64(args.retry_delay_ms / 1000.0),
             hold: Duration::from_secs_f64(args.hold_ms / 1000.0),
             wait_secs: args.wait,
-            encoded: args.encoded,
+            encoding: args.encoding,
             verify: args.verify,
         },
         connection_counts: counts,

@@ -9,6 +9,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use jackrabbit_dlm::protocol::Encoding;
 use serde::Serialize;
 
 use crate::control::Session;
@@ -123,7 +124,7 @@ fn take_reply(buf: &[u8], kind: Kind, step: Step) -> Result<Option<(bool, usize)
         Kind::Redis => resp::parse_reply(buf, op),
         _ => {
             let mut scratch = Vec::new();
-            match jackrabbit::parse_reply(buf, op, false, &mut scratch) {
+            match jackrabbit::parse_reply(buf, op, Encoding::Plain, &mut scratch) {
                 // Erase answers Done, which the unlock mapping does not know.
                 Parsed::Reply {
                     outcome: Outcome::Unexpected,

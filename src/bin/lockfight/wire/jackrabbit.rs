@@ -5,6 +5,7 @@
 //! and, for a `Get`, `DataStore`, tolerating the spaces Python's `json.dumps`
 //! puts after colons. The table encoding is the library's codec.
 
+use jackrabbit_dlm::protocol::Encoding;
 use jackrabbit_dlm::protocol::codec::{decode_into, encode_into};
 
 use super::{
@@ -57,7 +58,7 @@ pub fn encode_line(json: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Looks for one reply line at the front of `buf`.
-pub fn parse_reply(buf: &[u8], op: Op, encoded: bool, scratch: &mut Vec<u8>) -> Parsed {
+pub fn parse_reply(buf: &[u8], op: Op, encoding: Encoding, scratch: &mut Vec<u8>) -> Parsed {
     let Some(end) = memchr::memchr(b'\n', buf) else {
         return Parsed::Incomplete;
     };
@@ -65,15 +66,15 @@ pub fn parse_reply(buf: &[u8], op: Op, encoded: bool, scratch: &mut Vec<u8>) -> 
     if let [rest @ .., b'\r'] = line {
         line = rest;
     }
-    let outcome = if encoded {
-        scratch.clear();
-        let text = line.trim_ascii();
-        match decode_into(text, scratch) {
-            Ok(()) => interpret(scratch, op),
-            Err(_) => Outcome::Unexpected,
+    let outcome = match encoding {
+        Encoding::Table => {
+            scratch.clear();
+            match decode_into(line.trim_ascii(), scratch) {
+                Ok(()) => interpret(scratch, op),
+                Err(_) => Outcome::Unexpected,
+            }
         }
-    } else {
-        interpret(line, op)
+        Encoding::Plain => interpret(line, op),
     };
     Parsed::Reply {
         outcome,
@@ -215,7 +216,7 @@ mod tests {
         ];
         for (reply, op, want) in cases {
             assert_eq!(
-                parse_reply(reply, *op, false, &mut s),
+                parse_reply(reply, *op, Encoding::Plain, &mut s),
                 Parsed::Reply {
                     outcome: *want,
                     len: reply.len()
@@ -225,7 +226,7 @@ mod tests {
             );
         }
         assert_eq!(
-            parse_reply(b"{\"Status\"", Op::Lock, false, &mut s),
+            parse_reply(b"{\"Status\"", Op::Lock, Encoding::Plain, &mut s),
             Parsed::Incomplete
         );
     }
@@ -235,14 +236,14 @@ mod tests {
         let mut s = Vec::new();
         let line = format!("{}\n", encode(b"{\"Status\":\"Locked\",\"ID\":\"f1\"}"));
         assert_eq!(
-            parse_reply(line.as_bytes(), Op::Lock, true, &mut s),
+            parse_reply(line.as_bytes(), Op::Lock, Encoding::Table, &mut s),
             Parsed::Reply {
                 outcome: Outcome::Locked,
                 len: line.len()
             }
         );
         assert_eq!(
-            parse_reply(b"{}\n", Op::Lock, true, &mut s),
+            parse_reply(b"{}\n", Op::Lock, Encoding::Table, &mut s),
             Parsed::Reply {
                 outcome: Outcome::Unexpected,
                 len: 3

@@ -10,6 +10,8 @@
 pub mod jackrabbit;
 pub mod resp;
 
+use jackrabbit_dlm::protocol::Encoding;
+
 /// Owner ID of the shared counters under `--verify`.
 ///
 /// Data items belong to the ID that put them, so every fighter must read
@@ -103,11 +105,11 @@ impl Names {
 /// How to talk to one target.
 #[derive(Debug, Clone)]
 pub enum Dialect {
-    /// Jackrabbit DLM JSON lines, table-encoded when `encoded`.
-    Jackrabbit { encoded: bool },
+    /// Jackrabbit DLM JSON lines, in `encoding`.
+    Jackrabbit { encoding: Encoding },
     /// The same lines sent to the echo ceiling, which answers each with a
     /// fixed reply.
-    Echo { encoded: bool },
+    Echo { encoding: Encoding },
     /// Redis; `unlock_sha` names the compare-and-delete script loaded with
     /// `SCRIPT LOAD` before the run.
     Redis { unlock_sha: Box<[u8]> },
@@ -126,16 +128,17 @@ impl Dialect {
         op: Op,
     ) {
         match self {
-            Dialect::Jackrabbit { encoded } | Dialect::Echo { encoded } => {
-                if *encoded {
+            Dialect::Jackrabbit { encoding } | Dialect::Echo { encoding } => match encoding {
+                Encoding::Table => {
                     scratch.clear();
                     jackrabbit::write_json(scratch, names, owner, resource, op);
                     jackrabbit::encode_line(scratch, out);
-                } else {
+                }
+                Encoding::Plain => {
                     jackrabbit::write_json(out, names, owner, resource, op);
                     out.push(b'\n');
                 }
-            }
+            },
             Dialect::Redis { unlock_sha } => {
                 resp::write_command(out, names, unlock_sha, owner, resource, op)
             }
@@ -145,7 +148,9 @@ impl Dialect {
     /// Looks for the reply to `op` at the front of `buf`.
     pub fn parse(&self, buf: &[u8], op: Op, scratch: &mut Vec<u8>) -> Parsed {
         match self {
-            Dialect::Jackrabbit { encoded } => jackrabbit::parse_reply(buf, op, *encoded, scratch),
+            Dialect::Jackrabbit { encoding } => {
+                jackrabbit::parse_reply(buf, op, *encoding, scratch)
+            }
             Dialect::Echo { .. } => match memchr::memchr(b'\n', buf) {
                 Some(end) => Parsed::Reply {
                     outcome: Outcome::Answered,
@@ -207,7 +212,9 @@ mod tests {
 
     #[test]
     fn echo_answers_any_line() {
-        let d = Dialect::Echo { encoded: false };
+        let d = Dialect::Echo {
+            encoding: Encoding::Plain,
+        };
         let mut s = Vec::new();
         assert_eq!(d.parse(b"anything", Op::Lock, &mut s), Parsed::Incomplete);
         assert_eq!(
