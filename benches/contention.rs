@@ -38,7 +38,7 @@ fn fighter(addr: SocketAddr, id: usize, keys: usize, stop: Arc<AtomicBool>, done
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let key = seed as usize % keys;
+        let key = usize::try_from(seed % keys as u64).unwrap_or(0);
         let lock = format!(
             "{{\"ID\":\"f{id}\",\"FileName\":\"k{key}\",\"Action\":\"Lock\",\"Expire\":\"10\"}}\n"
         );

@@ -6,9 +6,11 @@
 //! - [`protocol`]: bytes to typed requests and replies to bytes. Pure.
 //! - [`store`]: locks and data items with TTLs, on a timer wheel. Pure: the
 //!   time is an argument.
+//! - [`session`]: the socket-free request path: a connection's buffers,
+//!   framing, decoding, parsing, applying, the parked-reply queue. Pure.
 //! - [`stats`]: the counters and the statistics log line.
-//! - [`config`]: the command line, validated.
-//! - [`server`]: the only module that does I/O: one `mio` reactor.
+//! - [`config`]: the command line, validated (no I/O).
+//! - [`server`]: the only module that does network I/O: one `mio` reactor.
 //! - [`client`]: the Rust client (`Locker`) that the `dlm` command line is
 //!   built on; a user of the server, not a part of it.
 //! - [`rng`] and [`time`]: a small seeded generator for tests, benchmarks and
@@ -20,7 +22,7 @@
 //!
 //! - `client`: [`client`], and the parts of [`protocol`] it speaks (the
 //!   codec, the actions, the statuses and the string writer).
-//! - `server`: [`store`], [`config`], [`server`], the request parser and the
+//! - `server`: [`store`], [`session`], [`config`], [`server`], the request parser and the
 //!   line framer of [`protocol`], and the `jackrabbit-dlm` binary.
 //! - `cli`: the `dlm` command line (with `client`).
 //! - `lockfight`: the `lockfight` benchmark harness (with `client`).
@@ -43,19 +45,9 @@ pub mod protocol;
 pub mod rng;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod session;
 pub mod stats;
 #[cfg(feature = "server")]
 pub mod store;
 pub mod time;
-
-/// Without the server there is no store, but `protocol::reply` still names
-/// the store's ticket in its parked reply, which is never sent. This stands
-/// in for it until the reply holds wire values only (issue 11, §1); then it
-/// goes.
-#[cfg(not(feature = "server"))]
-mod store {
-    /// The store's `Ticket`, as `protocol::reply` sees it.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct Ticket(pub u64);
-}

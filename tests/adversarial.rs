@@ -58,7 +58,7 @@ fn reset_on_close(stream: &TcpStream) {
             libc::SOL_SOCKET,
             libc::SO_LINGER,
             (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::linger>()).expect("small"),
         )
     };
     assert_eq!(rc, 0, "setsockopt SO_LINGER");
@@ -404,7 +404,7 @@ fn junk_is_answered_bad_payload_or_closed() {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            let b = (seed >> 24) as u8;
+            let b = seed.to_le_bytes()[3];
             if b != b'\n' && !(line.is_empty() && b.is_ascii_whitespace()) {
                 line.push(b);
             }
@@ -426,7 +426,7 @@ fn junk_is_answered_bad_payload_or_closed() {
     }
 
     // A request of exactly 1 MiB - 1 bytes with its newline is served...
-    let limit = MIB as usize;
+    let limit = usize::try_from(MIB).expect("1 MiB fits");
     let frame = put("big", "big", "", "30");
     let value = "v".repeat(limit - 1 - frame.len() - 1);
     let big = put("big", "big", &value, "30");

@@ -62,18 +62,18 @@ impl Default for Settings {
 
 impl Settings {
     fn set(&mut self, key: &str, value: &str, at: &str) {
-        let number = || -> u64 {
+        fn number<T: std::str::FromStr>(value: &str, at: &str) -> T {
             value
                 .parse()
                 .unwrap_or_else(|_| panic!("{at}: bad number {value:?}"))
-        };
+        }
         match key {
-            "max_bytes" => self.max_bytes = number(),
-            "max_line" => self.max_line = number() as usize,
-            "max_ttl" => self.max_ttl_secs = number(),
-            "batch" => self.batch = number() as usize,
-            "max_waiters_per_lock" => self.max_waiters_per_lock = number() as u32,
-            "max_waiters_total" => self.max_waiters_total = number() as usize,
+            "max_bytes" => self.max_bytes = number(value, at),
+            "max_line" => self.max_line = number(value, at),
+            "max_ttl" => self.max_ttl_secs = number(value, at),
+            "batch" => self.batch = number(value, at),
+            "max_waiters_per_lock" => self.max_waiters_per_lock = number(value, at),
+            "max_waiters_total" => self.max_waiters_total = number(value, at),
             _ => panic!("{at}: unknown setting {key:?}"),
         }
     }

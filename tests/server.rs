@@ -245,7 +245,7 @@ fn every_kind_of_bad_payload_keeps_the_connection() {
     assert_eq!(status(&client.call(&version_line())), "Version");
     let stats = client.call(&request("Stats", "a", "x", "0"));
     assert_eq!(
-        stats["BadPayload"].as_u64().unwrap() as usize,
+        usize::try_from(stats["BadPayload"].as_u64().unwrap()).unwrap(),
         all.len() + 5 + 8
     );
 }
@@ -314,7 +314,8 @@ fn tokens_strictly_increase_across_names_and_holds() {
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_micros() as u64;
+        .as_micros();
+    let now_us = u64::try_from(now_us).expect("microseconds fit until the year 586912");
     assert!(last > now_us - 3_600_000_000 && last < now_us + 3_600_000_000);
 }
 

@@ -25,10 +25,10 @@ fn naive_decode(text: &[u8]) -> Result<Vec<u8>, DecodeError> {
         let hi = index(text[at]).ok_or(DecodeError::NotInAlphabet(at))?;
         let lo = index(text[at + 1]).ok_or(DecodeError::NotInAlphabet(at + 1))?;
         let value = hi * 78 + lo;
-        if value > 255 {
+        let Ok(byte) = u8::try_from(value) else {
             return Err(DecodeError::OutOfRange(at));
-        }
-        out.push(value as u8);
+        };
+        out.push(byte);
     }
     Ok(out)
 }

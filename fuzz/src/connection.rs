@@ -257,7 +257,8 @@ impl Run {
             let served = self.clients[c]
                 .conn
                 .serve(&mut self.engine, self.now, self.max_output);
-            let answered = (self.engine.store.counters.requests_in - before) as usize;
+            let answered = usize::try_from(self.engine.store.counters.requests_in - before)
+                .expect("a batch of lines");
             assert!(answered <= self.batch, "{answered} answers in one call");
             let pending = self.clients[c].conn.pending_output();
             self.oracle_answers(c, answered);
@@ -372,7 +373,8 @@ impl Run {
     fn finish(&mut self, c: usize) {
         let before = self.engine.store.counters.requests_in;
         self.clients[c].conn.finish(&mut self.engine, self.now);
-        let answered = (self.engine.store.counters.requests_in - before) as usize;
+        let answered = usize::try_from(self.engine.store.counters.requests_in - before)
+            .expect("a batch of lines");
         self.assert_rest_blank(c);
         let rest = match &self.clients[c].model.end {
             End::Rest(rest) => rest.clone(),

@@ -55,7 +55,7 @@ impl Rng {
 
     /// A number in `0..n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        usize::try_from(self.next_u64() % n as u64).unwrap_or(0)
     }
 
     /// Mostly small sizes, sometimes large ones: how the network cuts a stream.

@@ -159,7 +159,10 @@ fn seconds(v: &Value) -> Option<f64> {
 }
 
 fn ms_from(secs: f64) -> u64 {
-    ((secs * 1000.0).ceil() as u64).max(1)
+    // Finite seconds within the max TTL; `as` saturates besides.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ms = (secs * 1000.0).ceil() as u64;
+    ms.max(1)
 }
 
 /// PROTOCOL.md's request rules applied to `serde_json`'s reading of `line`;

@@ -379,8 +379,8 @@ pub fn check(data: &[u8]) {
                 }
                 model.sweep(now);
                 let counters = &store.counters;
-                assert_eq!(counters.a_lock as usize, model.locks.len());
-                assert_eq!(counters.a_data as usize, model.data.len());
+                assert_eq!(counters.a_lock, model.locks.len() as u64);
+                assert_eq!(counters.a_data, model.data.len() as u64);
                 let earliest = model
                     .locks
                     .values()

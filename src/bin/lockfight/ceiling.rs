@@ -140,7 +140,7 @@ fn read_lines(client: &mut Client, input: &mut [u8]) -> bool {
 fn write_owed(client: &mut Client, bank: &[u8]) -> bool {
     while client.owed > 0 {
         let room = bank.len() - client.phase;
-        let len = client.owed.min(room as u64) as usize;
+        let len = usize::try_from(client.owed).map_or(room, |owed| owed.min(room));
         match client.stream.write(&bank[client.phase..client.phase + len]) {
             Ok(0) => return false,
             Ok(n) => {

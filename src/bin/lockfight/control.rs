@@ -100,7 +100,8 @@ pub fn read_counters(
     names: &Names,
 ) -> Result<Vec<u64>, String> {
     let mut session = Session::open(addr)?;
-    let resources = names.locks.len() as u32;
+    let resources =
+        u32::try_from(names.locks.len()).map_err(|_| "too many resources".to_string())?;
     let mut values = Vec::with_capacity(resources as usize);
     let mut request = Vec::new();
     let mut scratch = Vec::new();

@@ -43,7 +43,10 @@ fn nonce() -> String {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+        // Seconds and nanoseconds mixed: all a nonce needs.
+        .map_or(0, |d| {
+            d.as_secs().rotate_left(32) ^ u64::from(d.subsec_nanos())
+        });
     let mixed =
         nanos ^ (u64::from(std::process::id()) << 40) ^ RUNS.fetch_add(1, Ordering::Relaxed);
     format!("{:x}", mixed & 0xffff_ffff_ffff)

@@ -12,6 +12,7 @@ use std::time::Duration;
 const SUB_BITS: u32 = 6;
 const SUB: u64 = 1 << SUB_BITS;
 /// Enough powers of two for 2^64 nanoseconds.
+#[allow(clippy::cast_possible_truncation)] // a few hundred buckets
 const BUCKETS: usize = ((64 - SUB_BITS as usize) + 1) * SUB as usize;
 
 /// Counts of latencies per bucket.
@@ -35,12 +36,16 @@ impl Default for Histogram {
 /// The bucket that holds `v`.
 fn index_of(v: u64) -> usize {
     if v < SUB {
+        #[allow(clippy::cast_possible_truncation)] // below SUB, a small number
         return v as usize;
     }
     let top = 63 - v.leading_zeros(); // >= SUB_BITS
     let shift = top - SUB_BITS;
     let mantissa = v >> shift; // in SUB..2*SUB
-    ((shift as u64 + 1) * SUB + (mantissa - SUB)) as usize
+    // Below BUCKETS, a few hundred.
+    #[allow(clippy::cast_possible_truncation)]
+    let index = ((shift as u64 + 1) * SUB + (mantissa - SUB)) as usize;
+    index
 }
 
 /// The largest value that falls into bucket `i`.
@@ -86,6 +91,8 @@ impl Histogram {
         if self.total == 0 {
             return Duration::ZERO;
         }
+        // `q` is in 0..=1, so the rank is at most `total`; `as` saturates.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
         let mut seen = 0;
         for (i, &c) in self.counts.iter().enumerate() {

@@ -352,6 +352,8 @@ mod tests {
             resources: 1,
             round,
             seconds: 1.0,
+            // A whole number of requests in the one-second round.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             requests: rps as u64,
             requests_per_sec: rps,
             lock_requests: 0,

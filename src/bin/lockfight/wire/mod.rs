@@ -91,6 +91,9 @@ impl Names {
         let counters = (0..resources)
             .map(|r| format!("lf{nonce}c{r}").into_bytes().into_boxed_slice())
             .collect();
+        // A TTL in seconds from the command line: far below 2^64 ms, and
+        // `as` saturates besides.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let ms = (expire_secs * 1000.0).round().max(1.0) as u64;
         Names {
             locks,
