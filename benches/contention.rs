@@ -32,13 +32,11 @@ fn fighter(addr: SocketAddr, id: usize, keys: usize, stop: Arc<AtomicBool>, done
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    let mut seed = (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut rng = jackrabbit_dlm::rng::Rng::new(0, id as u64);
+    let keys = u32::try_from(keys).expect("a few keys");
     let mut answered = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let key = usize::try_from(seed % keys as u64).unwrap_or(0);
+        let key = rng.below(keys);
         let lock = format!(
             "{{\"ID\":\"f{id}\",\"FileName\":\"k{key}\",\"Action\":\"Lock\",\"Expire\":\"10\"}}\n"
         );

@@ -393,18 +393,12 @@ fn junk_is_answered_bad_payload_or_closed() {
     ];
     // Random bytes, deterministic: no newline, and not starting with
     // whitespace (a blank line gets no reply).
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut rng = jackrabbit_dlm::rng::Rng::new(0x2545_F491_4F6C_DD1D, 0);
     for _ in 0..300 {
         let mut line = Vec::new();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let len = 1 + (seed % 300) as usize;
+        let len = 1 + rng.below(300) as usize;
         while line.len() < len {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let b = seed.to_le_bytes()[3];
+            let b = rng.next_u64().to_le_bytes()[3];
             if b != b'\n' && !(line.is_empty() && b.is_ascii_whitespace()) {
                 line.push(b);
             }

@@ -3,6 +3,8 @@
 //! log.
 //!
 //! - [`reactor`]: the event loop, accept/read/write, limits, signals.
+//! - [`start`]: how a server runs (binary or in-process), the handle that
+//!   stops it, and why it could not start.
 //! - [`clock`]: the reactor's clock, monotonic or driven by a test.
 //! - [`stats_log`]: the statistics log, `JackrabbitDLM.log`.
 //! - [`system`]: what start-up asks of the operating system (address
@@ -10,8 +12,10 @@
 
 pub mod clock;
 pub mod reactor;
+pub mod start;
 pub mod stats_log;
 pub mod system;
 
 pub use clock::ManualClock;
-pub use reactor::{Control, RunMode, Server, StartError};
+pub use reactor::Server;
+pub use start::{Control, RunMode, StartError};

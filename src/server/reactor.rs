@@ -1,5 +1,8 @@
 //! The event loop: one `mio::Poll`, every connection in a `Slab`.
 //!
+//! (One file of about 600 lines on purpose: the turn below and the serving
+//! of one connection read top to bottom in the order they run.)
+//!
 //! Each turn, in this order:
 //! 1. wait for readiness (the timeout is the nearest of the timer wheel's
 //!    next deadline, the next statistics line and the next partial-line
@@ -10,9 +13,10 @@
 //! 3. expire what the wheel says is due;
 //! 4. deliver the completions of parked waits (from step 2's unlocks and
 //!    step 3's expiries), once;
-//! 5. write each connection that has replies, once (`flush_turn`): the only
-//!    write of the turn, except that a connection whose unsent replies reach
-//!    `--max-output` is written at once in step 2 to make room;
+//! 5. write each connection that has replies, once (`flush_turn`). The
+//!    other writes: in step 2 a connection whose unsent replies reach
+//!    `--max-output` is written at once to make room, and one whose socket
+//!    reports it writable again gets what an earlier turn could not send;
 //! 6. compact, write the statistics line, sweep stalled partial lines, when
 //!    they are due.
 //!
@@ -32,7 +36,6 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
@@ -41,7 +44,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::clock::{Clock, ManualClock};
+use super::clock::Clock;
+pub use super::start::{Control, RunMode, StartError};
 use super::stats_log::StatsLog;
 use super::system;
 use crate::config::Config;
@@ -64,32 +68,6 @@ const ACCEPT_PAUSE: Millis = Millis::new(100);
 const SHUTDOWN_GRACE: Millis = Millis::new(1000);
 /// Time between two sweeps for stalled partial lines.
 const SWEEP_EVERY: Millis = Millis::new(1000);
-
-/// Why the server could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// The port is taken.
-    PortInUse(u16),
-    /// Anything else, with a message that says what.
-    Other(io::Error),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::PortInUse(port) => write!(f, "Another program is using this port: {port}"),
-            StartError::Other(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-impl From<io::Error> for StartError {
-    fn from(e: io::Error) -> Self {
-        StartError::Other(e)
-    }
-}
 
 /// A connection and its socket's readiness as last seen.
 struct Peer {
@@ -120,52 +98,6 @@ struct Limits {
     max_connections: usize,
     partial_timeout: Millis,
     stats_interval: Millis,
-}
-
-/// How a server is run: by the binary (the machine's clock, SIGINT and
-/// SIGTERM stop it) or inside a test (a clock the test moves, stopped
-/// through its [`Control`]).
-#[derive(Debug, Clone)]
-pub struct RunMode {
-    clock: Clock,
-    signals: bool,
-}
-
-impl RunMode {
-    /// The binary's: the monotonic clock, stopped by SIGINT or SIGTERM.
-    pub fn process() -> RunMode {
-        RunMode {
-            clock: Clock::monotonic(),
-            signals: true,
-        }
-    }
-
-    /// In-process, on `clock`, with no signal handlers (they would be the
-    /// whole test program's): stop it with [`Control::shutdown`].
-    pub fn in_process(clock: ManualClock) -> RunMode {
-        RunMode {
-            clock: Clock::Manual(clock),
-            signals: false,
-        }
-    }
-}
-
-/// A handle that stops a running server from another thread.
-#[derive(Debug, Clone)]
-pub struct Control {
-    waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Control {
-    /// Begins the same shutdown as SIGTERM: stop accepting, flush replies
-    /// for at most a second, write the final log line, return from `run`.
-    pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Err(e) = self.waker.wake() {
-            log::warn!("cannot wake the reactor: {e}");
-        }
-    }
 }
 
 /// A bound server, ready to [`Server::run`].
@@ -229,10 +161,7 @@ impl Server {
         if let Clock::Manual(clock) = &mode.clock {
             clock.attach(Arc::clone(&waker));
         }
-        let control = Control {
-            waker,
-            stop: Arc::new(AtomicBool::new(false)),
-        };
+        let control = Control::new(waker);
 
         let store = Store::new(
             StoreConfig {
@@ -335,7 +264,7 @@ impl Server {
                         }
                     }
                     WAKER => {
-                        if self.control.stop.load(Ordering::SeqCst) {
+                        if self.control.stop_asked() {
                             self.begin_shutdown(now);
                         }
                     }
