@@ -8,7 +8,7 @@
 //! counted by the caller.
 
 use super::packed::Packed;
-use super::table::{Entry, ItemKey};
+use super::table::{Entry, ItemKey, packed_entry};
 use super::wheel::TimerId;
 use super::{Due, ENTRY_OVERHEAD, Store};
 use crate::protocol::{Reply, Request, Status};
@@ -23,21 +23,7 @@ pub(super) struct Item {
     pub(super) timer: TimerId,
 }
 
-impl Entry for Item {
-    type Key = ItemKey;
-    fn name(&self) -> &str {
-        self.packed.name()
-    }
-    fn timer(&self) -> TimerId {
-        self.timer
-    }
-    fn set_timer(&mut self, timer: TimerId) {
-        self.timer = timer;
-    }
-    fn cost(&self) -> u64 {
-        ENTRY_OVERHEAD + self.packed.len() as u64
-    }
-}
+packed_entry!(Item => ItemKey);
 
 impl Store {
     pub(super) fn put<'a>(&mut self, now: Moment, req: &Request<'a>) -> Reply<'a> {

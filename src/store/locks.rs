@@ -13,7 +13,7 @@
 //! counted by the caller.
 
 use super::packed::Packed;
-use super::table::{Entry, HoldKey, SlabKey, WaiterKey};
+use super::table::{Entry, HoldKey, SlabKey, WaiterKey, packed_entry};
 use super::waiters::{Completion, Queue};
 use super::wheel::TimerId;
 use super::{Due, ENTRY_OVERHEAD, Outcome, Store};
@@ -31,21 +31,7 @@ pub(super) struct Hold {
     pub(super) queue: Queue,
 }
 
-impl Entry for Hold {
-    type Key = HoldKey;
-    fn name(&self) -> &str {
-        self.packed.name()
-    }
-    fn timer(&self) -> TimerId {
-        self.timer
-    }
-    fn set_timer(&mut self, timer: TimerId) {
-        self.timer = timer;
-    }
-    fn cost(&self) -> u64 {
-        ENTRY_OVERHEAD + self.packed.len() as u64
-    }
-}
+packed_entry!(Hold => HoldKey);
 
 /// Whether the timer of a hold that ends is still in the wheel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

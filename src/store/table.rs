@@ -78,6 +78,29 @@ pub(super) trait Entry {
     fn cost(&self) -> u64;
 }
 
+/// Implements [`Entry`] for entry types that keep their strings in a
+/// `packed` field and their timer in `timer`, with the given key type.
+macro_rules! packed_entry {
+    ($($kind:ty => $key:ty),* $(,)?) => {$(
+        impl $crate::store::table::Entry for $kind {
+            type Key = $key;
+            fn name(&self) -> &str {
+                self.packed.name()
+            }
+            fn timer(&self) -> $crate::store::wheel::TimerId {
+                self.timer
+            }
+            fn set_timer(&mut self, timer: $crate::store::wheel::TimerId) {
+                self.timer = timer;
+            }
+            fn cost(&self) -> u64 {
+                $crate::store::ENTRY_OVERHEAD + self.packed.len() as u64
+            }
+        }
+    )*};
+}
+pub(super) use packed_entry;
+
 /// One namespace: entries in a slab, found by name through a hash table of
 /// slab keys.
 pub(super) struct Table<E: Entry> {

@@ -56,14 +56,20 @@ impl<'a> Request<'a> {
         if name.is_empty() || name.len() > MAX_FILE_NAME {
             return Err(ParseError::BadPayload("FileName of bad length"));
         }
-        Ok(Request {
+        Ok(Request::checked(action, id, name))
+    }
+
+    /// A request whose `id` and `name` the caller has checked against the
+    /// length rules (the parser and [`Request::new`]).
+    fn checked(action: Action, id: &'a str, name: &'a str) -> Request<'a> {
+        Request {
             action,
             id,
             name,
             expire: Millis::ZERO,
             wait: Millis::ZERO,
             data: "",
-        })
+        }
     }
 
     /// The same request with TTL `expire` (`Expire`).
@@ -226,14 +232,7 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
         "FileName missing, not a string, or of bad length",
     )?;
 
-    let mut request = Request {
-        action,
-        id,
-        name,
-        expire: Millis::ZERO,
-        wait: Millis::ZERO,
-        data: "",
-    };
+    let mut request = Request::checked(action, id, name);
     match action {
         Action::Lock => {
             request.expire = Millis::new(ttl_ms(fields.expire.copied(), max_ttl_ms)?);
