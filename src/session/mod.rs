@@ -146,26 +146,27 @@ impl Session {
         } = self;
         store.counters.requests_in += 1;
         let encoding = Encoding::of_first_byte(buf[start]);
+        let mut parked_id = "";
         let outcome = match encoding {
-            Encoding::Plain => answer(store, parser, now, &mut buf[start..], len),
+            Encoding::Plain => answer(store, parser, now, &mut buf[start..], len, &mut parked_id),
             Encoding::Table => {
                 decoded.clear();
                 match codec::decode_into(&buf[start..start + len], decoded) {
                     Ok(()) => {
                         let len = decoded.len();
                         decoded.resize(len + PADDING, b' ');
-                        answer(store, parser, now, decoded, len)
+                        answer(store, parser, now, decoded, len, &mut parked_id)
                     }
-                    Err(_) => Answered::Now(Reply::Bare(Status::BadPayload)),
+                    Err(_) => Outcome::Reply(Reply::Bare(Status::BadPayload)),
                 }
             }
         };
         let reply = match outcome {
-            Answered::Now(reply) => reply,
-            Answered::Parked(ticket, id) => {
+            Outcome::Reply(reply) => reply,
+            Outcome::Parked(ticket) => {
                 return Answer::Parked {
                     ticket,
-                    id: id.into(),
+                    id: parked_id.into(),
                     encoding,
                 };
             }
@@ -177,21 +178,17 @@ impl Session {
     }
 }
 
-/// A line's outcome, with the ID of a parked request (which its reply
-/// needs later, when the request is no longer around).
-enum Answered<'a> {
-    Now(Reply<'a>),
-    Parked(Ticket, &'a str),
-}
-
 /// Parses `buf[..len]` and applies it, or names what was wrong with it.
+/// A parked request's ID (which its reply needs later, when the request is
+/// gone) is left in `parked_id`.
 fn answer<'a>(
     store: &'a mut Store,
     parser: &mut Parser,
     now: Moment,
     buf: &'a mut [u8],
     len: usize,
-) -> Answered<'a> {
+    parked_id: &mut &'a str,
+) -> Outcome<'a> {
     match parser.parse(buf, len) {
         Ok(request) => {
             log::debug!(
@@ -200,21 +197,23 @@ fn answer<'a>(
                 request.name(),
                 request.id()
             );
-            match store.apply(now, &request) {
-                Outcome::Reply(reply) => Answered::Now(reply),
-                Outcome::Parked(ticket) => Answered::Parked(ticket, request.id()),
+            let outcome = store.apply(now, &request);
+            if let Outcome::Parked(_) = outcome {
+                *parked_id = request.id();
             }
+            outcome
         }
-        Err(ParseError::BadAction) => Answered::Now(Reply::Bare(Status::BadAction)),
+        Err(ParseError::BadAction) => Outcome::Reply(Reply::Bare(Status::BadAction)),
         Err(ParseError::BadPayload(why)) => {
             log::debug!("bad payload: {why}");
-            Answered::Now(Reply::Bare(Status::BadPayload))
+            Outcome::Reply(Reply::Bare(Status::BadPayload))
         }
     }
 }
 
 /// Appends `reply` and its newline to `out` in `encoding`; `plain` is
 /// scratch for the JSON of a table-encoded reply.
+#[inline]
 fn write_reply(reply: Reply<'_>, encoding: Encoding, plain: &mut Vec<u8>, out: &mut Vec<u8>) {
     match encoding {
         Encoding::Plain => reply.write_line(out),
