@@ -382,7 +382,7 @@ fn junk_is_answered_bad_payload_or_closed() {
         br#"{"ID":"a","FileName":"f","Action":"Lock","Expire":"1e999"}"#.to_vec(),
         br#"{"ID":"a","FileName":"f","Action":"Lock","Expire":123456789012345678901234567890}"#
             .to_vec(),
-        br#"{"ID":"a","FileName":"f","Action":"Lock","Expire":-1}"#.to_vec(),
+        br#"{"ID":"a","FileName":"f","Action":"Lock","Expire":"-inf"}"#.to_vec(),
         br#"{"ID":"a","ID":"b","FileName":"f","Action":"Get"}"#.to_vec(),
         br#"{"ID":"a","FileName":"f","Action":"Get","Action":"Get"}"#.to_vec(),
         br#"{"ID":"a","FileName":"f","Action":"Put","Expire":"1","DataStore":{"a":1}}"#.to_vec(),

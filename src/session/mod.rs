@@ -183,7 +183,7 @@ impl Session {
 /// gone) is left in `parked_id`.
 fn answer<'a>(
     store: &'a mut Store,
-    parser: &mut Parser,
+    parser: &'a mut Parser,
     now: Moment,
     buf: &'a mut [u8],
     len: usize,

@@ -30,11 +30,24 @@ impl Store {
         let deadline = now.after(req.expire());
         let hash = self.data.hash(req.name());
         let Some(key) = self.live_item(now, hash, req.name()) else {
+            if req.expire().is_zero() {
+                // Stored with no time: gone at once, so nothing is kept.
+                self.counters.put_new += 1;
+                self.counters.data_in += req.data().len() as u64;
+                return Reply::WithId(Status::Done, req.id());
+            }
             return self.new_item(hash, deadline, req);
         };
         let item = &self.data[key];
         if item.packed.owner() != req.id() {
             return Reply::Bare(Status::NotOwner);
+        }
+        if req.expire().is_zero() {
+            let timer = self.discard_item(key, hash);
+            self.wheel.cancel(timer);
+            self.counters.put_update += 1;
+            self.counters.data_in += req.data().len() as u64;
+            return Reply::WithId(Status::Done, req.id());
         }
         let old_len = item.packed.value().len() as u64;
         let new_len = req.data().len() as u64;

@@ -47,6 +47,15 @@ impl Store {
         let deadline = now.after(req.expire());
         let hash = self.locks.hash(req.name());
         let Some(key) = self.live_lock(now, hash, req.name()) else {
+            if req.expire().is_zero() {
+                // Granted with no time: a new token, and nothing to keep.
+                let token = self.take_token();
+                self.counters.lock += 1;
+                return Outcome::Reply(Reply::Locked {
+                    id: req.id(),
+                    token,
+                });
+            }
             return Outcome::Reply(self.new_hold(hash, deadline, req));
         };
         let hold = &mut self.locks[key];
@@ -56,6 +65,17 @@ impl Store {
             } else {
                 self.park(now, key, req)
             };
+        }
+        if req.expire().is_zero() {
+            // Renewed with no time: the hold ends at once (to the next
+            // waiter, if one is in time).
+            let token = hold.token;
+            self.end_hold(now, key, hash, HoldTimer::Scheduled);
+            self.counters.relock += 1;
+            return Outcome::Reply(Reply::Locked {
+                id: req.id(),
+                token,
+            });
         }
         hold.deadline = deadline;
         self.wheel.reschedule(hold.timer, deadline.as_ms());
@@ -166,6 +186,19 @@ impl Store {
             if Moment::from_ms(self.wheel.deadline(waiter_timer)) <= now {
                 self.wheel.cancel(waiter_timer);
                 self.time_out(head);
+                continue;
+            }
+            if self.waiters[head.index()].expire.is_zero() {
+                // It asked for no time: granted, and over at once.
+                let waiter = self.unqueue(head);
+                self.wheel.cancel(waiter.timer);
+                self.release(waiter.cost());
+                let token = self.take_token();
+                self.completed.push(Completion {
+                    ticket: waiter.ticket(head),
+                    granted: Some(token),
+                });
+                self.counters.lock += 1;
                 continue;
             }
             if self.hand_over(now, key, head, timer) {

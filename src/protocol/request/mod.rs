@@ -43,18 +43,58 @@ pub struct Request<'a> {
     expire: Millis,
     wait: Millis,
     data: &'a str,
+    credentials: Credentials<'a>,
+    owner_name: Option<NameTag>,
 }
+
+/// The `Name` and `Identity` a request carries (PROTOCOL.md,
+/// Authentication), as sent: checking them is the session's job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// No `Name`: an anonymous request.
+    #[default]
+    Anonymous,
+    /// A `Name` string, with the `Identity` string if there was one.
+    Claimed {
+        name: &'a str,
+        identity: Option<&'a str>,
+    },
+    /// A `Name` that is not a string.
+    Malformed,
+}
+
+impl<'a> Credentials<'a> {
+    fn from_fields(name: Option<&Node<'a>>, identity: Option<&Node<'a>>) -> Credentials<'a> {
+        match name {
+            None => Credentials::Anonymous,
+            Some(&Node::String(name)) => Credentials::Claimed {
+                name,
+                identity: match identity {
+                    Some(&Node::String(identity)) => Some(identity),
+                    _ => None,
+                },
+            },
+            Some(_) => Credentials::Malformed,
+        }
+    }
+}
+
+/// A short digest of an authenticated `Name`: what an entry created by an
+/// authenticated request keeps to be bound to its Name (never the
+/// Identity). Made by the session once it has checked the Identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NameTag(pub u64);
 
 impl<'a> Request<'a> {
     /// A request for `action` by `id` on `name`, with no TTL, no wait and no
     /// value; `BadPayload` if `id` or `name` breaks PROTOCOL.md's length
     /// rules.
     pub fn new(action: Action, id: &'a str, name: &'a str) -> Result<Request<'a>, ParseError> {
-        if id.is_empty() || id.len() > MAX_ID {
-            return Err(ParseError::BadPayload("ID of bad length"));
+        if id.len() > MAX_ID {
+            return Err(ParseError::BadPayload("ID too long"));
         }
-        if name.is_empty() || name.len() > MAX_FILE_NAME {
-            return Err(ParseError::BadPayload("FileName of bad length"));
+        if name.len() > MAX_FILE_NAME {
+            return Err(ParseError::BadPayload("FileName too long"));
         }
         Ok(Request::checked(action, id, name))
     }
@@ -69,6 +109,8 @@ impl<'a> Request<'a> {
             expire: Millis::ZERO,
             wait: Millis::ZERO,
             data: "",
+            credentials: Credentials::Anonymous,
+            owner_name: None,
         }
     }
 
@@ -102,8 +144,8 @@ impl<'a> Request<'a> {
         self.name
     }
 
-    /// The TTL of a `Lock` or `Put` (at least 1 ms from the parser); zero
-    /// for other actions.
+    /// The TTL of a `Lock` or `Put`; zero (the grant ends at once) when the
+    /// request asked for zero or less, and for other actions.
     pub fn expire(&self) -> Millis {
         self.expire
     }
@@ -118,6 +160,35 @@ impl<'a> Request<'a> {
     pub fn data(&self) -> &'a str {
         self.data
     }
+
+    /// The `Name` and `Identity` as sent.
+    pub fn credentials(&self) -> Credentials<'a> {
+        self.credentials
+    }
+
+    /// The same request carrying `credentials` (for tools and tests; the
+    /// parser reads them from the line).
+    pub fn with_credentials(self, credentials: Credentials<'a>) -> Request<'a> {
+        Request {
+            credentials,
+            ..self
+        }
+    }
+
+    /// The Name the request was authenticated as, if it was: the owner of
+    /// what it creates is its ID and this Name.
+    pub fn owner_name(&self) -> Option<NameTag> {
+        self.owner_name
+    }
+
+    /// The same request, authenticated as the Name whose digest is `tag`.
+    /// Only the session calls this, after checking the Identity.
+    pub fn authenticated_as(self, tag: NameTag) -> Request<'a> {
+        Request {
+            owner_name: Some(tag),
+            ..self
+        }
+    }
 }
 
 /// Why a line is not a valid request.
@@ -130,12 +201,18 @@ pub enum ParseError {
     BadAction,
 }
 
-/// Reusable parsing state: simd-json's buffers and tape.
+/// Reusable parsing state: simd-json's buffers and tape, and room for the
+/// decimal text of an `ID` or `FileName` sent as a number.
 pub struct Parser {
     buffers: Buffers,
     tape: Option<Tape<'static>>,
     max_ttl_ms: u64,
+    numbers: String,
 }
+
+/// Room for two numbers' text: an integer is at most 20 characters, a
+/// float's shortest round-trip form at most 24.
+const NUMBER_ROOM: usize = 64;
 
 impl Parser {
     /// A parser that accepts TTLs (and waits) up to `max_ttl_ms` milliseconds.
@@ -144,6 +221,7 @@ impl Parser {
             buffers: Buffers::with_max_depth(4096, MAX_DEPTH),
             tape: Some(Tape::null().reset()),
             max_ttl_ms: max_ttl_ms.max(1),
+            numbers: String::with_capacity(NUMBER_ROOM),
         }
     }
 
@@ -156,17 +234,30 @@ impl Parser {
     /// Parses the JSON text in `buf[..len]`. `buf` must extend at least
     /// [`PADDING`] bytes past `len`; those bytes are not changed. Strings in
     /// `buf[..len]` are unescaped in place.
-    pub fn parse<'a>(&mut self, buf: &'a mut [u8], len: usize) -> Result<Request<'a>, ParseError> {
-        let mut tape: Tape<'a> = self.tape.take().unwrap_or_else(Tape::null).reset();
+    ///
+    /// The request borrows from `buf` and, for an `ID` or `FileName` sent
+    /// as a number, from the parser.
+    pub fn parse<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        len: usize,
+    ) -> Result<Request<'a>, ParseError> {
+        let Parser {
+            buffers,
+            tape: kept,
+            max_ttl_ms,
+            numbers,
+        } = self;
+        let mut tape: Tape<'a> = kept.take().unwrap_or_else(Tape::null).reset();
         let parsed = if buf.len() < len + PADDING {
             Err(ParseError::BadPayload("line buffer lacks padding"))
         } else {
-            match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
-                Ok(()) => read_request(&tape.0, self.max_ttl_ms),
+            match simd_json::fill_tape_padded(buf, len, buffers, &mut tape) {
+                Ok(()) => read_request(&tape.0, *max_ttl_ms, numbers),
                 Err(_) => Err(ParseError::BadPayload("not JSON")),
             }
         };
-        self.tape = Some(tape.reset());
+        *kept = Some(tape.reset());
         parsed
     }
 }
@@ -180,9 +271,15 @@ struct Fields<'t, 'a> {
     expire: Option<&'t Node<'a>>,
     wait: Option<&'t Node<'a>>,
     data: Option<&'t Node<'a>>,
+    auth_name: Option<&'t Node<'a>>,
+    identity: Option<&'t Node<'a>>,
 }
 
-fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, ParseError> {
+fn read_request<'a>(
+    tape: &[Node<'a>],
+    max_ttl_ms: u64,
+    numbers: &'a mut String,
+) -> Result<Request<'a>, ParseError> {
     let Some((&Node::Object { len, .. }, mut rest)) = tape.split_first() else {
         return Err(ParseError::BadPayload("not a JSON object"));
     };
@@ -199,6 +296,8 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
             6 if *key == "Expire" => Some(&mut fields.expire),
             4 if *key == "Wait" => Some(&mut fields.wait),
             9 if *key == "DataStore" => Some(&mut fields.data),
+            4 if *key == "Name" => Some(&mut fields.auth_name),
+            8 if *key == "Identity" => Some(&mut fields.identity),
             _ => None,
         };
         if let Some(slot) = slot {
@@ -221,18 +320,23 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
         Some(_) => return Err(ParseError::BadPayload("Action is not a string")),
         None => return Err(ParseError::BadPayload("Action missing")),
     };
-    let id = required_str(
+    // Numbers are written out first, then both texts are borrowed.
+    numbers.clear();
+    let id = text_field(
         fields.id,
         MAX_ID,
-        "ID missing, not a string, or of bad length",
+        numbers,
+        "ID missing, not text, or too long",
     )?;
-    let name = required_str(
+    let name = text_field(
         fields.name,
         MAX_FILE_NAME,
-        "FileName missing, not a string, or of bad length",
+        numbers,
+        "FileName missing, not text, or too long",
     )?;
-
-    let mut request = Request::checked(action, id, name);
+    let numbers: &'a str = numbers;
+    let mut request = Request::checked(action, id.get(numbers), name.get(numbers));
+    request.credentials = Credentials::from_fields(fields.auth_name, fields.identity);
     match action {
         Action::Lock => {
             request.expire = Millis::new(ttl_ms(fields.expire.copied(), max_ttl_ms)?);
@@ -252,14 +356,67 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
     Ok(request)
 }
 
-fn required_str<'a>(
+/// Where an `ID` or `FileName` text is: in the line, or written out from a
+/// number into the parser's `numbers`.
+enum Text<'a> {
+    Line(&'a str),
+    Number(std::ops::Range<usize>),
+}
+
+impl<'a> Text<'a> {
+    fn get(self, numbers: &'a str) -> &'a str {
+        match self {
+            Text::Line(text) => text,
+            Text::Number(range) => numbers.get(range).unwrap_or_default(),
+        }
+    }
+}
+
+/// An `ID` or `FileName`: a string of at most `max` bytes, or a number
+/// taken as its decimal text (PROTOCOL.md, Request fields), which is
+/// appended to `numbers`.
+fn text_field<'a>(
     node: Option<&Node<'a>>,
     max: usize,
+    numbers: &mut String,
     complaint: &'static str,
-) -> Result<&'a str, ParseError> {
+) -> Result<Text<'a>, ParseError> {
+    let start = numbers.len();
     match node {
-        Some(&Node::String(s)) if !s.is_empty() && s.len() <= max => Ok(s),
-        _ => Err(ParseError::BadPayload(complaint)),
+        Some(&Node::String(text)) if text.len() <= max => return Ok(Text::Line(text)),
+        Some(&Node::Static(StaticNode::U64(n))) => {
+            numbers.push_str(itoa::Buffer::new().format(n));
+        }
+        Some(&Node::Static(StaticNode::I64(n))) => {
+            numbers.push_str(itoa::Buffer::new().format(n));
+        }
+        Some(&Node::Static(StaticNode::F64(f))) => write_float(f, numbers),
+        _ => return Err(ParseError::BadPayload(complaint)),
+    }
+    Ok(Text::Number(start..numbers.len()))
+}
+
+/// Appends `f` in its shortest round-trip form, written as Python writes a
+/// float (`1.5`, `1000.0`, `1e+22`, `1.5e-07`), since the upstream server
+/// reads a numeric `ID` through Python.
+fn write_float(f: f64, out: &mut String) {
+    use std::fmt::Write as _;
+    let start = out.len();
+    // Debug is the shortest form that reads back as the same f64, and
+    // switches to an exponent where Python's repr does (below 1e-4, from
+    // 1e16 up); Python signs the exponent and gives it two digits at least.
+    let _ = write!(out, "{f:?}");
+    if let Some(e) = out[start..].find('e').map(|e| start + e) {
+        let exponent = out.split_off(e + 1);
+        let (sign, digits) = match exponent.strip_prefix('-') {
+            Some(digits) => ('-', digits),
+            None => ('+', exponent.as_str()),
+        };
+        out.push(sign);
+        if digits.len() < 2 {
+            out.push('0');
+        }
+        out.push_str(digits);
     }
 }
 
@@ -319,9 +476,11 @@ fn whole_seconds(digits: &[u8]) -> Option<u64> {
     Some(secs)
 }
 
+/// The TTL of a `Lock` or `Put`: finite and at most the max TTL; zero or
+/// less is no time at all (the grant ends at once, as upstream's does).
 fn ttl_ms(node: Option<Node<'_>>, max_ttl_ms: u64) -> Result<u64, ParseError> {
     if let Some(ms) = node.and_then(whole_ms) {
-        return if ms == 0 || ms > max_ttl_ms {
+        return if ms > max_ttl_ms {
             Err(ParseError::BadPayload("Expire out of range"))
         } else {
             Ok(ms)
@@ -330,10 +489,10 @@ fn ttl_ms(node: Option<Node<'_>>, max_ttl_ms: u64) -> Result<u64, ParseError> {
     let secs = node
         .and_then(seconds)
         .ok_or(ParseError::BadPayload("Expire missing or not a number"))?;
-    if !secs.is_finite() || secs <= 0.0 || secs * 1000.0 > max_ttl_ms as f64 {
+    if !secs.is_finite() || secs * 1000.0 > max_ttl_ms as f64 {
         return Err(ParseError::BadPayload("Expire out of range"));
     }
-    Ok(to_ms(secs))
+    Ok(if secs <= 0.0 { 0 } else { to_ms(secs) })
 }
 
 fn wait_ms(node: Node<'_>, max_ttl_ms: u64) -> Result<u64, ParseError> {

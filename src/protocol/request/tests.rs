@@ -61,11 +61,13 @@ fn expire_forms() {
     assert_eq!(ms(r#""0.0001""#), Ok(1));
     assert_eq!(ms(r#"" 2 ""#), Ok(2000));
     assert_eq!(ms(r#""86400""#), Ok(86_400_000));
+    // Zero or less is no time at all: granted, and over at once.
+    for e in [r#""-1""#, r#""0""#, "0", "-3", "-0.5", r#""-86401""#] {
+        assert_eq!(ms(e), Ok(0), "{e}");
+    }
     for e in [
         r#""abc""#,
-        r#""-1""#,
-        r#""0""#,
-        "0",
+        r#""-inf""#,
         r#""inf""#,
         r#""nan""#,
         r#""1e999""#,
@@ -110,9 +112,12 @@ fn datastore_rules() {
 
 #[test]
 fn id_and_file_name_rules() {
-    assert!(bad(r#"{"ID":"","FileName":"f","Action":"Get"}"#));
-    assert!(bad(r#"{"ID":"a","FileName":"","Action":"Get"}"#));
-    assert!(bad(r#"{"ID":7,"FileName":"f","Action":"Get"}"#));
+    // The empty string is an ID (and a name) like any other.
+    let (_, id, name, ..) = parse(r#"{"ID":"","FileName":"","Action":"Get"}"#).unwrap();
+    assert_eq!((id.as_str(), name.as_str()), ("", ""));
+    assert!(bad(r#"{"ID":null,"FileName":"f","Action":"Get"}"#));
+    assert!(bad(r#"{"ID":["a"],"FileName":"f","Action":"Get"}"#));
+    assert!(bad(r#"{"ID":"a","FileName":true,"Action":"Get"}"#));
     assert!(bad(r#"{"FileName":"f","Action":"Get"}"#));
     assert!(bad(r#"{"ID":"a","Action":"Get"}"#));
     let long_id = "i".repeat(MAX_ID);
@@ -141,7 +146,7 @@ fn id_and_file_name_rules() {
 fn built_requests_follow_the_parsers_length_rules() {
     let long_id = "é".repeat(MAX_ID / 2 + 1);
     assert!(Request::new(Action::Lock, &long_id, "f").is_err());
-    assert!(Request::new(Action::Lock, "", "f").is_err());
+    assert!(Request::new(Action::Lock, "", "").is_ok());
     let long_name = "n".repeat(MAX_FILE_NAME + 1);
     assert!(Request::new(Action::Lock, "a", &long_name).is_err());
     let ok = Request::new(Action::Put, "a", "f")
@@ -267,6 +272,68 @@ fn whole_seconds_agree_with_the_general_path() {
     }
     assert_eq!(ttl_ms(Some(Node::String("10")), MAX_TTL_MS), Ok(10_000));
     assert_eq!(ttl_ms(Some(Node::String("0010")), MAX_TTL_MS), Ok(10_000));
-    assert!(ttl_ms(Some(Node::Static(StaticNode::I64(-5))), MAX_TTL_MS).is_err());
+    assert_eq!(
+        ttl_ms(Some(Node::Static(StaticNode::I64(-5))), MAX_TTL_MS),
+        Ok(0)
+    );
     assert_eq!(wait_ms(Node::Static(StaticNode::U64(0)), MAX_TTL_MS), Ok(0));
+}
+
+/// PROTOCOL.md, Request fields: a JSON number as ID or FileName is its
+/// decimal text: an integer as written, any other number in its shortest
+/// round-trip form (as Python writes it, since upstream reads it so).
+#[test]
+fn numbers_as_id_and_file_name_are_their_text() {
+    let text = |id: &str, name: &str| {
+        let (_, id, name, ..) = parse(&format!(
+            r#"{{"ID":{id},"FileName":{name},"Action":"Get"}}"#
+        ))
+        .unwrap();
+        (id, name)
+    };
+    assert_eq!(text("7", "42"), ("7".into(), "42".into()));
+    assert_eq!(text("-12", "0"), ("-12".into(), "0".into()));
+    assert_eq!(
+        text("18446744073709551615", "-9223372036854775808"),
+        ("18446744073709551615".into(), "-9223372036854775808".into())
+    );
+    assert_eq!(text("1.5", "0.1"), ("1.5".into(), "0.1".into()));
+    assert_eq!(text("1e3", "2.50"), ("1000.0".into(), "2.5".into()));
+    assert_eq!(text("1e22", "1.5e-7"), ("1e+22".into(), "1.5e-07".into()));
+    assert_eq!(
+        text("1e16", "1e15"),
+        ("1e+16".into(), "1000000000000000.0".into())
+    );
+    assert_eq!(text("0.0001", "0.00001"), ("0.0001".into(), "1e-05".into()));
+    assert_eq!(text("\"7\"", "7"), ("7".into(), "7".into()));
+}
+
+#[test]
+fn name_and_identity_are_read_as_sent() {
+    let mut parser = Parser::new(MAX_TTL_MS);
+    let mut credentials = |line: &str| {
+        let mut buf = line.as_bytes().to_vec();
+        let len = buf.len();
+        buf.resize(len + PADDING, b' ');
+        let c = parser
+            .parse(&mut buf, len)
+            .map(|r| format!("{:?}", r.credentials()));
+        c.unwrap()
+    };
+    assert_eq!(
+        credentials(r#"{"ID":"a","FileName":"f","Action":"Get"}"#),
+        "Anonymous"
+    );
+    assert_eq!(
+        credentials(r#"{"ID":"a","FileName":"f","Action":"Get","Name":"n","Identity":"s"}"#),
+        r#"Claimed { name: "n", identity: Some("s") }"#
+    );
+    assert_eq!(
+        credentials(r#"{"ID":"a","FileName":"f","Action":"Get","Name":"n","Identity":5}"#),
+        r#"Claimed { name: "n", identity: None }"#
+    );
+    assert_eq!(
+        credentials(r#"{"ID":"a","FileName":"f","Action":"Get","Name":3}"#),
+        "Malformed"
+    );
 }
