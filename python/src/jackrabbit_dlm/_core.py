@@ -39,7 +39,7 @@ from __future__ import annotations
 import enum
 import math
 import secrets
-from typing import Any, Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Generator, Generic, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import protocol
 from .codec import Codec, TableCodec, decode_value, encode_value
@@ -369,6 +369,49 @@ class Settings:
         return self.op("Stats", "dlm", finish)
 
 
+def round_trip(
+    op: Op[Any], endpoints: Sequence[Tuple[str, int]], index: int, connected: bool, timeout: float
+) -> Generator[Tuple[str, Any], Any, Tuple[Reply, int]]:
+    """One request's round trip as steps for a driver to carry out, so the
+    sync and the asyncio client share every decision. It yields
+    ``("connect", endpoint_index)``, ``("send", line)`` and ``("read",
+    timeout)``; the driver sends back the line read (else None) or throws
+    the OSError or EOFError the step met, having dropped the connection.
+    Returns the reply and the index of the endpoint that gave it.
+    ``connected`` says whether the driver's connection to ``endpoints[index]``
+    is open and usable."""
+    attempts = Attempts(op.action, endpoints, index)
+    while True:
+        if not connected or index != attempts.index:
+            try:
+                yield ("connect", attempts.index)
+            except OSError as e:
+                attempts.failed(Failure.CONNECT, e)
+                continue
+            connected, index = True, attempts.index
+        try:
+            yield ("send", op.line)
+        except OSError as e:
+            connected = False
+            attempts.failed(Failure.SEND, e)
+            continue
+        try:
+            line = yield ("read", timeout + op.wait)
+        except (EOFError, ConnectionError) as e:
+            connected = False
+            attempts.failed(Failure.CLOSED, e)
+            continue
+        except OSError as e:  # TimeoutError included
+            connected = False
+            attempts.failed(Failure.BROKEN, e)
+            continue
+        reply = protocol.parse_reply(line)
+        if reply.status == "Unavailable":
+            attempts.unavailable(op.name, reply)
+            continue
+        return reply, index
+
+
 class Renewal(enum.Enum):
     """What one renewal of an auto-renewed hold found."""
 
@@ -394,3 +437,34 @@ def judge_renewal(
     if isinstance(outcome, NotOwner):
         return Renewal.LOST, f"another ID holds it ({outcome})"
     return Renewal.LOST, str(outcome)
+
+
+class RenewalClock:
+    """When an auto-renewed hold renews next, and whether it is lost; shared
+    by the renewing thread and the renewing task."""
+
+    def __init__(self, token: int, ttl: float, started: float):
+        self.token = token
+        self.ttl = ttl
+        self.every = ttl / 3
+        self.held_until = started + ttl
+        self.next = started + self.every
+        self.lost_reason = ""
+
+    def delay(self, now: float) -> float:
+        """Seconds until the next renewal."""
+        return max(0.0, self.next - now)
+
+    def record(self, outcome: Union[int, DLMError], asked_at: float) -> bool:
+        """Records a renewal asked at ``asked_at``; False once the hold is
+        lost (``lost_reason`` says why)."""
+        verdict, why = judge_renewal(self.token, outcome, asked_at, self.held_until)
+        if verdict is Renewal.RENEWED:
+            # Counted from the request, not the reply: errs on the short side.
+            self.held_until, self.next = asked_at + self.ttl, asked_at + self.every
+        elif verdict is Renewal.RETRY:
+            self.next = asked_at + min(RENEW_RETRY, self.every)
+        else:
+            self.lost_reason = why
+            return False
+        return True

@@ -20,18 +20,7 @@ from types import TracebackType
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from . import protocol
-from ._core import (
-    EXCLUSIVE,
-    RENEW_RETRY,
-    SHARED,
-    Attempts,
-    Failure,
-    LockState,
-    Op,
-    Renewal,
-    Settings,
-    judge_renewal,
-)
+from ._core import EXCLUSIVE, SHARED, LockState, Op, RenewalClock, Settings, round_trip
 from .codec import Codec
 from .errors import DLMError, NotOwner, UnsupportedFeature
 from .protocol import EndpointLike
@@ -233,38 +222,30 @@ class AsyncClient:
 
     async def _round_trip(self, op: Op[Any]) -> protocol.Reply:
         settings = self._settings
-        attempts = Attempts(op.action, settings.endpoints, self._index)
+        connected = self._connection is not None and self._connection.usable()
+        steps = round_trip(op, settings.endpoints, self._index, connected, settings.timeout)
+        result: Any = None
+        error: Optional[BaseException] = None
         while True:
-            connection = self._connection
-            if connection is None or self._index != attempts.index or not connection.usable():
-                self._drop()
-                try:
-                    connection = await _Connection.open(settings.endpoints[attempts.index], settings.timeout)
-                except OSError as e:
-                    attempts.failed(Failure.CONNECT, e)
-                    continue
-                self._connection, self._index = connection, attempts.index
             try:
-                await connection.send(op.line, settings.timeout)
-            except OSError as e:
-                self._drop()
-                attempts.failed(Failure.SEND, e)
-                continue
+                step, arg = steps.send(result) if error is None else steps.throw(error)
+            except StopIteration as done:
+                reply, self._index = done.value
+                return reply  # type: ignore[no-any-return]
+            result, error = None, None
             try:
-                line = await connection.read_line(settings.timeout + op.wait)
-            except (EOFError, ConnectionError) as e:
+                if step == "connect":
+                    self._drop()
+                    self._connection = await _Connection.open(settings.endpoints[arg], settings.timeout)
+                elif step == "send":
+                    assert self._connection is not None
+                    await self._connection.send(arg, settings.timeout)
+                else:
+                    assert self._connection is not None
+                    result = await self._connection.read_line(arg)
+            except (OSError, EOFError) as e:
                 self._drop()
-                attempts.failed(Failure.CLOSED, e)
-                continue
-            except OSError as e:
-                self._drop()
-                attempts.failed(Failure.BROKEN, e)
-                continue
-            reply = protocol.parse_reply(line)
-            if reply.status == "Unavailable":
-                attempts.unavailable(op.name, reply)
-                continue
-            return reply
+                error = e
 
 
 class AsyncHold:
@@ -348,27 +329,20 @@ class AsyncHold:
                 pass
 
     async def _renew_loop(self, started: float) -> None:
-        every = self.ttl / 3
-        held_until = started + self.ttl
-        next_renewal = started + every
+        clock = RenewalClock(self.token, self.ttl, started)
         renewer = self.client.clone()
         op = renewer._settings.lock_op(self.name, self.ttl, 0, self.mode, self.limit)
         try:
             while True:
-                await asyncio.sleep(max(0.0, next_renewal - time.monotonic()))
-                now = time.monotonic()
+                await asyncio.sleep(clock.delay(time.monotonic()))
+                asked_at = time.monotonic()
                 outcome: Union[int, DLMError]
                 try:
                     outcome = await renewer._run(op)
                 except DLMError as e:
                     outcome = e
-                verdict, why = judge_renewal(self.token, outcome, now, held_until)
-                if verdict is Renewal.RENEWED:
-                    held_until, next_renewal = now + self.ttl, now + every
-                elif verdict is Renewal.RETRY:
-                    next_renewal = now + min(RENEW_RETRY, every)
-                else:
-                    await self._mark_lost(why)
+                if not clock.record(outcome, asked_at):
+                    await self._mark_lost(clock.lost_reason)
                     return
         finally:
             await renewer.close()
