@@ -122,7 +122,7 @@ fn line_of_len(len: usize) -> Vec<u8> {
 }
 
 #[test]
-fn line_limit_just_under_is_served_just_over_closes() {
+fn line_limit_just_under_is_served_just_over_is_answered_and_discarded() {
     let server = TestServer::start();
     let limit = 1 << 20;
     let mut client = server.connect();
@@ -136,11 +136,24 @@ fn line_limit_just_under_is_served_just_over_closes() {
     // An answered request first: its reply must not be lost.
     over.send(format!("{}\n", version_line()).as_bytes());
     assert!(over.line().contains("Version"));
-    let _ = over.stream().write_all(&line_of_len(limit + 1));
-    assert!(over.is_closed(), "the connection closes");
+    over.send(&line_of_len(limit + 1));
+    assert_eq!(over.line(), r#"{"Status":"BadPayload"}"#);
+    // The connection goes on with the next line.
+    assert!(over.call(&version_line())["Status"] == "Version");
 
     let stats = server.connect().call(&request("Stats", "a", "x", "0"));
     assert_eq!(stats["DataOverrun"], 1);
+}
+
+#[test]
+fn an_overrun_in_the_table_encoding_is_answered_in_it() {
+    let server = TestServer::with_args(&["--max-line", "256"]);
+    let mut client = server.connect();
+    let long = jackrabbit_dlm::protocol::codec::encode(&[b'x'; 200]);
+    client.send(format!("{long}\n").as_bytes());
+    let reply = jackrabbit_dlm::protocol::codec::decode(client.line().as_bytes()).unwrap();
+    assert_eq!(reply, br#"{"Status":"BadPayload"}"#);
+    assert_eq!(client.call(&version_line())["Status"], "Version");
 }
 
 #[test]
@@ -152,10 +165,14 @@ fn line_limit_is_configurable_and_counts_unfinished_lines() {
         status(&serde_json::from_str(&client.line()).unwrap()),
         "Unlocked"
     );
-    // 300 bytes without any newline: closed before a newline arrives.
+    // 300 bytes without any newline: answered before a newline arrives,
+    // and what follows up to the newline is discarded.
     let mut over = server.connect();
     over.send(&[b'{'; 300]);
-    assert!(over.is_closed());
+    assert_eq!(over.line(), r#"{"Status":"BadPayload"}"#);
+    over.send(&[b'{'; 5000]);
+    over.send(b"}\n");
+    assert_eq!(over.call(&version_line())["Status"], "Version");
     assert_eq!(
         server.connect().call(&request("Stats", "a", "x", "0"))["DataOverrun"],
         1
@@ -177,23 +194,20 @@ fn every_kind_of_bad_payload_keeps_the_connection() {
         r#"{"FileName":"x","Action":"Lock","Expire":"1"}"#.into(),
         r#"{"ID":"a","Action":"Lock","Expire":"1"}"#.into(),
         r#"{"ID":"a","FileName":"x","Expire":"1"}"#.into(),
-        r#"{"ID":5,"FileName":"x","Action":"Lock","Expire":"1"}"#.into(),
+        r#"{"ID":null,"FileName":"x","Action":"Lock","Expire":"1"}"#.into(),
         r#"{"ID":"a","FileName":["x"],"Action":"Lock","Expire":"1"}"#.into(),
         r#"{"ID":"a","FileName":"x","Action":7,"Expire":"1"}"#.into(),
         r#"{"ID":"a","FileName":"x","Action":"Lock"}"#.into(),
         r#"{"ID":"a","FileName":"x","Action":"Put","Expire":"1"}"#.into(),
         r#"{"ID":"a","FileName":"x","Action":"Put","Expire":"1","DataStore":42}"#.into(),
-        r#"{"ID":"","FileName":"x","Action":"Lock","Expire":"1"}"#.into(),
-        r#"{"ID":"a","FileName":"","Action":"Lock","Expire":"1"}"#.into(),
+        r#"{"ID":true,"FileName":"x","Action":"Lock","Expire":"1"}"#.into(),
+        r#"{"ID":"a","FileName":{},"Action":"Lock","Expire":"1"}"#.into(),
         format!(r#"{{"ID":"{long_id}","FileName":"x","Action":"Lock","Expire":"1"}}"#),
         format!(r#"{{"ID":"a","FileName":"{long_name}","Action":"Lock","Expire":"1"}}"#),
     ];
     let bad_expires = [
         "\"abc\"",
-        "\"-1\"",
-        "-1",
-        "\"0\"",
-        "0",
+        "\"-inf\"",
         "\"inf\"",
         "\"nan\"",
         "\"1e999\"",

@@ -25,8 +25,9 @@
 //! - `serve` answers at most the batch per call and stops at the output
 //!   limit; `AllLines` and `Budget` leave less than the limit pending
 //!   (unsent plus held back behind a wait);
-//! - an overrun happens exactly where the model has one, after every earlier
-//!   line was answered, and frees the input;
+//! - a line over the limit is answered `BadPayload` in its encoding, in its
+//!   place among the others, keeps no byte of itself, and the connection
+//!   goes on after its newline;
 //! - `has_input` and `partial_since` say whether an unfinished line waits;
 //! - `finish` answers an unterminated last line;
 //! - a connection's buffers stay near the line limit.
@@ -40,7 +41,7 @@ use jackrabbit_dlm::session::{Answer, Connection, Served, Session, count_reply};
 use jackrabbit_dlm::store::{Store, StoreConfig, Ticket};
 use jackrabbit_dlm::time::{Millis, Moment};
 
-use super::input::{Bytes, End, Lines, Rng, split_lines};
+use super::input::{Bytes, End, Lines, Piece, Rng, split_lines};
 
 const MAX_TTL_MS: u64 = 86_400_000;
 
@@ -215,11 +216,22 @@ impl Run {
         let mut answered = 0;
         while answered < k {
             let client = &self.clients[c];
-            let Some(line) = client.model.lines.get(client.next_line).cloned() else {
+            let Some(piece) = client.model.pieces.get(client.next_line).cloned() else {
                 panic!("the connection answered a line the model does not have");
             };
             self.clients[c].next_line += 1;
-            if self.oracle_answer(c, &line) {
+            let answers = match piece {
+                Piece::Line(line) => self.oracle_answer(c, &line),
+                Piece::Overrun { first, .. } => {
+                    let head: Vec<u8> = first.into_iter().collect();
+                    let mut reply = Vec::new();
+                    self.oracle.answer_overrun(&head, &mut reply);
+                    self.clients[c].held.push_back(Slot::Known(reply));
+                    self.release(c);
+                    true
+                }
+            };
+            if answers {
                 answered += 1;
             }
         }
@@ -228,7 +240,10 @@ impl Run {
     /// The model lines the oracle has not gone through are all blank.
     fn assert_rest_blank(&self, c: usize) {
         let client = &self.clients[c];
-        for line in &client.model.lines[client.next_line..] {
+        for piece in &client.model.pieces[client.next_line..] {
+            let Piece::Line(line) = piece else {
+                panic!("an overrun was never answered");
+            };
             assert!(line.trim_ascii().is_empty(), "a line was never answered");
         }
     }
@@ -250,7 +265,7 @@ impl Run {
     }
 
     /// Serves client `c` as the reactor does until every complete line is
-    /// answered (or the line limit closes it).
+    /// answered.
     fn serve(&mut self, c: usize) {
         loop {
             let before = self.engine.store.counters.requests_in;
@@ -284,40 +299,37 @@ impl Run {
                     }
                     self.drain(c, false);
                 }
-                Served::Overrun => {
-                    let client = &mut self.clients[c];
-                    assert_eq!(client.model.end, End::Overrun, "overrun the model lacks");
-                    assert!(client.fed >= client.model.overrun_at, "overrun too early");
-                    assert!(!client.conn.has_input(), "input kept after an overrun");
-                    self.oracle.store.counters.data_overrun += 1;
-                    self.assert_rest_blank(c);
-                    self.drain(c, true);
-                    self.close(c);
-                    return;
-                }
             }
         }
     }
 
     fn after_all_lines(&mut self, c: usize) {
         let client = &self.clients[c];
-        assert!(
-            client.fed < client.model.overrun_at,
-            "no overrun at {} bytes, the model's is at {}",
-            client.fed,
-            client.model.overrun_at
-        );
+        if let Some(&Piece::Overrun { at, .. }) = client.model.pieces.get(client.next_line) {
+            assert!(
+                client.fed < at,
+                "no overrun at {} bytes, the model's is at {at}",
+                client.fed
+            );
+        }
         let arrived = &client.stream[..client.fed];
         let pending = match arrived.iter().rposition(|&b| b == b'\n') {
             Some(at) => arrived.len() - at - 1,
             None => arrived.len(),
         };
-        assert_eq!(
-            client.conn.has_input(),
-            pending > 0,
-            "has_input with {pending} pending"
-        );
-        assert_eq!(client.conn.partial_since().is_some(), pending > 0);
+        if client.model.discarding_at(client.fed) {
+            // Inside a line over the limit: nothing of it is kept, but it is
+            // still an unfinished line for the partial-line timeout.
+            assert!(!client.conn.has_input(), "input kept while discarding");
+            assert!(client.conn.partial_since().is_some());
+        } else {
+            assert_eq!(
+                client.conn.has_input(),
+                pending > 0,
+                "has_input with {pending} pending"
+            );
+            assert_eq!(client.conn.partial_since().is_some(), pending > 0);
+        }
         if client.conn.unsent().is_empty() {
             let bound = 2 * (self.max_line.max(16 * 1024) + 8 * 1024) + 128 * 1024;
             let held = client.conn.heap_bytes();
@@ -378,7 +390,7 @@ impl Run {
         self.assert_rest_blank(c);
         let rest = match &self.clients[c].model.end {
             End::Rest(rest) => rest.clone(),
-            End::Overrun => panic!("the model overruns, the connection did not"),
+            End::Discarding => None,
         };
         let oracle_answered = rest.is_some_and(|line| self.oracle_answer(c, &line));
         assert_eq!(answered, usize::from(oracle_answered));
@@ -478,6 +490,8 @@ pub fn check(data: &[u8]) {
                     run.oracle.shrink();
                 }
             }
+            // Now and then a client goes away mid-stream.
+            3 if run.rng.below(8) == 0 => run.close(c),
             _ => {}
         }
     }

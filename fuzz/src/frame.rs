@@ -6,16 +6,19 @@
 //! does (append, take lines, sometimes discard what was consumed, sometimes
 //! not), and compared with [`split_lines`] on the whole stream:
 //!
-//! - the same lines, in order, with `\r\n` handled the same way;
-//! - `Overrun` is reported at the first chunk that brings the stream to the
-//!   model's `overrun_at`, never before and never after;
+//! - the same lines and overruns, in order, with `\r\n` handled the same way;
+//! - an `Overrun` is reported at the first chunk that brings the stream to
+//!   the model's `at` for it, never before and never after, with the line's
+//!   start (so its first byte tells the encoding), and nothing of the line
+//!   is kept;
 //! - `Incomplete` leaves less than a line's worth pending, and asking again
 //!   without new bytes changes nothing;
-//! - at the end, `take_rest` gives the model's unterminated remainder.
+//! - at the end, `take_rest` gives the model's unterminated remainder (none
+//!   inside a discarded line).
 
 use jackrabbit_dlm::protocol::frame::{Frame, Framer};
 
-use super::input::{Bytes, End, Rng, split_lines};
+use super::input::{Bytes, End, Piece, Rng, split_lines};
 
 /// The line limit the first header byte stands for: mostly tiny, so limits
 /// are hit often, sometimes the server's default.
@@ -39,9 +42,8 @@ pub fn check(data: &[u8]) {
     // Stream offset of buf[0].
     let mut base = 0;
     let mut fed = 0;
-    let mut lines = Vec::new();
-    let mut overrun = false;
-    'feed: while fed < stream.len() {
+    let mut pieces = Vec::new();
+    while fed < stream.len() {
         let n = rng.chunk_len().min(stream.len() - fed);
         buf.extend_from_slice(&stream[fed..fed + n]);
         fed += n;
@@ -53,7 +55,7 @@ pub fn check(data: &[u8]) {
                     assert!(framer.consumed() > range.end.max(before));
                     let line = &buf[range];
                     assert!(!line.contains(&b'\n'), "a line holds a newline");
-                    lines.push(line.to_vec());
+                    pieces.push(Piece::Line(line.to_vec()));
                 }
                 Frame::Incomplete => {
                     assert!(framer.pending(&buf) < max_line);
@@ -61,23 +63,38 @@ pub fn check(data: &[u8]) {
                     assert_eq!(framer.next_line(&buf), Frame::Incomplete);
                     break;
                 }
-                Frame::Overrun => {
-                    assert_eq!(model.end, End::Overrun, "overrun the model does not have");
+                Frame::Overrun(range) => {
+                    let Some(&Piece::Overrun { at, first, end }) = model.pieces.get(pieces.len())
+                    else {
+                        panic!("an overrun the model does not have, after {fed} bytes");
+                    };
                     assert!(
-                        fed >= model.overrun_at,
-                        "overrun after {fed} bytes, the model's is at {}",
-                        model.overrun_at
+                        fed >= at,
+                        "overrun after {fed} bytes, the model's is at {at}"
                     );
-                    overrun = true;
-                    break 'feed;
+                    assert_eq!(
+                        base + range.start,
+                        at - max_line,
+                        "the overrun line's start"
+                    );
+                    let shown = &buf[range.clone()];
+                    assert!(shown.len() >= max_line, "less than a line's worth shown");
+                    let head = &shown[..shown.len().min(max_line)];
+                    assert_eq!(
+                        head.iter().copied().find(|b| !b.is_ascii_whitespace()),
+                        first
+                    );
+                    assert!(framer.consumed() >= range.end, "the overrun line is kept");
+                    pieces.push(Piece::Overrun { at, first, end });
                 }
             }
         }
-        assert!(
-            fed < model.overrun_at,
-            "no overrun after {fed} bytes, the model's is at {}",
-            model.overrun_at
-        );
+        if let Some(&Piece::Overrun { at, .. }) = model.pieces.get(pieces.len()) {
+            assert!(
+                fed < at,
+                "no overrun after {fed} bytes, the model's is at {at}"
+            );
+        }
         if rng.below(3) != 0 {
             let consumed = framer.consumed();
             buf.drain(..consumed);
@@ -86,17 +103,13 @@ pub fn check(data: &[u8]) {
             assert_eq!(framer.consumed(), 0);
         }
     }
-    assert_eq!(lines, model.lines, "lines differ from the whole stream's");
+    assert_eq!(pieces, model.pieces, "lines differ from the whole stream's");
     assert!(base <= fed);
-    if overrun {
-        return;
-    }
+    assert_eq!(framer.is_discarding(), model.end == End::Discarding);
+    let got = framer.take_rest(&buf).map(|r| buf[r].to_vec());
     match model.end {
-        End::Overrun => panic!("the model overruns, the framer did not"),
-        End::Rest(rest) => {
-            let got = framer.take_rest(&buf).map(|r| buf[r].to_vec());
-            assert_eq!(got, rest, "unterminated remainder differs");
-            assert_eq!(framer.take_rest(&buf), None);
-        }
+        End::Discarding => assert_eq!(got, None, "the tail of an overrun line taken"),
+        End::Rest(rest) => assert_eq!(got, rest, "unterminated remainder differs"),
     }
+    assert_eq!(framer.take_rest(&buf), None);
 }

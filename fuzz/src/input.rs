@@ -69,61 +69,97 @@ impl Rng {
     }
 }
 
+/// One line of a stream, according to the naive model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// A line within the limit, its `\r` dropped.
+    Line(Vec<u8>),
+    /// A line over the limit: answered once `at` bytes of the stream have
+    /// arrived (its start plus the limit), in the encoding of `first`, its
+    /// first non-whitespace byte among its first `max_line` bytes; the
+    /// stream goes on at `end`, just past its newline (`None`: the stream
+    /// ends inside it).
+    Overrun {
+        at: usize,
+        first: Option<u8>,
+        end: Option<usize>,
+    },
+}
+
 /// How a byte stream ends, according to the naive model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
-    /// A line goes over the limit: the connection is closed there.
-    Overrun,
-    /// The stream ends with this unterminated remainder (`\r` at its end
-    /// dropped), or with nothing.
+    /// With this unterminated remainder (`\r` at its end dropped), or with
+    /// nothing.
     Rest(Option<Vec<u8>>),
+    /// Inside a line over the limit, whose tail is no request.
+    Discarding,
 }
 
 /// The lines of a whole stream, computed the obvious way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lines {
-    pub lines: Vec<Vec<u8>>,
+    pub pieces: Vec<Piece>,
     pub end: End,
-    /// With [`End::Overrun`]: how many bytes of the stream must have arrived
-    /// for the overrun to show, the start of the long line plus the limit.
-    pub overrun_at: usize,
+}
+
+impl Lines {
+    /// Whether, once `fed` bytes have arrived, the stream is inside a line
+    /// over the limit that has been reported and not yet ended.
+    pub fn discarding_at(&self, fed: usize) -> bool {
+        self.pieces.iter().any(|p| {
+            matches!(*p, Piece::Overrun { at, end, .. } if at <= fed && end.is_none_or(|e| e > fed))
+        })
+    }
 }
 
 /// Splits `stream` as PROTOCOL.md says: a line ends at `\n`, a `\r` before it
 /// is dropped, and a line longer than `max_line` bytes with its newline (or
 /// an unterminated remainder that already has `max_line` bytes, since its
-/// newline could only make it longer) ends the stream in an overrun.
+/// newline could only make it longer) is an overrun, after which the stream
+/// goes on past its newline.
 pub fn split_lines(stream: &[u8], max_line: usize) -> Lines {
-    let mut lines = Vec::new();
+    let mut pieces = Vec::new();
     let mut start = 0;
     loop {
         let rest = &stream[start..];
-        let overrun = Lines {
-            lines: Vec::new(),
-            end: End::Overrun,
-            overrun_at: start.saturating_add(max_line),
+        let newline = rest.iter().position(|&b| b == b'\n');
+        let long = match newline {
+            Some(at) => at + 1 > max_line,
+            None => rest.len() >= max_line,
         };
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(at) => {
-                if at + 1 > max_line {
-                    return Lines { lines, ..overrun };
+        if long {
+            let head = &rest[..rest.len().min(max_line)];
+            let first = head.iter().copied().find(|b| !b.is_ascii_whitespace());
+            let end = newline.map(|at| start + at + 1);
+            pieces.push(Piece::Overrun {
+                at: start + max_line,
+                first,
+                end,
+            });
+            match end {
+                Some(end) => start = end,
+                None => {
+                    return Lines {
+                        pieces,
+                        end: End::Discarding,
+                    };
                 }
-                lines.push(strip_cr(&rest[..at]).to_vec());
+            }
+            continue;
+        }
+        match newline {
+            Some(at) => {
+                pieces.push(Piece::Line(strip_cr(&rest[..at]).to_vec()));
                 start += at + 1;
             }
             None => {
-                let end = if rest.len() >= max_line {
-                    return Lines { lines, ..overrun };
-                } else if rest.is_empty() {
+                let end = if rest.is_empty() {
                     End::Rest(None)
                 } else {
                     End::Rest(Some(strip_cr(rest).to_vec()))
                 };
-                return Lines {
-                    lines,
-                    end,
-                    overrun_at: usize::MAX,
-                };
+                return Lines { pieces, end };
             }
         }
     }

@@ -7,6 +7,11 @@
 //! reaches the limit (a newline could only make it longer), or when it
 //! arrives whole and is longer than the limit.
 //!
+//! A line over the limit is reported once ([`Frame::Overrun`], with the part
+//! of it that is there, so the caller can answer in its encoding) and then
+//! discarded: no byte of it is kept, the rest of it up to and including its
+//! newline is skipped as it arrives, and the next line is framed as usual.
+//!
 //! The [`Framer`] keeps two offsets into the caller's buffer and never owns
 //! or copies bytes, so the lines it yields can be parsed in place.
 
@@ -20,8 +25,11 @@ pub enum Frame {
     Line(Range<usize>),
     /// No complete line yet; the unfinished part is within the limit.
     Incomplete,
-    /// The current line is over the limit: the connection must be closed.
-    Overrun,
+    /// A line over the limit: these are its bytes that are in the buffer
+    /// (all of it if it arrived whole, else at least the limit's worth).
+    /// They count as consumed, and whatever of the line is still to come is
+    /// discarded.
+    Overrun(Range<usize>),
 }
 
 /// Finds lines in a growing buffer without rescanning bytes it has seen.
@@ -33,6 +41,8 @@ pub struct Framer {
     /// Every byte before this offset is known not to be a newline (or was
     /// consumed already).
     scanned: usize,
+    /// Inside a line over the limit: skip to past its newline.
+    discarding: bool,
     newline: NewlineSearch,
 }
 
@@ -43,6 +53,7 @@ impl Framer {
             max_line: max_line.max(1),
             start: 0,
             scanned: 0,
+            discarding: false,
             newline: NewlineSearch::new(),
         }
     }
@@ -56,13 +67,18 @@ impl Framer {
     /// received and not yet discarded (see [`Framer::discard_consumed`]).
     #[inline]
     pub fn next_line(&mut self, buf: &[u8]) -> Frame {
+        if self.discarding && !self.skip_discarded(buf) {
+            return Frame::Incomplete;
+        }
         let from = self.scanned.min(buf.len());
         match self.newline.find(&buf[from..]) {
             Some(offset) => {
                 let newline = from + offset;
                 let start = self.start;
                 if newline + 1 - start > self.max_line {
-                    return Frame::Overrun;
+                    self.start = newline + 1;
+                    self.scanned = newline + 1;
+                    return Frame::Overrun(start..newline);
                 }
                 self.start = newline + 1;
                 self.scanned = newline + 1;
@@ -76,12 +92,40 @@ impl Framer {
             None => {
                 self.scanned = buf.len();
                 if self.pending(buf) >= self.max_line {
-                    Frame::Overrun
+                    let start = self.start;
+                    self.start = buf.len();
+                    self.discarding = true;
+                    Frame::Overrun(start..buf.len())
                 } else {
                     Frame::Incomplete
                 }
             }
         }
+    }
+
+    /// While discarding: consumes `buf` up to and including the overrun
+    /// line's newline (true, framing goes on after it), or all of it (false).
+    #[cold]
+    fn skip_discarded(&mut self, buf: &[u8]) -> bool {
+        let from = self.scanned.min(buf.len());
+        match self.newline.find(&buf[from..]) {
+            Some(offset) => {
+                self.start = from + offset + 1;
+                self.scanned = self.start;
+                self.discarding = false;
+                true
+            }
+            None => {
+                self.start = buf.len();
+                self.scanned = buf.len();
+                false
+            }
+        }
+    }
+
+    /// Whether the rest of a line over the limit is still being skipped.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
     }
 
     /// Bytes at the front of the buffer that belong to lines already handed out.
@@ -104,13 +148,17 @@ impl Framer {
     pub fn reset(&mut self) {
         self.start = 0;
         self.scanned = 0;
+        self.discarding = false;
     }
 
     /// Hands out the unfinished remainder as a last line: used at end of
     /// stream, where a final request without its newline is still answered.
     pub fn take_rest(&mut self, buf: &[u8]) -> Option<Range<usize>> {
         let start = self.start;
-        if start >= buf.len() {
+        if start >= buf.len() || self.discarding {
+            // The tail of a line over the limit is no request.
+            self.start = buf.len();
+            self.scanned = buf.len();
             return None;
         }
         self.start = buf.len();
@@ -165,10 +213,7 @@ mod tests {
                 match framer.next_line(&buf) {
                     Frame::Line(r) => out.push(Some(buf[r].to_vec())),
                     Frame::Incomplete => break,
-                    Frame::Overrun => {
-                        out.push(None);
-                        return out;
-                    }
+                    Frame::Overrun(_) => out.push(None),
                 }
             }
             let consumed = framer.consumed();
@@ -208,23 +253,46 @@ mod tests {
 
     #[test]
     fn a_line_one_over_the_limit_overruns_whole_or_chunked() {
-        let stream = b"1234567890\n";
-        assert_eq!(lines_chunked(stream, 100, 10), vec![None]);
-        assert_eq!(lines_chunked(stream, 1, 10), vec![None]);
-        assert_eq!(lines_chunked(stream, 4, 10), vec![None]);
+        let stream = b"1234567890\nok\n";
+        let want = vec![None, Some(b"ok".to_vec())];
+        assert_eq!(lines_chunked(stream, 100, 10), want);
+        assert_eq!(lines_chunked(stream, 1, 10), want);
+        assert_eq!(lines_chunked(stream, 4, 10), want);
     }
 
     #[test]
     fn unfinished_line_at_the_limit_overruns_before_its_newline() {
         let mut framer = Framer::new(4);
         assert_eq!(framer.next_line(b"abc"), Frame::Incomplete);
-        assert_eq!(framer.next_line(b"abcd"), Frame::Overrun);
+        assert_eq!(framer.next_line(b"abcd"), Frame::Overrun(0..4));
+        // Consumed: nothing of it is kept, and its rest is skipped.
+        assert_eq!(framer.consumed(), 4);
+        assert!(framer.is_discarding());
     }
 
     #[test]
-    fn earlier_lines_are_served_before_an_overrun() {
-        let got = lines_chunked(b"ok\n0123456789012\n", 5, 8);
-        assert_eq!(got, vec![Some(b"ok".to_vec()), None]);
+    fn the_rest_of_an_overrun_line_is_skipped_then_framing_goes_on() {
+        let mut framer = Framer::new(4);
+        assert_eq!(framer.next_line(b"abcdef"), Frame::Overrun(0..6));
+        framer.discard_consumed();
+        assert_eq!(framer.next_line(b"ghi"), Frame::Incomplete);
+        assert_eq!(framer.consumed(), 3, "discarded as it arrives");
+        framer.discard_consumed();
+        assert_eq!(framer.next_line(b"j\nok\n"), Frame::Line(2..4));
+        assert!(!framer.is_discarding());
+        // At end of stream the tail of an overrun line is no request.
+        let mut framer = Framer::new(4);
+        assert_eq!(framer.next_line(b"abcdef"), Frame::Overrun(0..6));
+        assert_eq!(framer.take_rest(b"abcdefgh"), None);
+    }
+
+    #[test]
+    fn earlier_lines_are_served_before_an_overrun_and_later_ones_after() {
+        let got = lines_chunked(b"ok\n0123456789012\nnext\n", 5, 8);
+        assert_eq!(
+            got,
+            vec![Some(b"ok".to_vec()), None, Some(b"next".to_vec())]
+        );
     }
 
     #[test]

@@ -462,12 +462,6 @@ impl Server {
                     }
                     continue;
                 }
-                Served::Overrun => {
-                    log::debug!("line over the limit: closing connection {key}");
-                    // Replies to the lines before it still go out if they can.
-                    let _ = flush(peer);
-                    return Fate::Close;
-                }
             }
             if peer.eof {
                 peer.conn.finish(&mut self.session, now);

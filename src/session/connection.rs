@@ -35,8 +35,12 @@ pub enum Served {
     Budget,
     /// Too many reply bytes wait to be sent: stop reading until they drain.
     OutputFull,
-    /// A line exceeded the limit: close the connection (counted).
-    Overrun,
+}
+
+/// A line to answer: a request line, or the start of a line over the limit.
+enum Incoming {
+    Line(Range<usize>),
+    Overrun(Range<usize>),
 }
 
 /// One connection's input and output buffers.
@@ -117,21 +121,14 @@ impl Connection {
             if answered >= session.batch {
                 break Served::Budget;
             }
-            match self.framer.next_line(&self.input[..self.filled]) {
-                Frame::Line(line) => {
-                    consumed_any = true;
-                    if self.answer(session, now, line) {
-                        answered += 1;
-                    }
-                }
+            let incoming = match self.framer.next_line(&self.input[..self.filled]) {
+                Frame::Line(line) => Incoming::Line(line),
                 Frame::Incomplete => break Served::AllLines,
-                Frame::Overrun => {
-                    session.store.counters.data_overrun += 1;
-                    self.filled = 0;
-                    self.framer.reset();
-                    self.input = Vec::new();
-                    return Served::Overrun;
-                }
+                Frame::Overrun(start) => Incoming::Overrun(start),
+            };
+            consumed_any = true;
+            if self.answer(session, now, incoming) {
+                answered += 1;
             }
         };
         self.discard_consumed(now, consumed_any);
@@ -141,20 +138,24 @@ impl Connection {
     /// At end of input: answers a last line that lacks its newline.
     pub fn finish(&mut self, session: &mut Session, now: Moment) {
         if let Some(line) = self.framer.take_rest(&self.input[..self.filled]) {
-            self.answer(session, now, line);
+            self.answer(session, now, Incoming::Line(line));
         }
         self.discard_consumed(now, true);
     }
 
     /// Answers one line; its reply goes out directly, or behind the last
     /// parked request. True unless the line was blank.
-    fn answer(&mut self, session: &mut Session, now: Moment, line: Range<usize>) -> bool {
+    fn answer(&mut self, session: &mut Session, now: Moment, incoming: Incoming) -> bool {
         let (out, held) = match self.parked.behind_newest() {
             Some(behind) => (behind, true),
             None => (&mut self.output, false),
         };
         let before = out.len();
-        match session.answer_line(now, &mut self.input, line, out) {
+        let answer = match incoming {
+            Incoming::Line(line) => session.answer_line(now, &mut self.input, line, out),
+            Incoming::Overrun(start) => session.answer_overrun(&self.input[start], out),
+        };
+        match answer {
             Answer::Blank => false,
             Answer::Replied => {
                 if held {
@@ -229,11 +230,14 @@ impl Connection {
             self.filled -= consumed;
             self.framer.discard_consumed();
         }
-        if self.filled == 0 {
+        if self.filled == 0 && self.input.len() > 2 * INITIAL_INPUT + PADDING {
+            self.input = vec![0; INITIAL_INPUT + PADDING];
+        }
+        // The rest of a line over the limit is discarded as it comes, so
+        // nothing of it is kept; it is still an unfinished line, which the
+        // partial-line timeout bounds.
+        if self.filled == 0 && !self.framer.is_discarding() {
             self.partial_since = None;
-            if self.input.len() > 2 * INITIAL_INPUT + PADDING {
-                self.input = vec![0; INITIAL_INPUT + PADDING];
-            }
         } else if consumed_any || self.partial_since.is_none() {
             self.partial_since = Some(now);
         }

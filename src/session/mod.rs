@@ -178,6 +178,30 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Answers a line over the limit, of which `start` is what arrived
+    /// (PROTOCOL.md, Transport and framing): `BadPayload`, in the encoding
+    /// its first byte announced, counted as `DataOverrun`.
+    pub fn answer_overrun(&mut self, start: &[u8], out: &mut Vec<u8>) -> Answer {
+        // Only what the framer must have seen counts: the first line's worth.
+        let encoding = start[..start.len().min(self.max_line)]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .map_or(Encoding::Plain, |&b| Encoding::of_first_byte(b));
+        let counters = &mut self.store.counters;
+        counters.requests_in += 1;
+        counters.data_overrun += 1;
+        write_reply(
+            Reply::Bare(Status::BadPayload),
+            encoding,
+            &mut self.plain,
+            out,
+        );
+        count_reply(&mut self.store.counters, Status::BadPayload);
+        Answer::Replied
+    }
+}
+
 /// Parses `buf[..len]` and applies it, or names what was wrong with it.
 /// A parked request's ID (which its reply needs later, when the request is
 /// gone) is left in `parked_id`.

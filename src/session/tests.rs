@@ -38,7 +38,6 @@ fn feed(
             conn.sent(n);
             match last {
                 Served::Budget => continue,
-                Served::Overrun => return (sent, last),
                 _ => break,
             }
         }
@@ -105,14 +104,27 @@ fn whitespace_lines_get_no_reply() {
 }
 
 #[test]
-fn overrun_frees_the_buffer_and_counts() {
+fn an_overrun_is_answered_once_and_keeps_no_byte_of_the_line() {
     let mut e = session();
     let mut c = Connection::new(64, 0);
-    let (out, last) = feed(&mut e, &mut c, &[b'x'; 100], 10);
-    assert!(out.is_empty());
-    assert_eq!(last, Served::Overrun);
+    let (out, last) = feed(&mut e, &mut c, &[b'x'; 1000], 10);
+    assert_eq!(last, Served::AllLines);
+    // 'x' is not '{': the line announced the table encoding.
+    let reply = codec::decode(out.strip_suffix(b"\n").unwrap()).unwrap();
+    assert_eq!(reply, br#"{"Status":"BadPayload"}"#);
     assert_eq!(e.store.counters.data_overrun, 1);
-    assert_eq!(c.heap_bytes(), 0);
+    assert_eq!(e.store.counters.bad_payload, 1);
+    assert!(!c.has_input(), "nothing of the line is kept");
+    assert!(c.partial_since().is_some(), "still an unfinished line");
+    // Its newline ends the discarding; a plain overrun is answered plain.
+    let (out, _) = feed(&mut e, &mut c, b"xx\n{\"ID\":", 1);
+    assert!(out.is_empty());
+    let mut long = b"{\"ID\":\"a\",\"FileName\":\"".to_vec();
+    long.extend_from_slice(&[b'n'; 100]);
+    long.extend_from_slice(b"\"}\n");
+    let (out, _) = feed(&mut e, &mut c, &long, 7);
+    assert_eq!(out, b"{\"Status\":\"BadPayload\"}\n");
+    assert_eq!(e.store.counters.data_overrun, 2);
 }
 
 #[test]
@@ -201,8 +213,9 @@ fn replies_behind_a_parked_request_wait_for_it() {
 fn reading_after_an_overrun_starts_afresh() {
     let mut e = session();
     let mut c = Connection::new(64, 0);
-    let (_, last) = feed(&mut e, &mut c, &[b'x'; 100], 10);
-    assert_eq!(last, Served::Overrun);
+    let (first, _) = feed(&mut e, &mut c, &[b'x'; 100], 10);
+    assert!(!first.is_empty(), "the overrun was answered");
+    feed(&mut e, &mut c, b"\n", 1);
     let (out, _) = feed(
         &mut e,
         &mut c,
