@@ -16,7 +16,7 @@ pub use crate::protocol::DEFAULT_PORT;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "jackrabbit-dlm", version)]
 pub struct Config {
-    /// Address to listen on: an IPv4 or IPv6 address or a host name, resolved at start-up (0.0.0.0 serves other machines)
+    /// Address to listen on: an IPv4 or IPv6 address or a host name, resolved at start-up (0.0.0.0 or '' serves other machines, '' as upstream's server reads it)
     #[arg(default_value = "127.0.0.1")]
     pub host: String,
 
@@ -24,7 +24,7 @@ pub struct Config {
     #[arg(default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
-    /// Longest request line in bytes, newline included; a longer one closes its connection
+    /// Longest request line in bytes, newline included; a longer one is answered BadPayload and discarded (upstream's limit is 10485760)
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u64).range(64..=1 << 30))]
     pub max_line: u64,
@@ -84,6 +84,23 @@ pub struct Config {
     /// Compact tables and buffers (ForcedGC) once this many bytes were freed [default: --max-line]
     #[arg(long, value_name = "BYTES")]
     pub compact_after: Option<u64>,
+
+    /// Write the server's process ID to this file once it listens; removed on a clean exit
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+
+    /// Connections the kernel may queue before the server accepts them (the listen backlog)
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub backlog: u32,
+
+    /// Close each connection after its first reply, as the upstream server does (for clients that read until end of file)
+    #[arg(long)]
+    pub close_after_reply: bool,
+
+    /// Time stamps in the statistics log in UTC instead of local time
+    #[arg(long)]
+    pub log_utc: bool,
 
     /// More diagnostics on stderr (-v: info, -vv: debug, which may show names and IDs; never values)
     #[arg(short, long, action = clap::ArgAction::Count)]

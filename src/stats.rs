@@ -41,7 +41,9 @@ macro_rules! counters {
 counters! {
     a_data => "AData",
     a_lock => "ALock",
+    auth_failed => "AuthFailed",
     bad_action => "BadAction",
+    bad_conn => "BadConn",
     bad_payload => "BadPayload",
     connections => "Connections",
     data_in => "DataIn",
@@ -54,8 +56,10 @@ counters! {
     forced_gc => "ForcedGC",
     get => "Get",
     get_nf => "GetNF",
+    idle => "Idle",
     requests_in => "In",
     lock => "Lock",
+    memory_overload_check => "MemoryOverloadCheck",
     memory_refused => "NO",
     not_owner => "NotOwner",
     replies_out => "Out",
@@ -64,10 +68,22 @@ counters! {
     refused => "Refused",
     relock => "Relock",
     test_lock => "TestLock",
+    test_lock_nf => "TestLockNF",
     unlock => "Unlock",
     unlock_nf => "UnlockNF",
     wait_timeout => "WaitTimeout",
     waited => "Waited",
+}
+
+/// The interval line's pairs: as [`format_pairs`], but never empty (a
+/// reader splits every piece on `:`): with nothing counted, `Idle: 0`.
+pub fn interval_pairs(counters: &Counters) -> String {
+    let pairs = format_pairs(counters);
+    if pairs.is_empty() {
+        "Idle: 0".to_owned()
+    } else {
+        pairs
+    }
 }
 
 /// `Name: value` pairs, comma separated, zero values left out.
@@ -84,8 +100,14 @@ pub fn format_pairs(counters: &Counters) -> String {
 
 /// The wall-clock time as `YYYY-MM-DD HH:MM:SS.uuuuuu` (UTC).
 pub fn timestamp(now: SystemTime) -> String {
+    timestamp_at_offset(now, 0)
+}
+
+/// The wall-clock time as `YYYY-MM-DD HH:MM:SS.uuuuuu`, `offset` seconds
+/// east of UTC (local time, given the local offset).
+pub fn timestamp_at_offset(now: SystemTime, offset: i64) -> String {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs();
+    let secs = since_epoch.as_secs().saturating_add_signed(offset);
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let in_day = secs % 86_400;
     format!(
@@ -156,6 +178,26 @@ mod tests {
         };
         let delta = later.since(&earlier);
         assert_eq!((delta.lock, delta.a_lock), (3, 2));
+    }
+
+    #[test]
+    fn an_interval_line_is_never_without_pairs() {
+        assert_eq!(interval_pairs(&Counters::default()), "Idle: 0");
+        let idle = Counters {
+            idle: 120,
+            ..Counters::default()
+        };
+        assert_eq!(interval_pairs(&idle), "Idle: 120");
+    }
+
+    #[test]
+    fn local_time_is_the_offset_applied() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_764_165_600_000_123);
+        assert_eq!(timestamp_at_offset(t, 3600), "2025-11-26 15:00:00.000123");
+        assert_eq!(
+            timestamp_at_offset(t, -5 * 3600),
+            "2025-11-26 09:00:00.000123"
+        );
     }
 
     #[test]

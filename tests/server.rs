@@ -6,7 +6,7 @@ mod common;
 use common::{Client, TestServer, put, request, stats_until, status};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -612,4 +612,145 @@ fn pin_core_serves_and_rejects_a_missing_cpu() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--pin-core 4000"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// PROTOCOL.md, Transport and framing: `--close-after-reply` closes each
+/// connection after its first reply, as the upstream server does; a
+/// second pipelined request is not answered.
+#[test]
+fn close_after_reply_closes_after_the_first_reply() {
+    let server = TestServer::with_args(&["--close-after-reply"]);
+    let mut client = server.connect();
+    client.send(format!("{}\n{}\n", version_line(), version_line()).as_bytes());
+    assert!(client.line().contains("\"Version\""));
+    assert!(client.is_closed(), "closed after the first reply");
+    // Without the option the same two lines get two replies.
+    let plain = TestServer::start();
+    let mut client = plain.connect();
+    client.send(format!("{}\n{}\n", version_line(), version_line()).as_bytes());
+    assert!(client.line().contains("\"Version\""));
+    assert!(client.line().contains("\"Version\""));
+}
+
+/// The upstream layout: a pid file written once listening and removed on a
+/// clean exit, a log directory created when missing, the listen backlog.
+#[test]
+fn pid_file_and_a_missing_log_directory() {
+    let dir = common::temp_dir("layout");
+    let pid_path = dir.join("run").join("jackrabbit.pid");
+    std::fs::create_dir_all(pid_path.parent().unwrap()).unwrap();
+    let logs = dir.join("Logs").join("deeper");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"));
+    command
+        .args(["127.0.0.1", "0", "--backlog", "64", "--pid-file"])
+        .arg(&pid_path)
+        .arg("--log-dir")
+        .arg(&logs);
+    let (mut child, _) = common::spawn_listening(&mut command);
+    let pid: u32 = std::fs::read_to_string(&pid_path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, child.id());
+    assert!(
+        logs.join("JackrabbitDLM.log").exists(),
+        "the log directory was made"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(!pid_path.exists(), "removed on a clean exit");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An empty HOST is every IPv4 interface, as upstream reads it.
+#[test]
+fn an_empty_host_listens_on_every_ipv4_interface() {
+    let dir = common::temp_dir("empty-host");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"));
+    command.args(["", "0", "--log-dir"]).arg(&dir);
+    let (mut child, addr) = common::spawn_listening(&mut command);
+    assert_eq!(addr.ip().to_string(), "0.0.0.0");
+    let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], addr.port())));
+    assert_eq!(status(&client.call(&version_line())), "Version");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The start-up line's time stamp, as seconds since the epoch read as if
+/// it were UTC.
+fn stamp_secs(log: &str) -> i64 {
+    let stamp = &log[..19];
+    let num = |r: std::ops::Range<usize>| stamp[r].parse::<i64>().unwrap();
+    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
+    // Days from the civil date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + num(11..13) * 3600 + num(14..16) * 60 + num(17..19)
+}
+
+/// PROTOCOL.md, Counters and the statistics log: local time as upstream
+/// writes it (`--log-utc` for UTC), and never a line without pairs.
+#[test]
+fn log_time_stamps_are_local_or_utc_and_lines_always_have_pairs() {
+    for (utc, expect_offset) in [(false, 3 * 3600), (true, 0)] {
+        let dir = common::temp_dir("log-tz");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"));
+        // A POSIX TZ string needs no time zone database: 3 hours east.
+        command
+            .env("TZ", "XYZ-3")
+            .args(["127.0.0.1", "0", "--stats-interval", "1", "--log-dir"])
+            .arg(&dir);
+        if utc {
+            command.arg("--log-utc");
+        }
+        let (mut child, _) = common::spawn_listening(&mut command);
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        let path = dir.join("JackrabbitDLM.log");
+        // Wait for a statistics line (the second line) of an idle second.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let text = common::read(&path);
+            if text.lines().count() >= 2 {
+                break text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no statistics line: {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let offset = stamp_secs(&text) - now;
+        assert!(
+            (offset - expect_offset).abs() < 60,
+            "utc {utc}: the stamp is {offset} s from UTC"
+        );
+        let stats = text.lines().nth(1).unwrap();
+        let pairs = &stats[27..];
+        assert!(!pairs.is_empty(), "a line without pairs: {stats:?}");
+        for piece in pairs.split(", ") {
+            let (name, value) = piece.split_once(": ").expect("Name: value");
+            assert!(
+                !name.is_empty() && value.parse::<f64>().is_ok(),
+                "{piece:?}"
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

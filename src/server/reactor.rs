@@ -68,6 +68,9 @@ const ACCEPT_PAUSE: Millis = Millis::new(100);
 const SHUTDOWN_GRACE: Millis = Millis::new(1000);
 /// Time between two sweeps for stalled partial lines.
 const SWEEP_EVERY: Millis = Millis::new(1000);
+/// The span the `Idle` counter counts: one for each of these in which no
+/// request arrived (PROTOCOL.md, Counters).
+const IDLE_SPAN: Millis = Millis::new(30_000);
 
 /// A connection and its socket's readiness as last seen.
 struct Peer {
@@ -118,6 +121,10 @@ pub struct Server {
     unflushed: Vec<usize>,
     accept_paused_until: Option<Moment>,
     shutdown_at: Option<Moment>,
+    /// `--close-after-reply`.
+    close_after_reply: bool,
+    /// `--pid-file`, written at bind and removed on a clean exit.
+    pid_file: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -129,10 +136,10 @@ impl Server {
 
     /// As [`Server::bind`], run as `mode` says.
     pub fn bind_with(config: &Config, mode: RunMode) -> Result<Server, StartError> {
-        let mut log = StatsLog::open(&config.log_dir)?;
+        let mut log = StatsLog::open(&config.log_dir, config.log_utc)?;
         let addr = system::listen_addr(&config.host, config.port)?;
-        let mut listener = match TcpListener::bind(addr) {
-            Ok(listener) => listener,
+        let mut listener = match system::listen(addr, config.backlog) {
+            Ok(listener) => TcpListener::from_std(listener),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                 let err = StartError::PortInUse(addr.port());
                 log.line(&err.to_string());
@@ -179,6 +186,9 @@ impl Server {
             usize::try_from(config.batch).unwrap_or(usize::MAX),
             usize::try_from(config.max_line).unwrap_or(usize::MAX),
         );
+        if let Some(path) = &config.pid_file {
+            system::write_pid_file(path)?;
+        }
         log.line(&format!("{} listening on {local_addr}", banner()));
         Ok(Server {
             poll,
@@ -200,6 +210,8 @@ impl Server {
             unflushed: Vec::new(),
             accept_paused_until: None,
             shutdown_at: None,
+            close_after_reply: config.close_after_reply,
+            pid_file: config.pid_file.clone(),
         })
     }
 
@@ -223,12 +235,15 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut next_stats = self.now().after(self.limits.stats_interval);
         let mut next_sweep = self.now().after(SWEEP_EVERY);
+        let mut next_idle_check = self.now().after(IDLE_SPAN);
+        let mut requests_at_idle_check = 0;
         let mut expiry_behind = false;
         loop {
             let now = self.now();
             let wake = [
                 Some(next_stats),
                 Some(next_sweep),
+                Some(next_idle_check),
                 self.session.store.next_deadline(),
                 self.accept_paused_until,
                 self.shutdown_at,
@@ -301,6 +316,14 @@ impl Server {
                 self.log.interval(&self.session.store.counters);
                 next_stats = now.after(self.limits.stats_interval);
             }
+            if now >= next_idle_check {
+                let counters = &mut self.session.store.counters;
+                if counters.requests_in == requests_at_idle_check {
+                    counters.idle += 1;
+                }
+                requests_at_idle_check = counters.requests_in;
+                next_idle_check = now.after(IDLE_SPAN);
+            }
             if now >= next_sweep {
                 self.close_stalled(now);
                 next_sweep = now.after(SWEEP_EVERY);
@@ -318,6 +341,11 @@ impl Server {
         }
         let totals = format_pairs(&self.session.store.counters);
         self.log.line(&format!("{} stopped. {totals}", banner()));
+        if let Some(path) = &self.pid_file {
+            if let Err(e) = std::fs::remove_file(path) {
+                log::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
         Ok(())
     }
 
@@ -358,9 +386,13 @@ impl Server {
                         log::warn!("cannot register a connection: {e}");
                         continue;
                     }
+                    let mut conn = Connection::new(self.session.max_line(), key);
+                    if self.close_after_reply {
+                        conn.close_after_reply();
+                    }
                     entry.insert(Peer {
                         stream,
-                        conn: Connection::new(self.session.max_line(), key),
+                        conn,
                         readable: true,
                         eof: false,
                         hangup_seen: false,
@@ -430,6 +462,7 @@ impl Server {
             return Fate::Keep;
         };
         if flush(peer).is_err() {
+            self.session.store.counters.bad_conn += 1;
             return Fate::Close;
         }
         if peer.output_full {
@@ -454,6 +487,7 @@ impl Server {
                 }
                 Served::OutputFull => {
                     if flush(peer).is_err() {
+                        self.session.store.counters.bad_conn += 1;
                         return Fate::Close;
                     }
                     if peer.conn.pending_output() >= max_output {
@@ -462,6 +496,9 @@ impl Server {
                     }
                     continue;
                 }
+            }
+            if peer.conn.is_done() {
+                break;
             }
             if peer.eof {
                 peer.conn.finish(&mut self.session, now);
@@ -489,7 +526,11 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => peer.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Fate::Close,
+                Err(_) => {
+                    // Reset by the client, or another error: a bad end.
+                    self.session.store.counters.bad_conn += 1;
+                    return Fate::Close;
+                }
             }
         }
         if !peer.conn.unsent().is_empty() {
@@ -525,7 +566,11 @@ impl Server {
                 continue;
             };
             peer.flush_queued = false;
-            if flush(peer).is_err() || finished(peer) {
+            let broken = flush(peer).is_err();
+            if broken {
+                self.session.store.counters.bad_conn += 1;
+            }
+            if broken || finished(peer) {
                 self.close(key);
             }
         }
@@ -560,10 +605,13 @@ impl Server {
     }
 }
 
-/// Whether a connection whose client closed its side has nothing left to
-/// do: every reply sent, no input left, no request waiting for a lock.
+/// Whether a connection has nothing left to do: every reply sent, no
+/// request waiting for a lock, and either its client closed its side with
+/// no input left, or it answered all it will (`--close-after-reply`).
 fn finished(peer: &Peer) -> bool {
-    peer.eof && peer.conn.unsent().is_empty() && !peer.conn.has_input() && !peer.conn.is_waiting()
+    peer.conn.unsent().is_empty()
+        && !peer.conn.is_waiting()
+        && (peer.conn.is_done() || (peer.eof && !peer.conn.has_input()))
 }
 
 /// Writes unsent replies until done or the socket would block.

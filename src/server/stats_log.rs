@@ -6,7 +6,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::stats::{Counters, format_pairs, timestamp};
+use super::system;
+use crate::stats::{Counters, interval_pairs, timestamp_at_offset};
 
 /// File name of the statistics log inside `--log-dir`.
 pub const LOG_FILE: &str = "JackrabbitDLM.log";
@@ -16,11 +17,16 @@ pub struct StatsLog {
     file: File,
     /// Totals at the previous interval line.
     previous: Counters,
+    /// Time stamps in UTC (`--log-utc`) rather than local time.
+    utc: bool,
 }
 
 impl StatsLog {
     /// Opens (creating if needed) `dir/JackrabbitDLM.log` for appending.
-    pub fn open(dir: &Path) -> io::Result<StatsLog> {
+    pub fn open(dir: &Path, utc: bool) -> io::Result<StatsLog> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+        })?;
         let path = dir.join(LOG_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -32,6 +38,7 @@ impl StatsLog {
         Ok(StatsLog {
             file,
             previous: Counters::default(),
+            utc,
         })
     }
 
@@ -39,7 +46,9 @@ impl StatsLog {
     /// reported on stderr and otherwise ignored: losing a log line must not
     /// stop the lock server.
     pub fn line(&mut self, text: &str) {
-        let stamp = timestamp(SystemTime::now());
+        let now = SystemTime::now();
+        let offset = if self.utc { 0 } else { system::utc_offset(now) };
+        let stamp = timestamp_at_offset(now, offset);
         let line = if text.is_empty() {
             format!("{stamp}\n")
         } else {
@@ -55,6 +64,6 @@ impl StatsLog {
     pub fn interval(&mut self, totals: &Counters) {
         let delta = totals.since(&self.previous);
         self.previous = totals.clone();
-        self.line(&format_pairs(&delta));
+        self.line(&interval_pairs(&delta));
     }
 }

@@ -13,6 +13,11 @@ use crate::protocol::FencingToken;
 /// The address to bind for `host` (an IP address, in brackets or not, or a
 /// name, resolved here) and `port`: the first that `host` resolves to.
 pub fn listen_addr(host: &str, port: u16) -> io::Result<SocketAddr> {
+    // '' is every IPv4 interface, as upstream's server (Python's socket
+    // module) reads it.
+    if host.is_empty() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     (bare, port).to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(
@@ -48,6 +53,42 @@ pub fn first_token() -> FencingToken {
     FencingToken::new(micros.max(1))
 }
 
+/// A listening TCP socket on `addr` with room for `backlog` pending
+/// connections, non-blocking, with SO_REUSEADDR as std sets it.
+pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Writes this process's ID and a newline to `path` (the `--pid-file`).
+pub fn write_pid_file(path: &std::path::Path) -> io::Result<()> {
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))
+}
+
+/// Seconds east of UTC of local time at `at`, from the C library's time
+/// zone (TZ, /etc/localtime); 0 if it cannot tell.
+pub fn utc_offset(at: std::time::SystemTime) -> i64 {
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX))
+        .unwrap_or(0);
+    // SAFETY: `tm` is plain data that localtime_r fills; both pointers are
+    // to live locals, and localtime_r is the thread-safe variant.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +105,10 @@ mod tests {
         );
         assert!(listen_addr("localhost", 0).unwrap().ip().is_loopback());
         assert!(listen_addr("no such host.invalid", 1).is_err());
+        assert_eq!(
+            listen_addr("", 37373).unwrap(),
+            "0.0.0.0:37373".parse().unwrap()
+        );
     }
 
     #[test]

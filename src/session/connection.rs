@@ -59,6 +59,10 @@ pub struct Connection {
     parked: ParkedReplies,
     /// The key the reactor knows this connection by.
     key: ConnKey,
+    /// With `--close-after-reply`: answer one line, then nothing more.
+    one_line: bool,
+    /// Lines answered (counted only while `one_line` matters).
+    lines_answered: u32,
 }
 
 impl Connection {
@@ -74,12 +78,26 @@ impl Connection {
             partial_since: None,
             parked: ParkedReplies::default(),
             key,
+            one_line: false,
+            lines_answered: 0,
         }
     }
 
     /// The key the reactor knows this connection by.
     pub fn key(&self) -> ConnKey {
         self.key
+    }
+
+    /// Answers only its first request; then [`Connection::is_done`]
+    /// (`--close-after-reply`, as the upstream server does).
+    pub fn close_after_reply(&mut self) {
+        self.one_line = true;
+    }
+
+    /// Whether the connection has answered all it will (its one line, with
+    /// `--close-after-reply`): the reactor closes it once that is sent.
+    pub fn is_done(&self) -> bool {
+        self.one_line && self.lines_answered > 0
     }
 
     /// Free space to read into: pass the number of bytes read to
@@ -121,6 +139,9 @@ impl Connection {
             if answered >= session.batch {
                 break Served::Budget;
             }
+            if self.is_done() {
+                break Served::AllLines;
+            }
             let incoming = match self.framer.next_line(&self.input[..self.filled]) {
                 Frame::Line(line) => Incoming::Line(line),
                 Frame::Incomplete => break Served::AllLines,
@@ -129,6 +150,7 @@ impl Connection {
             consumed_any = true;
             if self.answer(session, now, incoming) {
                 answered += 1;
+                self.lines_answered = self.lines_answered.saturating_add(1);
             }
         };
         self.discard_consumed(now, consumed_any);

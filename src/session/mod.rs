@@ -258,7 +258,10 @@ pub fn count_reply(counters: &mut Counters, status: Status) {
         Status::NotOwner => counters.not_owner += 1,
         Status::BadPayload => counters.bad_payload += 1,
         Status::BadAction => counters.bad_action += 1,
-        Status::No => counters.memory_refused += 1,
+        Status::No => {
+            counters.memory_refused += 1;
+            counters.memory_overload_check += 1;
+        }
         Status::Locked
         | Status::Unlocked
         | Status::Done

@@ -137,11 +137,14 @@ impl Store {
     }
 
     pub(super) fn test_lock<'a>(&mut self, now: Moment, req: &Request<'a>) -> Reply<'a> {
-        self.counters.test_lock += 1;
         let hash = self.locks.hash(req.name());
         match self.live_lock(now, hash, req.name()) {
-            None => Reply::Bare(Status::Unlocked),
+            None => {
+                self.counters.test_lock_nf += 1;
+                Reply::Bare(Status::Unlocked)
+            }
             Some(key) if self.locks[key].packed.owner() == req.id() => {
+                self.counters.test_lock += 1;
                 Reply::WithId(Status::Locked, req.id())
             }
             Some(_) => Reply::Bare(Status::NotOwner),
