@@ -754,3 +754,44 @@ fn log_time_stamps_are_local_or_utc_and_lines_always_have_pairs() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// contrib/LaunchDLM starts the server in the upstream layout: Logs/ with
+/// the statistics log and the pid file, every interface, and exits when the
+/// server is stopped on purpose.
+#[test]
+fn the_launcher_serves_in_the_upstream_layout() {
+    let home = common::temp_dir("launcher");
+    let mut launcher = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/LaunchDLM"))
+        .env("DLM_HOME", &home)
+        .env("DLM_BINARY", env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+        .env("DLM_PORT", "0")
+        .spawn()
+        .expect("start the launcher");
+    let logs = home.join("Logs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (pid, port) = loop {
+        let out = common::read(&logs.join("LaunchDLM.out"));
+        let pid = common::read(&logs.join("JackrabbitDLM.pid"));
+        let port = out
+            .split_whitespace()
+            .last()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map(|a| a.port());
+        if let (Ok(pid), Some(port)) = (pid.trim().parse::<i32>(), port) {
+            break (pid, port);
+        }
+        assert!(std::time::Instant::now() < deadline, "the launcher never started: {out:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    assert_eq!(status(&client.call(&version_line())), "Version");
+    assert!(logs.join("JackrabbitDLM.log").exists());
+    // SAFETY: kill(2) on the server the launcher started.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    assert!(launcher.wait().unwrap().success(), "a clean stop ends the launcher");
+    assert!(!logs.join("JackrabbitDLM.pid").exists());
+    let _ = std::fs::remove_dir_all(home);
+}
