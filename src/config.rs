@@ -102,6 +102,24 @@ pub struct Config {
     #[arg(long)]
     pub log_utc: bool,
 
+    /// Authenticate requests that carry a Name against the identity files DIR/<Name>.cfg (upstream's Config directory), read at start-up, when they change, and on SIGHUP; off without it
+    #[arg(long, value_name = "DIR")]
+    pub identity_dir: Option<PathBuf>,
+
+    /// With --identity-dir: the longest Expire (and Wait) a request without a Name may ask for, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 3543,
+          value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 86_400))]
+    pub anonymous_max_ttl: u64,
+
+    /// With --identity-dir: the longest DataStore a request without a Name may put, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 16_384)]
+    pub anonymous_max_value: u64,
+
+    /// With --identity-dir: most identity files read (the rest are ignored, with a warning)
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_identities: u32,
+
     /// More diagnostics on stderr (-v: info, -vv: debug, which may show names and IDs; never values)
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

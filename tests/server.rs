@@ -781,7 +781,10 @@ fn the_launcher_serves_in_the_upstream_layout() {
         if let (Ok(pid), Some(port)) = (pid.trim().parse::<i32>(), port) {
             break (pid, port);
         }
-        assert!(std::time::Instant::now() < deadline, "the launcher never started: {out:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the launcher never started: {out:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
@@ -791,7 +794,10 @@ fn the_launcher_serves_in_the_upstream_layout() {
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
-    assert!(launcher.wait().unwrap().success(), "a clean stop ends the launcher");
+    assert!(
+        launcher.wait().unwrap().success(),
+        "a clean stop ends the launcher"
+    );
     assert!(!logs.join("JackrabbitDLM.pid").exists());
     let _ = std::fs::remove_dir_all(home);
 }

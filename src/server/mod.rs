@@ -6,11 +6,13 @@
 //! - [`start`]: how a server runs (binary or in-process), the handle that
 //!   stops it, and why it could not start.
 //! - [`clock`]: the reactor's clock, monotonic or driven by a test.
+//! - [`identity_dir`]: reads the identity files of `--identity-dir`.
 //! - [`stats_log`]: the statistics log, `JackrabbitDLM.log`.
 //! - [`system`]: what start-up asks of the operating system (address
 //!   resolution, physical memory, the wall clock for the first token).
 
 pub mod clock;
+pub mod identity_dir;
 pub mod reactor;
 pub mod start;
 pub mod stats_log;

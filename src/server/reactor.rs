@@ -40,15 +40,17 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use super::clock::Clock;
+use super::identity_dir::IdentityDir;
 pub use super::start::{Control, RunMode, StartError};
 use super::stats_log::StatsLog;
 use super::system;
 use crate::config::Config;
+use crate::session::auth;
 use crate::session::{Connection, Served, Session};
 use crate::stats::format_pairs;
 use crate::store::{Store, StoreConfig};
@@ -125,6 +127,8 @@ pub struct Server {
     close_after_reply: bool,
     /// `--pid-file`, written at bind and removed on a clean exit.
     pid_file: Option<std::path::PathBuf>,
+    /// `--identity-dir`, watched for changes.
+    identity_dir: Option<IdentityDir>,
 }
 
 impl Server {
@@ -157,7 +161,7 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = if mode.signals {
-            let mut signals = Signals::new([SIGINT, SIGTERM])?;
+            let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             Some(signals)
@@ -180,12 +184,25 @@ impl Server {
             },
             mode.clock.now(),
         );
-        let session = Session::new(
+        let mut session = Session::new(
             store,
             Millis::from_secs(config.max_ttl),
             usize::try_from(config.batch).unwrap_or(usize::MAX),
             usize::try_from(config.max_line).unwrap_or(usize::MAX),
         );
+        let identity_dir = match &config.identity_dir {
+            Some(dir) => {
+                let max = usize::try_from(config.max_identities).unwrap_or(usize::MAX);
+                let (watched, identities) = IdentityDir::open(dir, max)?;
+                session.authenticate(auth::Policy {
+                    identities,
+                    anonymous_max_ttl: Millis::from_secs(config.anonymous_max_ttl),
+                    anonymous_max_value: config.anonymous_max_value,
+                });
+                Some(watched)
+            }
+            None => None,
+        };
         if let Some(path) = &config.pid_file {
             system::write_pid_file(path)?;
         }
@@ -212,6 +229,7 @@ impl Server {
             shutdown_at: None,
             close_after_reply: config.close_after_reply,
             pid_file: config.pid_file.clone(),
+            identity_dir,
         })
     }
 
@@ -270,12 +288,17 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(now),
                     SIGNALS => {
-                        if self
+                        let pending: Vec<i32> = self
                             .signals
                             .as_mut()
-                            .is_some_and(|s| s.pending().next().is_some())
-                        {
-                            self.begin_shutdown(now);
+                            .map(|s| s.pending().collect())
+                            .unwrap_or_default();
+                        for signal in pending {
+                            if signal == SIGHUP {
+                                self.reread_identities(true);
+                            } else {
+                                self.begin_shutdown(now);
+                            }
                         }
                     }
                     WAKER => {
@@ -326,6 +349,7 @@ impl Server {
             }
             if now >= next_sweep {
                 self.close_stalled(now);
+                self.reread_identities(false);
                 next_sweep = now.after(SWEEP_EVERY);
             }
             if self.accept_paused_until.is_some_and(|t| now >= t) {
@@ -347,6 +371,16 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// Reads the identity directory again if it changed (or always, with
+    /// `force`: SIGHUP), outside any request's path.
+    fn reread_identities(&mut self, force: bool) {
+        if let Some(dir) = &mut self.identity_dir {
+            if let Some(identities) = dir.reread(force) {
+                self.session.set_identities(identities);
+            }
+        }
     }
 
     fn begin_shutdown(&mut self, now: Moment) {

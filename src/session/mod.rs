@@ -21,6 +21,7 @@
 //! Boundary: no sockets and no clock (the time is an argument); the store
 //! decides, this layer only frames, parses, routes and writes.
 
+pub mod auth;
 mod connection;
 mod replies;
 
@@ -56,6 +57,8 @@ pub struct Session {
     max_line: usize,
     /// Which connection each parked request belongs to.
     parked: HashMap<Ticket, ConnKey>,
+    /// With `--identity-dir`: the identities and the anonymous limits.
+    auth: Option<auth::Policy>,
 }
 
 /// What [`Session::answer_line`] did with a line.
@@ -86,6 +89,21 @@ impl Session {
             batch: batch.max(1),
             max_line,
             parked: HashMap::new(),
+            auth: None,
+        }
+    }
+
+    /// Authenticates every request from now on as `policy` says (PROTOCOL.md,
+    /// Authentication).
+    pub fn authenticate(&mut self, policy: auth::Policy) {
+        self.auth = Some(policy);
+    }
+
+    /// Replaces the identities (the directory was read again); no effect
+    /// unless the session authenticates.
+    pub fn set_identities(&mut self, identities: auth::Identities) {
+        if let Some(policy) = &mut self.auth {
+            policy.identities = identities;
         }
     }
 
@@ -142,20 +160,30 @@ impl Session {
             parser,
             decoded,
             plain,
+            auth,
             ..
         } = self;
+        let auth = auth.as_ref();
         store.counters.requests_in += 1;
         let encoding = Encoding::of_first_byte(buf[start]);
         let mut parked_id = "";
         let outcome = match encoding {
-            Encoding::Plain => answer(store, parser, now, &mut buf[start..], len, &mut parked_id),
+            Encoding::Plain => answer(
+                store,
+                parser,
+                auth,
+                now,
+                &mut buf[start..],
+                len,
+                &mut parked_id,
+            ),
             Encoding::Table => {
                 decoded.clear();
                 match codec::decode_into(&buf[start..start + len], decoded) {
                     Ok(()) => {
                         let len = decoded.len();
                         decoded.resize(len + PADDING, b' ');
-                        answer(store, parser, now, decoded, len, &mut parked_id)
+                        answer(store, parser, auth, now, decoded, len, &mut parked_id)
                     }
                     Err(_) => Outcome::Reply(Reply::Bare(Status::BadPayload)),
                 }
@@ -208,13 +236,24 @@ impl Session {
 fn answer<'a>(
     store: &'a mut Store,
     parser: &'a mut Parser,
+    auth: Option<&auth::Policy>,
     now: Moment,
     buf: &'a mut [u8],
     len: usize,
     parked_id: &mut &'a str,
 ) -> Outcome<'a> {
     match parser.parse(buf, len) {
-        Ok(request) => {
+        Ok(mut request) => {
+            if let Some(policy) = auth {
+                match policy.judge(&request) {
+                    Ok(Some(tag)) => request = request.authenticated_as(tag),
+                    Ok(None) => {}
+                    Err(auth::AuthFailed) => {
+                        store.counters.auth_failed += 1;
+                        return Outcome::Reply(Reply::Bare(Status::BadPayload));
+                    }
+                }
+            }
             log::debug!(
                 "{} {:?} by {:?}",
                 request.action().name(),

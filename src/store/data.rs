@@ -39,7 +39,7 @@ impl Store {
             return self.new_item(hash, deadline, req);
         };
         let item = &self.data[key];
-        if item.packed.owner() != req.id() {
+        if !item.packed.is_owned_by(req.id(), req.owner_name()) {
             return Reply::Bare(Status::NotOwner);
         }
         if req.expire().is_zero() {
@@ -54,7 +54,10 @@ impl Store {
         if new_len > old_len && !self.charge(new_len - old_len) {
             return Reply::Bare(Status::No);
         }
-        let Some(packed) = self.recycler.pack(req.name(), req.id(), req.data()) else {
+        let Some(packed) = self
+            .recycler
+            .pack(req.name(), req.id(), req.owner_name(), req.data())
+        else {
             if new_len > old_len {
                 self.release(new_len - old_len);
             }
@@ -78,7 +81,10 @@ impl Store {
         let Some(key) = self.data.vacant_key() else {
             return Reply::Bare(Status::No);
         };
-        let Some(packed) = self.recycler.pack(req.name(), req.id(), req.data()) else {
+        let Some(packed) = self
+            .recycler
+            .pack(req.name(), req.id(), req.owner_name(), req.data())
+        else {
             return Reply::Bare(Status::BadPayload);
         };
         if !self.charge(ENTRY_OVERHEAD + packed.len() as u64) {
@@ -108,7 +114,7 @@ impl Store {
             return Reply::Bare(Status::NotFound);
         };
         let item = &self.data[key];
-        if item.packed.owner() != req.id() {
+        if !item.packed.is_owned_by(req.id(), req.owner_name()) {
             return Reply::Bare(Status::NotOwner);
         }
         self.counters.get += 1;
@@ -125,7 +131,10 @@ impl Store {
             self.counters.erase_nf += 1;
             return Reply::Bare(Status::NotFound);
         };
-        if self.data[key].packed.owner() != req.id() {
+        if !self.data[key]
+            .packed
+            .is_owned_by(req.id(), req.owner_name())
+        {
             return Reply::Bare(Status::NotOwner);
         }
         let timer = self.discard_item(key, hash);

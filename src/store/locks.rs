@@ -59,7 +59,7 @@ impl Store {
             return Outcome::Reply(self.new_hold(hash, deadline, req));
         };
         let hold = &mut self.locks[key];
-        if hold.packed.owner() != req.id() {
+        if !hold.packed.is_owned_by(req.id(), req.owner_name()) {
             return if req.wait().is_zero() {
                 Outcome::Reply(Reply::Bare(Status::NotOwner))
             } else {
@@ -91,7 +91,10 @@ impl Store {
         let Some(key) = self.locks.vacant_key() else {
             return Reply::Bare(Status::No);
         };
-        let Some(packed) = self.recycler.pack(req.name(), req.id(), "") else {
+        let Some(packed) = self
+            .recycler
+            .pack(req.name(), req.id(), req.owner_name(), "")
+        else {
             return Reply::Bare(Status::BadPayload);
         };
         let cost = ENTRY_OVERHEAD + packed.len() as u64;
@@ -128,7 +131,10 @@ impl Store {
             self.counters.unlock_nf += 1;
             return Reply::Bare(Status::Unlocked);
         };
-        if self.locks[key].packed.owner() != req.id() {
+        if !self.locks[key]
+            .packed
+            .is_owned_by(req.id(), req.owner_name())
+        {
             return Reply::Bare(Status::NotOwner);
         }
         self.end_hold(now, key, hash, HoldTimer::Scheduled);
@@ -143,7 +149,11 @@ impl Store {
                 self.counters.test_lock_nf += 1;
                 Reply::Bare(Status::Unlocked)
             }
-            Some(key) if self.locks[key].packed.owner() == req.id() => {
+            Some(key)
+                if self.locks[key]
+                    .packed
+                    .is_owned_by(req.id(), req.owner_name()) =>
+            {
                 self.counters.test_lock += 1;
                 Reply::WithId(Status::Locked, req.id())
             }
@@ -217,8 +227,9 @@ impl Store {
     fn hand_over(&mut self, now: Moment, key: HoldKey, head: WaiterKey, timer: HoldTimer) -> bool {
         let name_and_owner = {
             let hold = &self.locks[key];
+            let waiter = &self.waiters[head.index()];
             self.recycler
-                .pack(hold.packed.name(), &self.waiters[head.index()].owner, "")
+                .pack(hold.packed.name(), &waiter.owner, waiter.owner_name, "")
         };
         let Some(packed) = name_and_owner else {
             let waiter_timer = self.waiters[head.index()].timer;
@@ -231,18 +242,21 @@ impl Store {
         let token = self.take_token();
         let deadline = now.after(waiter.expire);
         let hold = &mut self.locks[key];
-        // The waiter was charged for its owner string; the hold now carries
-        // it, and the previous owner's bytes are released.
-        let old_owner = hold.packed.owner().len() as u64;
+        // The waiter's charge and the old hold's are released, the new
+        // hold's is charged: a transfer, which may differ from them only by
+        // a Name tag, so the memory guard is not asked.
+        let old_cost = hold.cost();
         self.recycler
             .recycle(std::mem::replace(&mut hold.packed, packed));
+        let new_cost = hold.cost();
         hold.token = token;
         hold.deadline = deadline;
         match timer {
             HoldTimer::Scheduled => self.wheel.reschedule(hold.timer, deadline.as_ms()),
             HoldTimer::Fired => hold.timer = self.wheel.schedule(deadline.as_ms(), Due::Lock(key)),
         }
-        self.release(ENTRY_OVERHEAD + old_owner);
+        self.release(old_cost + waiter.cost());
+        self.bytes = self.bytes.saturating_add(new_cost);
         self.completed.push(Completion {
             ticket: waiter.ticket(head),
             granted: Some(token),

@@ -19,6 +19,8 @@
 //! bytes past the strings) may still hold bytes of a previous entry, and
 //! nothing ever reads it: every accessor slices by the stored lengths.
 
+use crate::protocol::request::NameTag;
+
 /// Size classes kept: buffers of [`room`] 24, 40, ..., 248 bytes.
 const CLASSES: usize = 15;
 
@@ -46,7 +48,8 @@ fn class(room: usize) -> Option<usize> {
 #[derive(Debug)]
 pub(super) struct Packed {
     /// Invariant: the first `len()` bytes are the three strings back to
-    /// back, each copied from a `&str`, so every piece is UTF-8.
+    /// back, each copied from a `&str`, so every piece is UTF-8, followed
+    /// (when `named`) by the 8 bytes of the owner's [`NameTag`].
     text: Box<[u8]>,
     /// Lengths of the name and the owner. [`Recycler::pack`] refuses
     /// strings that would not fit (the parser's limits, 4096 and 1024
@@ -56,7 +59,13 @@ pub(super) struct Packed {
     /// Bytes of `text` past the strings (at most 23); the struct stays 24
     /// bytes, as with the two lengths alone.
     spare: u8,
+    /// The owner was authenticated: its Name's tag follows the value. An
+    /// anonymous entry has none and costs nothing more.
+    named: bool,
 }
+
+/// Bytes a [`NameTag`] takes in an entry's buffer.
+const TAG: usize = 8;
 
 impl Packed {
     pub(super) fn name(&self) -> &str {
@@ -69,7 +78,30 @@ impl Packed {
     }
 
     pub(super) fn value(&self) -> &str {
-        self.piece(self.name_len as usize + self.owner_len as usize, self.len())
+        self.piece(
+            self.name_len as usize + self.owner_len as usize,
+            self.len() - self.tag_len(),
+        )
+    }
+
+    /// The Name the owner was authenticated as, if it was.
+    pub(super) fn owner_name(&self) -> Option<NameTag> {
+        if !self.named {
+            return None;
+        }
+        let end = self.len();
+        let bytes: [u8; TAG] = self.text[end - TAG..end].try_into().ok()?;
+        Some(NameTag(u64::from_le_bytes(bytes)))
+    }
+
+    /// Whether the entry belongs to `id` authenticated as `name` (`None`:
+    /// anonymous): PROTOCOL.md's ownership, by exact ID and the same Name.
+    pub(super) fn is_owned_by(&self, id: &str, name: Option<NameTag>) -> bool {
+        self.owner() == id && self.owner_name() == name
+    }
+
+    fn tag_len(&self) -> usize {
+        if self.named { TAG } else { 0 }
     }
 
     /// Bytes of strings held (what the memory guard charges).
@@ -100,13 +132,23 @@ impl Recycler {
     /// Packs `name`, `owner` and `value` into a recycled buffer of their
     /// size class, or a new one; `None` (and nothing allocated) if the name
     /// or the owner is longer than a `u16` can say.
-    pub(super) fn pack(&mut self, name: &str, owner: &str, value: &str) -> Option<Packed> {
+    ///
+    /// An owner authenticated as a Name (`owner_name`) has its tag kept
+    /// after the value.
+    pub(super) fn pack(
+        &mut self,
+        name: &str,
+        owner: &str,
+        owner_name: Option<NameTag>,
+        value: &str,
+    ) -> Option<Packed> {
         let name_len = u16::try_from(name.len()).ok()?;
         let owner_len = u16::try_from(owner.len()).ok()?;
-        let len = name
+        let strings = name
             .len()
             .checked_add(owner.len())?
             .checked_add(value.len())?;
+        let len = strings + if owner_name.is_some() { TAG } else { 0 };
         let room = room(len);
         let recycled = class(room).and_then(|class| self.classes[class].pop());
         let text = match recycled {
@@ -130,6 +172,10 @@ impl Recycler {
                 text.into_boxed_slice()
             }
         };
+        let mut text = text;
+        if let Some(tag) = owner_name {
+            text[strings..len].copy_from_slice(&tag.0.to_le_bytes());
+        }
         // `room` exceeds `len` by less than 24 bytes (see `room`).
         let spare =
             u8::try_from(room - len).unwrap_or_else(|_| unreachable!("room is len + 0..24"));
@@ -138,6 +184,7 @@ impl Recycler {
             name_len,
             owner_len,
             spare,
+            named: owner_name.is_some(),
         })
     }
 
@@ -198,7 +245,7 @@ mod tests {
                 &*"v".repeat(100_000),
             ),
         ] {
-            let packed = recycler.pack(name, owner, value).unwrap();
+            let packed = recycler.pack(name, owner, None, value).unwrap();
             assert_eq!(
                 (packed.name(), packed.owner(), packed.value()),
                 (name, owner, value)
@@ -213,13 +260,13 @@ mod tests {
     fn recycled_buffers_never_show_a_previous_entrys_bytes() {
         let mut recycler = Recycler::default();
         let old = recycler
-            .pack("lock", "the-previous-owner", "its-secret-value")
+            .pack("lock", "the-previous-owner", None, "its-secret-value")
             .unwrap();
         let buffer = old.text.as_ptr();
         recycler.recycle(old);
         // 3 + 2 + 29 bytes: the same class (room 40) as the 38 bytes above.
         let new = recycler
-            .pack("abc", "me", "a-shorter-value-in-that-class")
+            .pack("abc", "me", None, "a-shorter-value-in-that-class")
             .unwrap();
         assert_eq!(new.text.as_ptr(), buffer, "the buffer was reused");
         assert_eq!(
@@ -229,7 +276,7 @@ mod tests {
         recycler.recycle(new);
         // A hold (no value) of 29 bytes, in that class again.
         let hold = recycler
-            .pack("the-lock-name", "another-owner-id", "")
+            .pack("the-lock-name", "another-owner-id", None, "")
             .unwrap();
         assert_eq!(hold.text.as_ptr(), buffer, "the buffer was reused");
         assert_eq!(
@@ -246,10 +293,10 @@ mod tests {
         // length would split it and break the UTF-8 invariant.
         let long = "é".repeat(usize::from(u16::MAX) / 2 + 1);
         assert!(long.len() > usize::from(u16::MAX));
-        assert!(recycler.pack(&long, "o", "").is_none());
-        assert!(recycler.pack("n", &long, "").is_none());
+        assert!(recycler.pack(&long, "o", None, "").is_none());
+        assert!(recycler.pack("n", &long, None, "").is_none());
         let fits = "n".repeat(usize::from(u16::MAX));
-        let packed = recycler.pack(&fits, &fits, &long).unwrap();
+        let packed = recycler.pack(&fits, &fits, None, &long).unwrap();
         assert_eq!(
             (packed.name(), packed.owner(), packed.value()),
             (&*fits, &*fits, &*long)
@@ -257,11 +304,38 @@ mod tests {
     }
 
     #[test]
+    fn an_authenticated_owner_keeps_its_name_tag_after_the_value() {
+        let mut recycler = Recycler::default();
+        let tag = NameTag(0x0123_4567_89ab_cdef);
+        let named = recycler.pack("lock", "w1", Some(tag), "value").unwrap();
+        assert_eq!(
+            (named.name(), named.owner(), named.value()),
+            ("lock", "w1", "value")
+        );
+        assert_eq!(named.owner_name(), Some(tag));
+        assert_eq!(named.len(), 4 + 2 + 5 + TAG);
+        assert!(named.is_owned_by("w1", Some(tag)));
+        assert!(
+            !named.is_owned_by("w1", None),
+            "an anonymous request is not its owner"
+        );
+        assert!(!named.is_owned_by("w1", Some(NameTag(1))));
+        recycler.recycle(named);
+        // The reused buffer shows no tag to an anonymous entry.
+        let anonymous = recycler.pack("lock", "w1", None, "value").unwrap();
+        assert_eq!(anonymous.owner_name(), None);
+        assert_eq!(anonymous.len(), 11);
+        assert!(anonymous.is_owned_by("w1", None));
+        assert!(!anonymous.is_owned_by("w1", Some(tag)));
+        assert_eq!(std::mem::size_of::<Packed>(), 24);
+    }
+
+    #[test]
     fn bounded_per_class_and_in_all() {
         let mut recycler = Recycler::default();
         for n in [1, 30, 100, 248, 249, 5000] {
             let buffers: Vec<Packed> = (0..3 * KEPT)
-                .map(|_| recycler.pack(&"n".repeat(n), "", "").unwrap())
+                .map(|_| recycler.pack(&"n".repeat(n), "", None, "").unwrap())
                 .collect();
             buffers.into_iter().for_each(|p| recycler.recycle(p));
         }
@@ -270,7 +344,7 @@ mod tests {
         assert_eq!(kept.iter().sum::<usize>(), 4 * KEPT, "{kept:?}");
         for size in (24..=248).step_by(16) {
             let buffers: Vec<Packed> = (0..2 * KEPT)
-                .map(|_| recycler.pack(&"n".repeat(size), "", "").unwrap())
+                .map(|_| recycler.pack(&"n".repeat(size), "", None, "").unwrap())
                 .collect();
             buffers.into_iter().for_each(|p| recycler.recycle(p));
         }

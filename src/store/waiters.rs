@@ -20,6 +20,7 @@
 use super::table::{HoldKey, SlabKey, WaiterKey, key_at};
 use super::wheel::TimerId;
 use super::{Due, ENTRY_OVERHEAD, Outcome, Store};
+use crate::protocol::request::NameTag;
 use crate::protocol::{FencingToken, Reply, Request, Status};
 use crate::time::{Millis, Moment};
 
@@ -64,6 +65,8 @@ pub(super) struct Waiter {
     /// The hold it waits on.
     pub(super) hold: HoldKey,
     pub(super) owner: Box<str>,
+    /// The Name the owner was authenticated as, if it was.
+    pub(super) owner_name: Option<NameTag>,
     /// The TTL the hold gets when it is granted.
     pub(super) expire: Millis,
     pub(super) timer: TimerId,
@@ -110,6 +113,7 @@ impl Store {
         self.waiters.insert(Waiter {
             hold: key,
             owner: req.id().into(),
+            owner_name: req.owner_name(),
             expire: req.expire(),
             timer,
             prev: queue.tail,
