@@ -144,3 +144,24 @@ fn connection_closed_with_waits_sends_nothing_more() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection/seed-closed-with-waits");
     check("connection", &std::fs::read(seed).expect("read the seed"));
 }
+
+/// Found by `frame` once a line over the limit is discarded instead of
+/// closing the connection; the checker was wrong, not the framer: while the
+/// tail of such a line arrives, `Incomplete` consumes it (that is the
+/// discarding), so "asking again changes nothing" holds only outside it.
+#[test]
+fn frame_the_tail_of_an_overrun_line_is_consumed_as_it_comes() {
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/frame/seed-overrun-tail-consumed");
+    check("frame", &std::fs::read(seed).expect("read the seed"));
+}
+
+/// Found by `connection` when the harness learned to close clients
+/// mid-stream; the checker was wrong: it closed a client before it had
+/// read what was already sent, so it compared a prefix with the whole.
+#[test]
+fn connection_closed_mid_stream_after_reading_what_was_sent() {
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection/seed-closed-mid-stream");
+    check("connection", &std::fs::read(seed).expect("read the seed"));
+}

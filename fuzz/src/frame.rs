@@ -49,6 +49,7 @@ pub fn check(data: &[u8]) {
         fed += n;
         loop {
             let before = framer.consumed();
+            let was_discarding = framer.is_discarding();
             match framer.next_line(&buf) {
                 Frame::Line(range) => {
                     assert!(range.start >= before && range.end <= buf.len());
@@ -59,7 +60,12 @@ pub fn check(data: &[u8]) {
                 }
                 Frame::Incomplete => {
                     assert!(framer.pending(&buf) < max_line);
-                    assert_eq!(framer.consumed(), before);
+                    if was_discarding {
+                        // The overrun line's tail is consumed as it comes.
+                        assert!(framer.consumed() >= before);
+                    } else {
+                        assert_eq!(framer.consumed(), before);
+                    }
                     assert_eq!(framer.next_line(&buf), Frame::Incomplete);
                     break;
                 }
