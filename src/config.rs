@@ -138,8 +138,26 @@ pub fn command() -> clap::Command {
 }
 
 /// Writes the server's man page, `jackrabbit-dlm.1`, in roff.
+/// clap_mangen leaves the variables out, so they get their own section.
 pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    clap_mangen::Man::new(command()).render(out)
+    let command = command();
+    clap_mangen::Man::new(command.clone()).render(out)?;
+    writeln!(out, ".SH ENVIRONMENT")?;
+    writeln!(
+        out,
+        "Every option can also be set from a variable; an option given on the command line wins."
+    )?;
+    for arg in command.get_arguments() {
+        let Some(var) = arg.get_env().and_then(|v| v.to_str()) else {
+            continue;
+        };
+        let option = arg.get_long().map_or_else(
+            || arg.get_id().as_str().to_ascii_uppercase(),
+            |long| format!("\\-\\-{}", long.replace('-', "\\-")),
+        );
+        writeln!(out, ".TP\n\\fB{var}\\fR\nAs \\fB{option}\\fR.")?;
+    }
+    Ok(())
 }
 
 impl Config {
@@ -197,6 +215,60 @@ mod tests {
         // Names are kept as given: resolving one is start-up's I/O.
         let c = Config::from_args(["x", "no such host.invalid", "0"]).unwrap();
         assert_eq!(c.host, "no such host.invalid");
+    }
+
+    #[test]
+    fn every_option_has_its_environment_variable() {
+        let command = command();
+        let mut seen = Vec::new();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let var = arg.get_env().and_then(|v| v.to_str()).unwrap_or("");
+            assert!(var.starts_with(ENV_PREFIX), "{id} has no variable");
+            assert_eq!(var, var.to_ascii_uppercase(), "{id}");
+            seen.push(var.to_owned());
+        }
+        for var in [
+            "JACKRABBIT_DLM_HOST",
+            "JACKRABBIT_DLM_PORT",
+            "JACKRABBIT_DLM_MAX_LINE",
+            "JACKRABBIT_DLM_MAX_WAITERS",
+            "JACKRABBIT_DLM_METRICS",
+            "JACKRABBIT_DLM_VERBOSE",
+        ] {
+            assert!(seen.iter().any(|s| s == var), "{var} missing from {seen:?}");
+        }
+        let help = command.clone().render_long_help().to_string();
+        assert!(help.contains("[env: JACKRABBIT_DLM_MAX_LINE="), "{help}");
+    }
+
+    #[test]
+    fn metrics_options() {
+        let c = Config::from_args(["x"]).unwrap();
+        assert_eq!(c.metrics, None, "off by default");
+        assert_eq!(
+            (
+                c.metrics_max_connections,
+                c.metrics_max_request,
+                c.metrics_timeout
+            ),
+            (16, 8192, 10)
+        );
+        let c = Config::from_args(["x", "--metrics", "[::1]:9100"]).unwrap();
+        assert_eq!(c.metrics.as_deref(), Some("[::1]:9100"));
+        assert!(Config::from_args(["x", "--metrics-max-request", "10"]).is_err());
+    }
+
+    #[test]
+    fn man_page_names_the_options() {
+        let mut page = Vec::new();
+        write_man_page(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH jackrabbit-dlm 1"), "{page}");
+        assert!(page.contains("max\\-line"), "{page}");
     }
 
     #[test]

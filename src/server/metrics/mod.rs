@@ -186,10 +186,8 @@ struct Latency {
 impl Latency {
     fn observe(&mut self, turn: Duration, requests: u64) {
         let ns = u64::try_from(turn.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BOUNDS_NS
-            .iter()
-            .position(|&bound| ns <= bound)
-            .unwrap_or(BOUNDS_NS.len());
+        // The first bucket whose bound is at least `ns` (past the last: +Inf).
+        let bucket = BOUNDS_NS.partition_point(|&bound| bound < ns);
         self.counts[bucket] = self.counts[bucket].saturating_add(requests);
         self.sum_ns = self
             .sum_ns
