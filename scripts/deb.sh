@@ -26,8 +26,8 @@ missing=0
 for path in \
     ./usr/bin/jackrabbit-dlm \
     ./usr/bin/dlm \
-    ./usr/share/man/man1/jackrabbit-dlm.1 \
-    ./usr/share/man/man1/dlm.1 \
+    ./usr/share/man/man1/jackrabbit-dlm.1.gz \
+    ./usr/share/man/man1/dlm.1.gz \
     ./usr/share/bash-completion/completions/dlm \
     ./usr/share/zsh/vendor-completions/_dlm \
     ./usr/share/fish/vendor_completions.d/dlm.fish \
