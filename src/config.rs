@@ -1,7 +1,8 @@
 //! The server's command line, parsed and validated into a [`Config`].
 //!
 //! Every limit the server enforces is a named option here, with its default
-//! shown in `--help`.
+//! shown in `--help`. Every option can also be set from the environment
+//! (`JACKRABBIT_DLM_<NAME>`, see [`command`]), for unit files and containers.
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -123,6 +124,75 @@ pub struct Config {
     /// More diagnostics on stderr (-v: info, -vv: debug, which may show names and IDs; never values)
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Serve Prometheus metrics (GET /metrics), /livez and /readyz over HTTP on this HOST:PORT [default: off]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
+
+    /// Most connections the metrics port keeps open at once; more are closed at once
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub metrics_max_connections: u64,
+
+    /// Longest HTTP request head the metrics port reads, in bytes; a longer one is answered 400
+    #[arg(long, value_name = "BYTES", default_value_t = 8192,
+          value_parser = clap::value_parser!(u64).range(256..=1 << 20))]
+    pub metrics_max_request: u64,
+
+    /// Close a metrics-port connection this many seconds after it was accepted, answered or not
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub metrics_timeout: u64,
+}
+
+/// The prefix of the environment variables that set options:
+/// `JACKRABBIT_DLM_MAX_LINE=4096` is `--max-line 4096`, `JACKRABBIT_DLM_HOST`
+/// and `JACKRABBIT_DLM_PORT` the positional arguments. An option on the
+/// command line wins over its variable.
+pub const ENV_PREFIX: &str = "JACKRABBIT_DLM_";
+
+/// The server's command line as clap sees it, with every argument also
+/// read from its `JACKRABBIT_DLM_<NAME>` variable (named after the long
+/// option, or the positional argument; shown in `--help`). Added here
+/// rather than per option, so that no option can be left without one.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    Config::command().mut_args(|arg| {
+        let name = arg
+            .get_long()
+            .map_or_else(|| arg.get_id().as_str().to_owned(), str::to_owned);
+        if matches!(name.as_str(), "help" | "version") {
+            return arg;
+        }
+        let var = format!(
+            "{ENV_PREFIX}{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        arg.env(var)
+    })
+}
+
+/// Writes the server's man page, `jackrabbit-dlm.1`, in roff.
+/// clap_mangen leaves the variables out, so they get their own section.
+pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let command = command();
+    clap_mangen::Man::new(command.clone()).render(out)?;
+    writeln!(out, ".SH ENVIRONMENT")?;
+    writeln!(
+        out,
+        "Every option can also be set from a variable; an option given on the command line wins."
+    )?;
+    for arg in command.get_arguments() {
+        let Some(var) = arg.get_env().and_then(|v| v.to_str()) else {
+            continue;
+        };
+        let option = arg.get_long().map_or_else(
+            || arg.get_id().as_str().to_ascii_uppercase(),
+            |long| format!("\\-\\-{}", long.replace('-', "\\-")),
+        );
+        writeln!(out, ".TP\n\\fB{var}\\fR\nAs \\fB{option}\\fR.")?;
+    }
+    Ok(())
 }
 
 impl Config {
@@ -132,11 +202,13 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Config::try_parse_from(args)
+        use clap::FromArgMatches as _;
+        let matches = command().try_get_matches_from(args)?;
+        Config::from_arg_matches(&matches).map_err(|e| e.format(&mut command()))
     }
 
     /// A configuration with every default, listening on `127.0.0.1:0`: for
-    /// tests and embedding.
+    /// tests and embedding (the environment is not read).
     pub fn for_tests() -> Config {
         Config::parse_from(["jackrabbit-dlm", "127.0.0.1", "0"])
     }
@@ -178,6 +250,60 @@ mod tests {
         // Names are kept as given: resolving one is start-up's I/O.
         let c = Config::from_args(["x", "no such host.invalid", "0"]).unwrap();
         assert_eq!(c.host, "no such host.invalid");
+    }
+
+    #[test]
+    fn every_option_has_its_environment_variable() {
+        let command = command();
+        let mut seen = Vec::new();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let var = arg.get_env().and_then(|v| v.to_str()).unwrap_or("");
+            assert!(var.starts_with(ENV_PREFIX), "{id} has no variable");
+            assert_eq!(var, var.to_ascii_uppercase(), "{id}");
+            seen.push(var.to_owned());
+        }
+        for var in [
+            "JACKRABBIT_DLM_HOST",
+            "JACKRABBIT_DLM_PORT",
+            "JACKRABBIT_DLM_MAX_LINE",
+            "JACKRABBIT_DLM_MAX_WAITERS",
+            "JACKRABBIT_DLM_METRICS",
+            "JACKRABBIT_DLM_VERBOSE",
+        ] {
+            assert!(seen.iter().any(|s| s == var), "{var} missing from {seen:?}");
+        }
+        let help = command.clone().render_long_help().to_string();
+        assert!(help.contains("[env: JACKRABBIT_DLM_MAX_LINE="), "{help}");
+    }
+
+    #[test]
+    fn metrics_options() {
+        let c = Config::from_args(["x"]).unwrap();
+        assert_eq!(c.metrics, None, "off by default");
+        assert_eq!(
+            (
+                c.metrics_max_connections,
+                c.metrics_max_request,
+                c.metrics_timeout
+            ),
+            (16, 8192, 10)
+        );
+        let c = Config::from_args(["x", "--metrics", "[::1]:9100"]).unwrap();
+        assert_eq!(c.metrics.as_deref(), Some("[::1]:9100"));
+        assert!(Config::from_args(["x", "--metrics-max-request", "10"]).is_err());
+    }
+
+    #[test]
+    fn man_page_names_the_options() {
+        let mut page = Vec::new();
+        write_man_page(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH jackrabbit-dlm 1"), "{page}");
+        assert!(page.contains("max\\-line"), "{page}");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use jackrabbit_dlm::config::Config;
-use jackrabbit_dlm::server::{Server, StartError, reactor::banner};
+use jackrabbit_dlm::server::{Server, StartError, reactor::banner, systemd};
 
 /// Diagnostics on stderr, quiet (warnings and errors only) by default.
 struct StderrLogger;
@@ -51,6 +51,19 @@ fn pin_to_core(core: usize) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Hidden: the man page from the clap definitions, for packaging.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--generate-man")
+    {
+        return match jackrabbit_dlm::config::write_man_page(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jackrabbit-dlm: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let config = match Config::from_args(std::env::args_os()) {
         Ok(config) => config,
         Err(e) => {
@@ -91,6 +104,13 @@ fn main() -> ExitCode {
     // Tests and scripts read the bound address (port 0 picks one) from here.
     println!("{} listening on {}", banner(), server.local_addr());
     let _ = std::io::stdout().flush();
+    if let Some(addr) = server.metrics_addr() {
+        // The second line; a reader that stopped after the first must not
+        // make this fail.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "metrics on http://{addr}/metrics").and_then(|()| out.flush());
+    }
+    systemd::notify_ready();
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

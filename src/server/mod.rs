@@ -10,13 +10,18 @@
 //! - [`stats_log`]: the statistics log, `JackrabbitDLM.log`.
 //! - [`system`]: what start-up asks of the operating system (address
 //!   resolution, physical memory, the wall clock for the first token).
+//! - [`metrics`]: the metrics port (`--metrics`): Prometheus metrics,
+//!   `/livez` and `/readyz`, served from the reactor's own `Poll`.
+//! - [`systemd`]: socket activation (adopting fd 3) and `READY=1`.
 
 pub mod clock;
 pub mod identity_dir;
+pub mod metrics;
 pub mod reactor;
 pub mod start;
 pub mod stats_log;
 pub mod system;
+pub mod systemd;
 
 pub use clock::ManualClock;
 pub use reactor::Server;

@@ -36,7 +36,7 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -46,9 +46,11 @@ use slab::Slab;
 
 use super::clock::Clock;
 use super::identity_dir::IdentityDir;
+use super::metrics::{self, Metrics};
 pub use super::start::{Control, RunMode, StartError};
 use super::stats_log::StatsLog;
 use super::system;
+use super::systemd;
 use crate::config::Config;
 use crate::session::auth;
 use crate::session::{Connection, Served, Session};
@@ -129,6 +131,8 @@ pub struct Server {
     pid_file: Option<std::path::PathBuf>,
     /// `--identity-dir`, watched for changes.
     identity_dir: Option<IdentityDir>,
+    /// The metrics port (`--metrics`), if asked for.
+    metrics: Option<Metrics>,
 }
 
 impl Server {
@@ -142,24 +146,15 @@ impl Server {
     pub fn bind_with(config: &Config, mode: RunMode) -> Result<Server, StartError> {
         let mut log = StatsLog::open(&config.log_dir, config.log_utc)?;
         let addr = system::listen_addr(&config.host, config.port)?;
-        let mut listener = match system::listen(addr, config.backlog) {
-            Ok(listener) => TcpListener::from_std(listener),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                let err = StartError::PortInUse(addr.port());
-                log.line(&err.to_string());
-                return Err(err);
-            }
-            Err(e) => {
-                return Err(StartError::Other(io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {addr}: {e}"),
-                )));
-            }
+        let mut listener = match systemd::adopt_listener()? {
+            Some(listener) => listener,
+            None => bind_listener(addr, config.backlog, &mut log)?,
         };
         let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let metrics = metrics_port(config, poll.registry())?;
         let signals = if mode.signals {
             let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
             poll.registry()
@@ -230,7 +225,13 @@ impl Server {
             close_after_reply: config.close_after_reply,
             pid_file: config.pid_file.clone(),
             identity_dir,
+            metrics,
         })
+    }
+
+    /// The metrics port's address, when `--metrics` asked for one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(Metrics::local_addr)
     }
 
     /// A handle that stops this server from another thread.
@@ -270,7 +271,8 @@ impl Server {
             .flatten()
             .min()
             .unwrap_or(next_stats);
-            let timeout = if !self.backlog.is_empty() || expiry_behind {
+            let metrics_behind = self.metrics.as_ref().is_some_and(Metrics::has_backlog);
+            let timeout = if !self.backlog.is_empty() || expiry_behind || metrics_behind {
                 Duration::ZERO
             } else {
                 Duration::from_millis(wake.since(now).as_ms())
@@ -284,9 +286,11 @@ impl Server {
 
             // 2. Serve what is ready.
             let now = self.now();
+            let turn = self.metrics_turn_begin();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
+                    token if metrics::owns(token) => self.metrics_event(event, now),
                     SIGNALS => {
                         let pending: Vec<i32> = self
                             .signals
@@ -325,11 +329,15 @@ impl Server {
                     self.drive(key, now);
                 }
             }
+            if metrics_behind {
+                self.metrics_accept_backlog(now);
+            }
 
             // 3. to 5. Expire, deliver completed waits, write.
             expiry_behind = self.session.store.expire(now, EXPIRE_BATCH);
             self.deliver_completions();
             self.flush_turn();
+            self.metrics_turn_end(turn);
 
             // 6. Housekeeping.
             if self.session.store.maybe_compact() {
@@ -350,6 +358,9 @@ impl Server {
             if now >= next_sweep {
                 self.close_stalled(now);
                 self.reread_identities(false);
+                if let Some(metrics) = self.metrics.as_mut() {
+                    metrics.sweep(now, self.poll.registry());
+                }
                 next_sweep = now.after(SWEEP_EVERY);
             }
             if self.accept_paused_until.is_some_and(|t| now >= t) {
@@ -383,9 +394,57 @@ impl Server {
         }
     }
 
+    /// An event on a metrics-port token: handed to the metrics module with
+    /// a view of the server.
+    fn metrics_event(&mut self, event: &mio::event::Event, now: Moment) {
+        let Some(metrics) = self.metrics.as_mut() else {
+            return;
+        };
+        let store = &self.session.store;
+        let view = metrics::View {
+            counters: &store.counters,
+            locks: store.lock_count(),
+            items: store.data_count(),
+            waiters: store.waiter_count(),
+            connections: self.peers.len(),
+            max_connections: self.limits.max_connections,
+            bytes_held: store.bytes_held(),
+            max_bytes: store.max_bytes(),
+            listening: self.listener.is_some(),
+            // The place for a cluster member's state (role, term, leader,
+            // commit and apply indexes) once the server replicates.
+            cluster: None,
+        };
+        metrics.on_event(event, now, &view, self.poll.registry());
+    }
+
+    fn metrics_accept_backlog(&mut self, now: Moment) {
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.accept_backlog(now, self.poll.registry());
+        }
+    }
+
+    /// With the metrics port on, the turn's start and the requests read so
+    /// far, for the latency histogram (a vDSO clock read, no system call).
+    fn metrics_turn_begin(&self) -> Option<(Instant, u64)> {
+        self.metrics
+            .as_ref()
+            .map(|_| (Instant::now(), self.session.store.counters.requests_in))
+    }
+
+    fn metrics_turn_end(&mut self, turn: Option<(Instant, u64)>) {
+        if let (Some(metrics), Some((start, requests_before))) = (self.metrics.as_mut(), turn) {
+            let requests = self.session.store.counters.requests_in - requests_before;
+            if requests > 0 {
+                metrics.observe_turn(start.elapsed(), requests);
+            }
+        }
+    }
+
     fn begin_shutdown(&mut self, now: Moment) {
         if self.shutdown_at.is_none() {
             log::info!("shutting down");
+            systemd::notify_stopping();
             self.shutdown_at = Some(now.after(SHUTDOWN_GRACE));
             self.listener = None;
         }
@@ -637,6 +696,40 @@ impl Server {
             self.peers.shrink_to_fit();
         }
     }
+}
+
+/// Binds the lock port's listening socket at `addr`.
+fn bind_listener(
+    addr: SocketAddr,
+    backlog: u32,
+    log: &mut StatsLog,
+) -> Result<TcpListener, StartError> {
+    match system::listen(addr, backlog) {
+        Ok(listener) => Ok(TcpListener::from_std(listener)),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let err = StartError::PortInUse(addr.port());
+            log.line(&err.to_string());
+            Err(err)
+        }
+        Err(e) => Err(StartError::Other(io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e}"),
+        ))),
+    }
+}
+
+/// The metrics port, bound and registered, when `--metrics` asks for it.
+fn metrics_port(config: &Config, registry: &mio::Registry) -> Result<Option<Metrics>, StartError> {
+    let Some(spec) = config.metrics.as_deref() else {
+        return Ok(None);
+    };
+    let addr = system::metrics_addr(spec)?;
+    let limits = metrics::Limits {
+        max_connections: usize::try_from(config.metrics_max_connections).unwrap_or(usize::MAX),
+        max_request: usize::try_from(config.metrics_max_request).unwrap_or(usize::MAX),
+        timeout: Millis::from_secs(config.metrics_timeout),
+    };
+    Ok(Some(Metrics::bind(addr, limits, registry)?))
 }
 
 /// Whether a connection has nothing left to do: every reply sent, no

@@ -27,6 +27,23 @@ pub fn listen_addr(host: &str, port: u16) -> io::Result<SocketAddr> {
     })
 }
 
+/// The address to bind for `--metrics HOST:PORT` (`[::1]:9100` for IPv6;
+/// the host resolved as in [`listen_addr`]).
+pub fn metrics_addr(spec: &str) -> io::Result<SocketAddr> {
+    let invalid = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--metrics {spec}: expected HOST:PORT"),
+        )
+    };
+    let (host, port) = spec.rsplit_once(':').ok_or_else(invalid)?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    if host.is_empty() {
+        return Err(invalid());
+    }
+    listen_addr(host, port)
+}
+
 /// A third of the machine's physical memory (1 GiB if it cannot be read):
 /// the default `--max-memory`.
 pub fn default_max_memory() -> u64 {

@@ -168,6 +168,11 @@ impl Store {
         self.bytes
     }
 
+    /// The memory guard's cap in bytes (`--max-memory`).
+    pub fn max_bytes(&self) -> u64 {
+        self.config.max_bytes
+    }
+
     /// The next time [`Store::expire`] has work, if any.
     pub fn next_deadline(&self) -> Option<Moment> {
         self.wheel.next_deadline().map(Moment::from_ms)

@@ -5,6 +5,7 @@
 //! stdout (plain, or one JSON object with `--json`); anything that is not
 //! success is one line on stderr and an exit status a script can branch on.
 
+mod generate;
 mod run;
 
 use std::collections::BTreeMap;
@@ -188,6 +189,9 @@ fn one_line(error: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = generate::if_asked() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)
