@@ -57,6 +57,10 @@ slab_keys! {
     ItemKey;
     /// A parked request's key in the waiters' slab.
     WaiterKey;
+    /// One ID's share of a lock held shared, in the holders' slab.
+    HolderKey;
+    /// The set of shares of a lock held shared.
+    SetKey;
 }
 
 /// The slab key `index` as a `u32` key, or `None` past `u32::MAX - 1`: the

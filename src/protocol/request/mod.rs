@@ -9,7 +9,10 @@
 //! ignored, `Action` is case-insensitive, `ID` is 1 to 1024 bytes,
 //! `FileName` 1 to 4096 bytes, `Expire` (required for `Lock` and `Put`) is a
 //! finite number of seconds above 0 and at most the server's max TTL, and
-//! `DataStore` must be a string for `Put` and is ignored otherwise. A known
+//! `DataStore` must be a string for `Put` and is ignored otherwise. On
+//! `Lock`, `Mode` is exactly `"Shared"` or `"Exclusive"` and `Limit` (only
+//! with `"Mode":"Shared"`) a whole number, as a string or a number, from 1
+//! to the server's `--max-holders`; other actions ignore both. A known
 //! key given twice is refused: two `ID`s in one request is an ambiguity a lock
 //! server should not resolve by guessing.
 
@@ -17,7 +20,7 @@ use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use crate::time::Millis;
 
-pub use super::action::Action;
+pub use super::action::{Action, Mode};
 
 /// Bytes of slack simd-json needs after a line's last byte. The bytes there
 /// are read but never changed, so they may be the start of the next line.
@@ -27,6 +30,9 @@ pub const PADDING: usize = simd_json::INPUT_PADDING;
 pub const MAX_ID: usize = 1024;
 /// Longest accepted `FileName`, in bytes.
 pub const MAX_FILE_NAME: usize = 4096;
+/// The default of `--max-holders`: most holders of one shared lock, and the
+/// limit of a shared `Lock` that gives no `Limit`.
+pub const DEFAULT_MAX_HOLDERS: u32 = 10_000;
 /// Deepest JSON nesting accepted anywhere in a request (a real request is flat).
 const MAX_DEPTH: usize = 32;
 
@@ -43,6 +49,9 @@ pub struct Request<'a> {
     expire: Millis,
     wait: Millis,
     data: &'a str,
+    mode: Mode,
+    /// `Limit`, or 0 when not given.
+    limit: u32,
 }
 
 impl<'a> Request<'a> {
@@ -69,6 +78,8 @@ impl<'a> Request<'a> {
             expire: Millis::ZERO,
             wait: Millis::ZERO,
             data: "",
+            mode: Mode::Exclusive,
+            limit: 0,
         }
     }
 
@@ -85,6 +96,17 @@ impl<'a> Request<'a> {
     /// The same request carrying the value `data` (`DataStore`).
     pub fn with_data(self, data: &'a str) -> Request<'a> {
         Request { data, ..self }
+    }
+
+    /// The same request holding in `mode` (`Mode`).
+    pub fn with_mode(self, mode: Mode) -> Request<'a> {
+        Request { mode, ..self }
+    }
+
+    /// The same request asking for at most `limit` holders (`Limit`); 0
+    /// means no `Limit`. The store refuses a limit above its `max_holders`.
+    pub fn with_limit(self, limit: u32) -> Request<'a> {
+        Request { limit, ..self }
     }
 
     /// What the request asks for.
@@ -118,6 +140,16 @@ impl<'a> Request<'a> {
     pub fn data(&self) -> &'a str {
         self.data
     }
+
+    /// How a `Lock` holds; [`Mode::Exclusive`] unless it said `Shared`.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The `Limit` of a shared `Lock`, if it gave one.
+    pub fn limit(&self) -> Option<u32> {
+        (self.limit != 0).then_some(self.limit)
+    }
 }
 
 /// Why a line is not a valid request.
@@ -135,6 +167,7 @@ pub struct Parser {
     buffers: Buffers,
     tape: Option<Tape<'static>>,
     max_ttl_ms: u64,
+    max_holders: u32,
 }
 
 impl Parser {
@@ -144,6 +177,15 @@ impl Parser {
             buffers: Buffers::with_max_depth(4096, MAX_DEPTH),
             tape: Some(Tape::null().reset()),
             max_ttl_ms: max_ttl_ms.max(1),
+            max_holders: DEFAULT_MAX_HOLDERS,
+        }
+    }
+
+    /// The same parser accepting a `Limit` of at most `max_holders`.
+    pub fn with_max_holders(self, max_holders: u32) -> Parser {
+        Parser {
+            max_holders: max_holders.max(1),
+            ..self
         }
     }
 
@@ -162,7 +204,7 @@ impl Parser {
             Err(ParseError::BadPayload("line buffer lacks padding"))
         } else {
             match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
-                Ok(()) => read_request(&tape.0, self.max_ttl_ms),
+                Ok(()) => read_request(&tape.0, self.max_ttl_ms, self.max_holders),
                 Err(_) => Err(ParseError::BadPayload("not JSON")),
             }
         };
@@ -180,9 +222,15 @@ struct Fields<'t, 'a> {
     expire: Option<&'t Node<'a>>,
     wait: Option<&'t Node<'a>>,
     data: Option<&'t Node<'a>>,
+    mode: Option<&'t Node<'a>>,
+    limit: Option<&'t Node<'a>>,
 }
 
-fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, ParseError> {
+fn read_request<'a>(
+    tape: &[Node<'a>],
+    max_ttl_ms: u64,
+    max_holders: u32,
+) -> Result<Request<'a>, ParseError> {
     let Some((&Node::Object { len, .. }, mut rest)) = tape.split_first() else {
         return Err(ParseError::BadPayload("not a JSON object"));
     };
@@ -198,6 +246,8 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
             6 if *key == "Action" => Some(&mut fields.action),
             6 if *key == "Expire" => Some(&mut fields.expire),
             4 if *key == "Wait" => Some(&mut fields.wait),
+            4 if *key == "Mode" => Some(&mut fields.mode),
+            5 if *key == "Limit" => Some(&mut fields.limit),
             9 if *key == "DataStore" => Some(&mut fields.data),
             _ => None,
         };
@@ -239,6 +289,9 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
             if let Some(wait) = fields.wait {
                 request.wait = Millis::new(wait_ms(*wait, max_ttl_ms)?);
             }
+            if fields.mode.is_some() || fields.limit.is_some() {
+                read_mode(&mut request, fields.mode, fields.limit, max_holders)?;
+            }
         }
         Action::Put => {
             request.expire = Millis::new(ttl_ms(fields.expire.copied(), max_ttl_ms)?);
@@ -250,6 +303,38 @@ fn read_request<'a>(tape: &[Node<'a>], max_ttl_ms: u64) -> Result<Request<'a>, P
         _ => {}
     }
     Ok(request)
+}
+
+/// `Mode` and `Limit` of a `Lock` (the extension; old clients send neither).
+#[cold]
+fn read_mode(
+    request: &mut Request<'_>,
+    mode: Option<&Node<'_>>,
+    limit: Option<&Node<'_>>,
+    max_holders: u32,
+) -> Result<(), ParseError> {
+    request.mode = match mode {
+        None => Mode::Exclusive,
+        Some(&Node::String(name)) => {
+            Mode::from_name(name).ok_or(ParseError::BadPayload("Mode unknown"))?
+        }
+        Some(_) => return Err(ParseError::BadPayload("Mode is not a string")),
+    };
+    if let Some(limit) = limit {
+        if request.mode != Mode::Shared {
+            return Err(ParseError::BadPayload("Limit without Mode Shared"));
+        }
+        let n = match *limit {
+            Node::String(text) => text.trim_ascii().parse::<u32>().ok(),
+            Node::Static(StaticNode::U64(n)) => u32::try_from(n).ok(),
+            Node::Static(StaticNode::I64(n)) => u32::try_from(n).ok(),
+            _ => None,
+        };
+        request.limit = n
+            .filter(|n| (1..=max_holders).contains(n))
+            .ok_or(ParseError::BadPayload("Limit not a whole number in range"))?;
+    }
+    Ok(())
 }
 
 fn required_str<'a>(

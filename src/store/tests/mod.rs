@@ -4,7 +4,7 @@
 //! naive models (`model.rs`, `waiting.rs`).
 
 use super::*;
-use crate::protocol::{Action, Status};
+use crate::protocol::{Action, Mode, Status};
 use crate::time::Millis;
 use std::collections::HashMap;
 
