@@ -47,6 +47,12 @@ impl Holder {
         &*self.owner == id
     }
 
+    /// The owner (for the store's tests).
+    #[cfg(test)]
+    pub(super) fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// Bytes charged to the memory guard for this share.
     pub(super) fn cost(&self) -> u64 {
         holder_cost(&self.owner)

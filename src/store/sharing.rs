@@ -333,6 +333,7 @@ impl Store {
     pub(super) fn prune_shares(&mut self, now: Moment, key: HoldKey, hash: u64) -> Option<HoldKey> {
         let set = self.locks[key].shared;
         let mut earliest = Moment::from_ms(NEVER);
+        let mut ended = false;
         let mut at = 0;
         while let Some(&hkey) = self.holders.set(set).members().get(at) {
             let deadline = self.holders[hkey].deadline;
@@ -346,6 +347,7 @@ impl Store {
             self.wheel.cancel(share.timer);
             self.release(share.cost());
             self.counters.expired_lock += 1;
+            ended = true;
         }
         if self.holders.set(set).len() == 0 {
             return self
@@ -353,7 +355,9 @@ impl Store {
                 .then_some(key);
         }
         self.locks[key].deadline = earliest;
-        self.grant_queue(now, key);
+        if ended {
+            self.grant_queue(now, key);
+        }
         Some(key)
     }
 
@@ -446,7 +450,17 @@ impl Store {
                 }
                 continue;
             }
-            let held = self.holders.find(set, &waiter.owner);
+            let mut held = self.holders.find(set, &waiter.owner);
+            if let Some(hkey) = held.filter(|&h| self.holders[h].deadline <= now) {
+                // Its ID's own share has ended (its timer not yet fired):
+                // that share goes, and the waiter gets a new one.
+                let share = self.holders.remove(hkey);
+                self.wheel.cancel(share.timer);
+                self.release(share.cost());
+                self.counters.expired_lock += 1;
+                held = None;
+            }
+            let (waiter, shares) = (&self.waiters[head.index()], self.holders.set(set));
             let hkey = match held {
                 Some(hkey) => hkey,
                 None if shares.len() >= shares.limit => return,

@@ -126,6 +126,14 @@ impl<E: Entry> Table<E> {
         self.entries.len()
     }
 
+    /// Every entry with its key (for the store's tests).
+    #[cfg(test)]
+    pub(super) fn iter(&self) -> impl Iterator<Item = (E::Key, &E)> {
+        self.entries
+            .iter()
+            .map(|(i, e)| (key_at::<E::Key>(i).unwrap_or(E::Key::from_index(0)), e))
+    }
+
     /// Whether at least half of the slab's room is unused, so that
     /// compacting would give memory back.
     pub(super) fn is_sparse(&self) -> bool {

@@ -9,6 +9,7 @@ use crate::time::Millis;
 use std::collections::HashMap;
 
 mod model;
+mod shared;
 mod waiting;
 
 const FIRST_TOKEN: u64 = 1_000;
