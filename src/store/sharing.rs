@@ -331,6 +331,23 @@ impl Store {
     /// (shares remain, or it passed to waiters).
     #[cold]
     pub(super) fn prune_shares(&mut self, now: Moment, key: HoldKey, hash: u64) -> Option<HoldKey> {
+        let ended = self.end_late_shares(now, key);
+        if self.holders.set(self.locks[key].shared).len() == 0 {
+            return self
+                .end_hold(now, key, hash, HoldTimer::Scheduled)
+                .then_some(key);
+        }
+        if ended {
+            self.grant_queue(now, key);
+        }
+        Some(key)
+    }
+
+    /// Removes the shares of lock `key` (held shared) whose deadline has
+    /// passed by `now` (their timers not yet fired) and makes the lock's
+    /// bound exact again; true if any left. The lock may be left with no
+    /// share: the caller ends it.
+    fn end_late_shares(&mut self, now: Moment, key: HoldKey) -> bool {
         let set = self.locks[key].shared;
         let mut earliest = Moment::from_ms(NEVER);
         let mut ended = false;
@@ -349,16 +366,8 @@ impl Store {
             self.counters.expired_lock += 1;
             ended = true;
         }
-        if self.holders.set(set).len() == 0 {
-            return self
-                .end_hold(now, key, hash, HoldTimer::Scheduled)
-                .then_some(key);
-        }
         self.locks[key].deadline = earliest;
-        if ended {
-            self.grant_queue(now, key);
-        }
-        Some(key)
+        ended
     }
 
     /// Gives lock `key`, which nobody holds now, to its first waiter `head`,
@@ -434,6 +443,16 @@ impl Store {
             if set == SetKey::NIL || head == WaiterKey::NIL {
                 return;
             }
+            // Shares whose time is up (their timers not yet fired) neither
+            // take room nor keep the limit.
+            if hold.deadline <= now
+                && self.end_late_shares(now, key)
+                && self.holders.set(set).len() == 0
+            {
+                let hash = self.locks.hash_of(key);
+                self.end_hold(now, key, hash, HoldTimer::Scheduled);
+                return;
+            }
             let waiter = &self.waiters[head.index()];
             let late = Moment::from_ms(self.wheel.deadline(waiter.timer)) <= now;
             if !late && waiter.mode == Mode::Exclusive {
@@ -450,17 +469,7 @@ impl Store {
                 }
                 continue;
             }
-            let mut held = self.holders.find(set, &waiter.owner);
-            if let Some(hkey) = held.filter(|&h| self.holders[h].deadline <= now) {
-                // Its ID's own share has ended (its timer not yet fired):
-                // that share goes, and the waiter gets a new one.
-                let share = self.holders.remove(hkey);
-                self.wheel.cancel(share.timer);
-                self.release(share.cost());
-                self.counters.expired_lock += 1;
-                held = None;
-            }
-            let (waiter, shares) = (&self.waiters[head.index()], self.holders.set(set));
+            let held = self.holders.find(set, &waiter.owner);
             let hkey = match held {
                 Some(hkey) => hkey,
                 None if shares.len() >= shares.limit => return,

@@ -185,6 +185,11 @@ impl Model {
         let Held::Shared { limit, shares } = &mut lock.held else {
             return;
         };
+        shares.retain(|s| s.1 > now);
+        if shares.is_empty() {
+            self.end_hold(name, now);
+            return;
+        }
         while let Some(w) = lock.queue.front() {
             let late = w.wait_deadline <= now;
             if !late && w.mode == Mode::Exclusive {
@@ -195,7 +200,6 @@ impl Model {
                 lock.queue.pop_front();
                 continue;
             }
-            shares.retain(|s| !(s.0 == w.owner && s.1 <= now));
             let held = shares.iter().position(|s| s.0 == w.owner);
             if held.is_none() && shares.len() >= *limit as usize {
                 return;
