@@ -227,7 +227,11 @@ impl Locker {
         expire: Duration,
         wait: Duration,
     ) -> Result<FencingToken, Error> {
-        self.acquire_in(expire, Some(wait).filter(|w| !w.is_zero()), Some(self.limit))
+        self.acquire_in(
+            expire,
+            Some(wait).filter(|w| !w.is_zero()),
+            Some(self.limit),
+        )
     }
 
     /// A share taken like [`lock_shared`](Locker::lock_shared), as a guard

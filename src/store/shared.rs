@@ -21,9 +21,9 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use slab::Slab;
 use std::hash::BuildHasher;
 
+use super::ENTRY_OVERHEAD;
 use super::table::{HoldKey, HolderKey, SetKey, SlabKey, key_at};
 use super::wheel::TimerId;
-use super::ENTRY_OVERHEAD;
 use crate::protocol::FencingToken;
 use crate::time::Moment;
 

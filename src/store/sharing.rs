@@ -114,7 +114,7 @@ impl Store {
         if set == SetKey::NIL {
             // Held exclusively; the request is shared.
             if self.locks[key].is_owned_by(req.id()) {
-                return Outcome::Reply(self.to_shared(now, key, deadline, limit, req));
+                return Outcome::Reply(self.downgrade(now, key, deadline, limit, req));
             }
             return self.refuse_or_park(now, key, req, limit);
         }
@@ -123,7 +123,7 @@ impl Store {
             let reply = match req.mode() {
                 Mode::Shared if limit != shares.limit => Reply::Bare(Status::NotOwner),
                 Mode::Shared => self.renew_share(key, hkey, deadline, req),
-                Mode::Exclusive if shares.len() == 1 => self.to_exclusive(key, hkey, deadline, req),
+                Mode::Exclusive if shares.len() == 1 => self.upgrade(key, hkey, deadline, req),
                 Mode::Exclusive => Reply::Bare(Status::NotOwner),
             };
             return Outcome::Reply(reply);
@@ -216,7 +216,7 @@ impl Store {
 
     /// The sole, exclusive holder of lock `key` converts to a share (with a
     /// new token) of the lock, now held shared with limit `limit`.
-    fn to_shared<'a>(
+    fn downgrade<'a>(
         &mut self,
         now: Moment,
         key: HoldKey,
@@ -255,7 +255,7 @@ impl Store {
 
     /// The sole share `hkey` of lock `key` converts to an exclusive hold,
     /// with a new token.
-    fn to_exclusive<'a>(
+    fn upgrade<'a>(
         &mut self,
         key: HoldKey,
         hkey: HolderKey,

@@ -51,11 +51,22 @@ impl Store {
                 w = waiter.next;
             }
             let shape = if hold.shared == SetKey::NIL {
-                assert!(!hold.packed.owner().is_empty(), "an exclusive hold has an owner");
+                assert!(
+                    !hold.packed.owner().is_empty(),
+                    "an exclusive hold has an owner"
+                );
                 assert_eq!(self.wheel.deadline(hold.timer), hold.deadline.as_ms());
-                (Mode::Exclusive, vec![hold.packed.owner().to_string()], 0, queue)
+                (
+                    Mode::Exclusive,
+                    vec![hold.packed.owner().to_string()],
+                    0,
+                    queue,
+                )
             } else {
-                assert!(hold.packed.owner().is_empty(), "a shared lock has no single owner");
+                assert!(
+                    hold.packed.owner().is_empty(),
+                    "a shared lock has no single owner"
+                );
                 let set = self.holders.set(hold.shared);
                 assert_eq!(set.lock, key, "a set names its lock");
                 assert!(set.len() >= 1, "a shared lock has a share");
@@ -68,7 +79,10 @@ impl Store {
                         let share = &self.holders[h];
                         assert_eq!(share.set, hold.shared);
                         assert_eq!(self.wheel.deadline(share.timer), share.deadline.as_ms());
-                        assert!(hold.deadline <= share.deadline, "the lock's bound is a bound");
+                        assert!(
+                            hold.deadline <= share.deadline,
+                            "the lock's bound is a bound"
+                        );
                         bytes += share.cost();
                         share.owner().to_string()
                     })
@@ -110,9 +124,15 @@ struct ModelWaiter {
 
 #[derive(Debug)]
 enum Held {
-    Exclusive { owner: String, deadline: u64 },
+    Exclusive {
+        owner: String,
+        deadline: u64,
+    },
     /// Owners with their deadlines.
-    Shared { limit: u32, shares: Vec<(String, u64)> },
+    Shared {
+        limit: u32,
+        shares: Vec<(String, u64)>,
+    },
 }
 
 #[derive(Debug)]
@@ -138,7 +158,9 @@ impl Model {
             .map(|(name, lock)| {
                 let queue = lock.queue.iter().map(|w| w.owner.clone()).collect();
                 let shape = match &lock.held {
-                    Held::Exclusive { owner, .. } => (Mode::Exclusive, vec![owner.clone()], 0, queue),
+                    Held::Exclusive { owner, .. } => {
+                        (Mode::Exclusive, vec![owner.clone()], 0, queue)
+                    }
                     Held::Shared { limit, shares } => {
                         let mut owners: Vec<String> = shares.iter().map(|s| s.0.clone()).collect();
                         owners.sort();
@@ -263,17 +285,34 @@ impl Model {
         let live = self.live(&name, now);
         let deadline = now + r.expire().as_ms();
         let limit = r.limit().unwrap_or(MAX_HOLDERS);
-        let shared = |id: &str| format!(r#"{{"Status":"Locked","ID":"{id}","Token":_,"Mode":"Shared"}}"#);
+        let shared =
+            |id: &str| format!(r#"{{"Status":"Locked","ID":"{id}","Token":_,"Mode":"Shared"}}"#);
         let exclusive = |id: &str| format!(r#"{{"Status":"Locked","ID":"{id}","Token":_}}"#);
         let not_owner = || (r#"{"Status":"NotOwner"}"#.to_string(), None);
         let answer = match r.action() {
             Action::Lock if !live => {
                 let held = match r.mode() {
-                    Mode::Exclusive => Held::Exclusive { owner: id.clone(), deadline },
-                    Mode::Shared => Held::Shared { limit, shares: vec![(id.clone(), deadline)] },
+                    Mode::Exclusive => Held::Exclusive {
+                        owner: id.clone(),
+                        deadline,
+                    },
+                    Mode::Shared => Held::Shared {
+                        limit,
+                        shares: vec![(id.clone(), deadline)],
+                    },
                 };
-                self.locks.insert(name, ModelLock { held, queue: VecDeque::new() });
-                let reply = if r.mode() == Mode::Shared { shared(&id) } else { exclusive(&id) };
+                self.locks.insert(
+                    name,
+                    ModelLock {
+                        held,
+                        queue: VecDeque::new(),
+                    },
+                );
+                let reply = if r.mode() == Mode::Shared {
+                    shared(&id)
+                } else {
+                    exclusive(&id)
+                };
                 (reply, Some(Grant::New))
             }
             Action::Lock => {
@@ -290,19 +329,27 @@ impl Model {
                         Next::Reply(exclusive(&id), Some(Grant::Renewed))
                     }
                     (Held::Exclusive { owner, .. }, Mode::Shared) if *owner == id => {
-                        lock.held = Held::Shared { limit, shares: vec![(id.clone(), deadline)] };
+                        lock.held = Held::Shared {
+                            limit,
+                            shares: vec![(id.clone(), deadline)],
+                        };
                         Next::GrantQueue(shared(&id), Some(Grant::New))
                     }
                     (Held::Exclusive { .. }, _) => Next::Park,
                     (Held::Shared { limit: l, shares }, mode) => {
                         match (shares.iter().position(|s| s.0 == id), mode) {
-                            (Some(_), Mode::Shared) if limit != *l => Next::Reply(not_owner().0, None),
+                            (Some(_), Mode::Shared) if limit != *l => {
+                                Next::Reply(not_owner().0, None)
+                            }
                             (Some(i), Mode::Shared) => {
                                 shares[i].1 = deadline;
                                 Next::Reply(shared(&id), Some(Grant::Renewed))
                             }
                             (Some(_), Mode::Exclusive) if shares.len() == 1 => {
-                                lock.held = Held::Exclusive { owner: id.clone(), deadline };
+                                lock.held = Held::Exclusive {
+                                    owner: id.clone(),
+                                    deadline,
+                                };
                                 Next::Reply(exclusive(&id), Some(Grant::New))
                             }
                             (Some(_), Mode::Exclusive) => Next::Reply(not_owner().0, None),
@@ -442,8 +489,14 @@ enum Op {
         expire_ms: u64,
         wait_ms: u64,
     },
-    Unlock { id: u8, name: u8 },
-    TestLock { id: u8, name: u8 },
+    Unlock {
+        id: u8,
+        name: u8,
+    },
+    TestLock {
+        id: u8,
+        name: u8,
+    },
     Advance(u64),
     Expire(u64),
     Cancel(usize),
@@ -512,10 +565,18 @@ impl Tokens {
                 self.held.insert((name.clone(), id.clone()), *token);
             }
         }
-        let mut news: Vec<u64> = step.iter().filter(|g| g.3 == Grant::New).map(|g| g.2).collect();
+        let mut news: Vec<u64> = step
+            .iter()
+            .filter(|g| g.3 == Grant::New)
+            .map(|g| g.2)
+            .collect();
         news.sort_unstable();
         news.dedup();
-        prop_assert_eq!(news.len(), step.iter().filter(|g| g.3 == Grant::New).count(), "a token twice");
+        prop_assert_eq!(
+            news.len(),
+            step.iter().filter(|g| g.3 == Grant::New).count(),
+            "a token twice"
+        );
         self.last = highest;
         for (name, id, token, grant, _) in &step {
             if *grant == Grant::Renewed {
@@ -601,7 +662,7 @@ proptest! {
                 let park = park_of(c.ticket);
                 let grant = model_step.get(&park).copied();
                 prop_assert!(grant.is_some(), "park {} finished only in the store", park);
-                let (_, name, id) = &parks[park as usize];
+                let (_, name, id) = &parks[usize::try_from(park).expect("a park number")];
                 match (c.granted, grant.flatten()) {
                     (None, None) => {}
                     (Some(token), Some(grant)) => {
