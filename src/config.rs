@@ -82,6 +82,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub max_waiters_total: u64,
 
+    /// Most holders of one lock held shared, and the limit of a shared Lock that gives no Limit
+    #[arg(long, value_name = "N", default_value_t = crate::protocol::request::DEFAULT_MAX_HOLDERS,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_holders: u32,
+
     /// Compact tables and buffers (ForcedGC) once this many bytes were freed [default: --max-line]
     #[arg(long, value_name = "BYTES")]
     pub compact_after: Option<u64>,
@@ -241,6 +246,7 @@ mod tests {
             (c.max_waiters_per_lock, c.max_waiters_total),
             (10_000, 100_000)
         );
+        assert_eq!(c.max_holders, 10_000);
     }
 
     #[test]

@@ -376,3 +376,88 @@ fn sigterm_to_dlm_run_reaches_the_command_and_the_lock_is_released() {
         0,
     );
 }
+
+#[test]
+fn shared_and_limited_locks_and_runs() {
+    let server = TestServer::start();
+    let with_id = |id: &str, args: &[&str]| {
+        dlm_command(server.addr.port(), args)
+            .env("DLM_ID", id)
+            .output()
+            .unwrap()
+    };
+    assert_exit(
+        &with_id("r1", &["lock", "rw", "--expire", "30", "--shared"]),
+        0,
+    );
+    let second = with_id(
+        "r2",
+        &["--json", "lock", "rw", "--expire", "30", "--shared"],
+    );
+    assert_exit(&second, 0);
+    assert!(
+        stdout(&second).contains(r#""Mode":"Shared""#),
+        "{}",
+        stdout(&second)
+    );
+    // A writer is refused (exit 1); --limit needs --shared (usage, exit 2).
+    assert_exit(&with_id("w", &["lock", "rw", "--expire", "30"]), 1);
+    assert_exit(
+        &with_id("w", &["lock", "rw", "--expire", "30", "--limit", "2"]),
+        2,
+    );
+    // A shared run goes ahead beside the readers; an exclusive one does not.
+    assert_exit(
+        &with_id(
+            "r3",
+            &["run", "rw", "--expire", "5", "--shared", "--", "true"],
+        ),
+        0,
+    );
+    assert_exit(
+        &with_id("w", &["run", "rw", "--expire", "5", "--", "true"]),
+        1,
+    );
+
+    // --limit 1: a second run inside the first finds no place.
+    let script = r#"
+        DLM_ID=inner "$DLM" --port "$PORT" run sem --expire 5 --limit 1 -- echo inner ran
+        echo "inner=$?"
+    "#;
+    let output = with_id_script(
+        &server,
+        "outer",
+        &[
+            "run", "sem", "--expire", "5", "--limit", "1", "--", "sh", "-c", script,
+        ],
+    );
+    assert_exit(&output, 0);
+    let out = stdout(&output);
+    assert!(
+        !out.contains("inner ran") && out.contains("inner=1"),
+        "{out}"
+    );
+    // --limit 2: it finds one.
+    let script = r#"
+        DLM_ID=inner "$DLM" --port "$PORT" run sem2 --expire 5 --limit 2 -- echo inner ran
+    "#;
+    let output = with_id_script(
+        &server,
+        "outer",
+        &[
+            "run", "sem2", "--expire", "5", "--limit", "2", "--", "sh", "-c", script,
+        ],
+    );
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains("inner ran"), "{}", stdout(&output));
+}
+
+/// `dlm` as `id` with `args`, for a shell script that calls `$DLM` again.
+fn with_id_script(server: &TestServer, id: &str, args: &[&str]) -> Output {
+    dlm_command(server.addr.port(), args)
+        .env("DLM_ID", id)
+        .env("DLM", DLM)
+        .env("PORT", server.addr.port().to_string())
+        .output()
+        .unwrap()
+}

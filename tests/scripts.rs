@@ -13,7 +13,8 @@
 //! encodings: plain            only in this encoding (plain or table)
 //! config: max_bytes=400       a setting, before the first request: max_bytes,
 //!                             max_line, max_ttl (seconds), batch,
-//!                             max_waiters_per_lock, max_waiters_total
+//!                             max_waiters_per_lock, max_waiters_total,
+//!                             max_holders
 //! > {"ID":"a",...}            connection `a` sends this line
 //! b> {"ID":"b",...}           connection `b` sends it
 //! < {"Status":...}            the next reply on `a` is exactly this line
@@ -45,6 +46,7 @@ struct Settings {
     batch: usize,
     max_waiters_per_lock: u32,
     max_waiters_total: usize,
+    max_holders: u32,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             batch: 256,
             max_waiters_per_lock: 10_000,
             max_waiters_total: 100_000,
+            max_holders: 10_000,
         }
     }
 }
@@ -74,6 +77,7 @@ impl Settings {
             "batch" => self.batch = number(value, at),
             "max_waiters_per_lock" => self.max_waiters_per_lock = number(value, at),
             "max_waiters_total" => self.max_waiters_total = number(value, at),
+            "max_holders" => self.max_holders = number(value, at),
             _ => panic!("{at}: unknown setting {key:?}"),
         }
     }
@@ -105,6 +109,7 @@ impl Run {
                 first_token: FencingToken::new(1),
                 max_waiters_per_lock: settings.max_waiters_per_lock,
                 max_waiters_total: settings.max_waiters_total,
+                max_holders: settings.max_holders,
             },
             Moment::START,
         );

@@ -54,6 +54,7 @@ fn session(batch: usize, max_line: usize) -> Session {
             // Small, so full queues are met too.
             max_waiters_per_lock: 3,
             max_waiters_total: 8,
+            max_holders: 4,
         },
         Moment::START,
     );

@@ -21,6 +21,7 @@ pub struct LockerBuilder {
     retry_sleep: Duration,
     encoding: Encoding,
     codec: Box<dyn ErasedCodec>,
+    limit: Option<u32>,
 }
 
 impl fmt::Debug for LockerBuilder {
@@ -47,7 +48,18 @@ impl LockerBuilder {
             retry_sleep: Duration::from_secs(1),
             encoding: Encoding::Plain,
             codec: Box::new(Identity),
+            limit: None,
         }
+    }
+
+    /// The `Limit` of this locker's shared requests
+    /// ([`lock_shared`](Locker::lock_shared)): at most `limit` holders at
+    /// once, a counting semaphore. Every holder must ask with the same
+    /// limit (the server answers `NotOwner` to another). Default: none, the
+    /// server's `--max-holders`.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
     /// The ID to act as (1 to 1024 bytes). Default: a fresh random URL-safe
@@ -134,14 +146,16 @@ impl LockerBuilder {
             Some(id) => id,
             None => random_id()?,
         };
-        Ok(Locker::new(
+        let mut locker = Locker::new(
             self.name,
             id,
             self.encoding,
             (self.retries, self.retry_sleep),
             self.codec,
             Link::new(self.host, self.port, self.timeout),
-        ))
+        );
+        locker.limit = self.limit;
+        Ok(locker)
     }
 }
 

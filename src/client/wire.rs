@@ -30,6 +30,8 @@ pub(crate) struct Request<'a> {
     pub wait: Option<Duration>,
     /// `DataStore` for `Put`.
     pub data: Option<&'a str>,
+    /// `"Mode":"Shared"` on `Lock` (with `Limit` if given) when `Some`.
+    pub shared: Option<Option<u32>>,
 }
 
 impl<'a> Request<'a> {
@@ -43,6 +45,7 @@ impl<'a> Request<'a> {
             expire: None,
             wait: None,
             data: None,
+            shared: None,
         }
     }
 
@@ -77,6 +80,14 @@ impl<'a> Request<'a> {
             out.extend_from_slice(b",\"Wait\":\"");
             write_seconds(out, wait);
             out.push(b'"');
+        }
+        if let Some(limit) = self.shared {
+            out.extend_from_slice(b",\"Mode\":\"Shared\"");
+            if let Some(limit) = limit {
+                out.extend_from_slice(b",\"Limit\":\"");
+                write_u64(out, u64::from(limit));
+                out.push(b'"');
+            }
         }
         if let Some(data) = self.data {
             out.extend_from_slice(b",\"DataStore\":");

@@ -62,3 +62,34 @@ impl Action {
             .find(|a| a.name().eq_ignore_ascii_case(name))
     }
 }
+
+/// How a `Lock` holds (`Mode`, an extension): alone, or beside other
+/// holders up to a limit (PROTOCOL.md, "Shared locks and semaphores").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// One holder (the default, and all an old client ever asks for).
+    #[default]
+    Exclusive,
+    /// Any number of holders up to the lock's limit.
+    Shared,
+}
+
+impl Mode {
+    /// The mode's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "Exclusive",
+            Mode::Shared => "Shared",
+        }
+    }
+
+    /// The mode named exactly `name` (PROTOCOL.md makes only `Action`
+    /// case-insensitive).
+    pub fn from_name(name: &str) -> Option<Mode> {
+        match name {
+            "Exclusive" => Some(Mode::Exclusive),
+            "Shared" => Some(Mode::Shared),
+            _ => None,
+        }
+    }
+}

@@ -20,7 +20,7 @@ pub mod reply;
 #[cfg(feature = "server")]
 pub mod request;
 
-pub use action::Action;
+pub use action::{Action, Mode};
 pub use codec::Encoding;
 pub use reply::{FencingToken, Reply, Status};
 #[cfg(feature = "server")]

@@ -176,6 +176,7 @@ impl Server {
                 first_token: system::first_token(),
                 max_waiters_per_lock: config.max_waiters_per_lock,
                 max_waiters_total: usize::try_from(config.max_waiters_total).unwrap_or(usize::MAX),
+                max_holders: config.max_holders,
             },
             mode.clock.now(),
         );

@@ -15,7 +15,7 @@ use super::replies::ParkedReplies;
 use super::{Answer, ConnKey, Session, count_reply, write_reply};
 use crate::protocol::frame::{Frame, Framer};
 use crate::protocol::request::PADDING;
-use crate::protocol::{Reply, Status};
+use crate::protocol::{Mode, Reply, Status};
 use crate::store::Completion;
 use crate::time::Moment;
 
@@ -205,6 +205,7 @@ impl Connection {
             return;
         };
         let reply = match completion.granted {
+            Some(token) if completion.mode == Mode::Shared => Reply::LockedShared { id, token },
             Some(token) => Reply::Locked { id, token },
             None => Reply::Bare(Status::NotOwner),
         };
@@ -228,6 +229,7 @@ impl Connection {
                 Completion {
                     ticket,
                     granted: None,
+                    mode: Mode::Exclusive,
                 },
             );
         }

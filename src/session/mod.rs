@@ -81,9 +81,10 @@ impl Session {
     /// most `batch` lines per connection per turn, with lines of at most
     /// `max_line` bytes.
     pub fn new(store: Store, max_ttl: Millis, batch: usize, max_line: usize) -> Session {
+        let max_holders = store.config().max_holders;
         Session {
             store,
-            parser: Parser::new(max_ttl.as_ms()),
+            parser: Parser::new(max_ttl.as_ms()).with_max_holders(max_holders),
             decoded: Vec::new(),
             plain: Vec::new(),
             batch: batch.max(1),

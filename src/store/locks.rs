@@ -1,26 +1,36 @@
 //! Locks: `Lock`, `Unlock`, `TestLock`, and the end of a hold.
 //!
-//! A lock is held by one owner until its deadline. When a hold ends
+//! A lock is free, held exclusively by one owner until its deadline (this
+//! file, the fast path), or held shared by a set of shares, each with its
+//! own owner, deadline, timer and token (`sharing.rs`). When a hold ends
 //! (unlock, expiry seen by the wheel or on access), the oldest waiter still
 //! in time takes it over at once with a new fencing token (see
-//! `waiters.rs`); only a lock with no such waiter is removed.
+//! `waiters.rs`), and after it every shared waiter that can join; only a
+//! lock with no such waiter is removed.
 //!
-//! Invariants: a lock with waiters is never free, so at most one ID holds a
-//! lock and waiters are granted in arrival order; every new hold gets a
+//! Invariants: a lock with waiters is never free; an exclusive hold has no
+//! other holder beside it, and a shared lock at most its limit of shares;
+//! waiters are granted in arrival order; every new hold or share gets a
 //! token greater than every token before it.
 //!
 //! Boundary: time is an argument; replies are built here but written and
 //! counted by the caller.
 
 use super::packed::Packed;
-use super::table::{Entry, HoldKey, SlabKey, WaiterKey, packed_entry};
+use super::table::{Entry, HoldKey, SetKey, SlabKey, WaiterKey, packed_entry};
 use super::waiters::{Completion, Queue};
 use super::wheel::TimerId;
 use super::{Due, ENTRY_OVERHEAD, Outcome, Store};
-use crate::protocol::{FencingToken, Reply, Request, Status};
+use crate::protocol::request::NameTag;
+use crate::protocol::{FencingToken, Mode, Reply, Request, Status};
 use crate::time::Moment;
 
-/// A lock held by an owner until `deadline`.
+/// A lock held by an owner until `deadline`, or held shared.
+///
+/// Held shared (`shared` is not `NIL`), the owner is empty, `token` is
+/// unused, `deadline` is a lower bound of the shares' deadlines (when the
+/// clock reaches it, the shares are checked on access) and the timer stands
+/// at the end of time: the shares have their own.
 #[derive(Debug)]
 pub(super) struct Hold {
     /// Name and owner.
@@ -29,6 +39,17 @@ pub(super) struct Hold {
     pub(super) token: FencingToken,
     pub(super) timer: TimerId,
     pub(super) queue: Queue,
+    /// The shares of a lock held shared; `SetKey::NIL` when exclusive.
+    pub(super) shared: SetKey,
+}
+
+impl Hold {
+    /// Whether this exclusive hold belongs to the caller `id`: the one
+    /// ownership comparison of exclusive holds.
+    #[inline]
+    pub(super) fn is_owned_by(&self, id: &str, name: Option<NameTag>) -> bool {
+        self.packed.is_owned_by(id, name)
+    }
 }
 
 packed_entry!(Hold => HoldKey);
@@ -47,6 +68,9 @@ impl Store {
         let deadline = now.after(req.expire());
         let hash = self.locks.hash(req.name());
         let Some(key) = self.live_lock(now, hash, req.name()) else {
+            if req.mode() == Mode::Shared {
+                return Outcome::Reply(self.new_shared_lock(hash, deadline, req));
+            }
             if req.expire().is_zero() {
                 // Granted with no time: a new token, and nothing to keep.
                 let token = self.take_token();
@@ -59,11 +83,14 @@ impl Store {
             return Outcome::Reply(self.new_hold(hash, deadline, req));
         };
         let hold = &mut self.locks[key];
-        if !hold.packed.is_owned_by(req.id(), req.owner_name()) {
+        if hold.shared != SetKey::NIL || req.mode() == Mode::Shared {
+            return self.lock_either_mode(now, key, deadline, req);
+        }
+        if !hold.is_owned_by(req.id(), req.owner_name()) {
             return if req.wait().is_zero() {
                 Outcome::Reply(Reply::Bare(Status::NotOwner))
             } else {
-                self.park(now, key, req)
+                self.park(now, key, req, 0)
             };
         }
         if req.expire().is_zero() {
@@ -115,6 +142,7 @@ impl Store {
                 token,
                 timer,
                 queue: Queue::EMPTY,
+                shared: SetKey::NIL,
             },
         );
         self.counters.lock += 1;
@@ -131,10 +159,10 @@ impl Store {
             self.counters.unlock_nf += 1;
             return Reply::Bare(Status::Unlocked);
         };
-        if !self.locks[key]
-            .packed
-            .is_owned_by(req.id(), req.owner_name())
-        {
+        if self.locks[key].shared != SetKey::NIL {
+            return self.unlock_share(now, key, hash, req);
+        }
+        if !self.locks[key].is_owned_by(req.id(), req.owner_name()) {
             return Reply::Bare(Status::NotOwner);
         }
         self.end_hold(now, key, hash, HoldTimer::Scheduled);
@@ -149,11 +177,8 @@ impl Store {
                 self.counters.test_lock_nf += 1;
                 Reply::Bare(Status::Unlocked)
             }
-            Some(key)
-                if self.locks[key]
-                    .packed
-                    .is_owned_by(req.id(), req.owner_name()) =>
-            {
+            Some(key) if self.locks[key].shared != SetKey::NIL => self.test_share(key, req),
+            Some(key) if self.locks[key].is_owned_by(req.id(), req.owner_name()) => {
                 self.counters.test_lock += 1;
                 Reply::WithId(Status::Locked, req.id())
             }
@@ -169,14 +194,18 @@ impl Store {
         if self.locks[key].deadline > now {
             return Some(key);
         }
+        if self.locks[key].shared != SetKey::NIL {
+            return self.prune_shares(now, key, hash);
+        }
         self.counters.expired_lock += 1;
         self.end_hold(now, key, hash, HoldTimer::Scheduled)
             .then_some(key)
     }
 
     /// Ends the current holder's hold on lock `key` (whose name hashes to
-    /// `hash`): the oldest waiter still in time takes it over (true), or the
-    /// lock is removed (false).
+    /// `hash`), or takes a shared lock whose last share ended back to
+    /// nobody: the oldest waiter still in time takes it over (true), in its
+    /// mode, or the lock is removed (false).
     pub(super) fn end_hold(
         &mut self,
         now: Moment,
@@ -184,6 +213,11 @@ impl Store {
         hash: u64,
         timer: HoldTimer,
     ) -> bool {
+        let set = self.locks[key].shared;
+        if set != SetKey::NIL {
+            self.holders.remove_set(set);
+            self.locks[key].shared = SetKey::NIL;
+        }
         loop {
             // Waiters whose own time ran out (their timers not yet fired)
             // complete without a grant rather than take the lock.
@@ -201,7 +235,9 @@ impl Store {
                 self.time_out(head);
                 continue;
             }
-            if self.waiters[head.index()].expire.is_zero() {
+            if self.waiters[head.index()].mode == Mode::Exclusive
+                && self.waiters[head.index()].expire.is_zero()
+            {
                 // It asked for no time: granted, and over at once.
                 let waiter = self.unqueue(head);
                 self.wheel.cancel(waiter.timer);
@@ -210,11 +246,16 @@ impl Store {
                 self.completed.push(Completion {
                     ticket: waiter.ticket(head),
                     granted: Some(token),
+                    mode: Mode::Exclusive,
                 });
                 self.counters.lock += 1;
                 continue;
             }
-            if self.hand_over(now, key, head, timer) {
+            let granted = match self.waiters[head.index()].mode {
+                Mode::Exclusive => self.hand_over(now, key, head, timer),
+                Mode::Shared => self.hand_over_shared(now, key, head, timer),
+            };
+            if granted {
                 return true;
             }
         }
@@ -224,7 +265,13 @@ impl Store {
     /// waiter's TTL, the waiter's owner in the hold's buffer. False (and the
     /// waiter completed without a grant) if its strings cannot be packed,
     /// which the parser's length limits rule out.
-    fn hand_over(&mut self, now: Moment, key: HoldKey, head: WaiterKey, timer: HoldTimer) -> bool {
+    pub(super) fn hand_over(
+        &mut self,
+        now: Moment,
+        key: HoldKey,
+        head: WaiterKey,
+        timer: HoldTimer,
+    ) -> bool {
         let name_and_owner = {
             let hold = &self.locks[key];
             let waiter = &self.waiters[head.index()];
@@ -234,7 +281,7 @@ impl Store {
         let Some(packed) = name_and_owner else {
             let waiter_timer = self.waiters[head.index()].timer;
             self.wheel.cancel(waiter_timer);
-            self.time_out(head);
+            self.refuse_waiter(head);
             return false;
         };
         let waiter = self.unqueue(head);
@@ -260,13 +307,14 @@ impl Store {
         self.completed.push(Completion {
             ticket: waiter.ticket(head),
             granted: Some(token),
+            mode: Mode::Exclusive,
         });
         self.counters.lock += 1;
         true
     }
 
     /// The next fencing token.
-    fn take_token(&mut self) -> FencingToken {
+    pub(super) fn take_token(&mut self) -> FencingToken {
         let token = self.next_token;
         self.next_token = token.next();
         token

@@ -13,6 +13,9 @@
 //! - `locks.rs`: `Lock`, `Unlock`, `TestLock` and the end of a hold;
 //! - `data.rs`: `Put`, `Get`, `Erase`;
 //! - `waiters.rs`: the `Wait` queues, tickets and completions;
+//! - `shared.rs`: the shares of locks held shared; `sharing.rs`: `Lock`,
+//!   `Unlock` and `TestLock` on them, conversions, and granting a queue of
+//!   both modes;
 //! - [`wheel`]: the hierarchical timer wheel.
 //!
 //! Invariants: each entry and each waiter has exactly one timer, and each
@@ -21,7 +24,7 @@
 //! wheel is what frees memory (and keeps `ALock` and `AData` true) without
 //! any access.
 //!
-//! Memory guard: every entry and waiter is charged its strings plus
+//! Memory guard: every entry, share and waiter is charged its strings plus
 //! [`ENTRY_OVERHEAD`]; a `Lock` or `Put` that would create or grow an entry
 //! past `max_bytes` is answered `NO` and changes nothing.
 //!
@@ -32,19 +35,23 @@
 mod data;
 mod locks;
 mod packed;
+mod shared;
+mod sharing;
 mod table;
 mod waiters;
 pub mod wheel;
 
 use slab::Slab;
 
+use crate::protocol::request::DEFAULT_MAX_HOLDERS;
 use crate::protocol::{Action, FencingToken, Reply, Request, Status};
 use crate::stats::Counters;
 use crate::time::Moment;
 use data::Item;
 use locks::{Hold, HoldTimer};
 use packed::Recycler;
-use table::{Entry, HoldKey, ItemKey, SlabKey, Table, WaiterKey};
+use shared::Holders;
+use table::{Entry, HoldKey, HolderKey, ItemKey, SetKey, SlabKey, Table, WaiterKey};
 use waiters::Waiter;
 use wheel::Wheel;
 
@@ -69,6 +76,9 @@ pub struct StoreConfig {
     pub max_waiters_per_lock: u32,
     /// Most waiters queued on all locks together.
     pub max_waiters_total: usize,
+    /// Most holders of one lock held shared, and the limit of a shared
+    /// `Lock` that gives no `Limit` (`--max-holders`).
+    pub max_holders: u32,
 }
 
 impl StoreConfig {
@@ -81,6 +91,7 @@ impl StoreConfig {
             first_token: FencingToken::new(1),
             max_waiters_per_lock: 10_000,
             max_waiters_total: 100_000,
+            max_holders: DEFAULT_MAX_HOLDERS,
         }
     }
 }
@@ -110,6 +121,8 @@ enum Due {
     Lock(HoldKey),
     Data(ItemKey),
     Waiter(WaiterKey),
+    /// One share of a lock held shared.
+    Holder(HolderKey),
 }
 
 /// Locks, data items, waiters, their timers, and the store's counters.
@@ -127,6 +140,12 @@ pub struct Store {
     completed: Vec<Completion>,
     /// Buffers of entries that are gone, for the next entries' strings.
     recycler: Recycler,
+    /// The shares of locks held shared.
+    holders: Holders,
+    /// Shared locks whose queue may have become grantable since the last
+    /// request or expiry (a withdrawn waiter at the front), granted at the
+    /// next one.
+    unblocked: Vec<SetKey>,
     /// Every counter of PROTOCOL.md; the session and the reactor add theirs
     /// (`In`, `Out`, statuses, `Connections`, ...) here too, so `Stats`
     /// reports one set.
@@ -149,6 +168,8 @@ impl Store {
             next_generation: 0,
             completed: Vec::new(),
             recycler: Recycler::default(),
+            holders: Holders::new(),
+            unblocked: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -178,8 +199,21 @@ impl Store {
         self.wheel.next_deadline().map(Moment::from_ms)
     }
 
+    /// Shares of shared locks held now (each charged like an entry).
+    pub fn share_count(&self) -> usize {
+        self.holders.len()
+    }
+
+    /// The settings the store was made with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
     /// Answers one request at time `now`.
     pub fn apply<'a>(&'a mut self, now: Moment, req: &Request<'a>) -> Outcome<'a> {
+        if !self.unblocked.is_empty() {
+            self.grant_unblocked(now);
+        }
         let reply = match req.action() {
             Action::Lock => return self.lock(now, req),
             Action::Unlock => self.unlock(now, req),
@@ -220,9 +254,21 @@ impl Store {
         // without cancelling them again. Waiters go first, so that a lock
         // whose hold ends in the same batch never hands itself to a waiter
         // whose fired timer is still on the list.
+        let mut touched = std::mem::take(&mut self.unblocked);
         for &timer in &due {
             if let Due::Waiter(wkey) = timer {
-                self.time_out(wkey);
+                if let Some(set) = self.time_out(wkey) {
+                    touched.push(set);
+                }
+            }
+        }
+        // Shares whose timers fired leave first, all of them, so that no
+        // later step touches a timer the wheel has dropped; their locks are
+        // settled below.
+        for &timer in &due {
+            if let Due::Holder(hkey) = timer {
+                self.counters.expired_lock += 1;
+                touched.push(self.end_share(hkey));
             }
         }
         // Holds that ended earlier hand over (and take tokens) first; the
@@ -234,6 +280,12 @@ impl Store {
         });
         for &timer in &due {
             match timer {
+                Due::Lock(key) if self.locks[key].shared != SetKey::NIL => {
+                    // A shared lock's own timer stands at the end of time
+                    // (its shares have the real ones): schedule it again.
+                    let hold = &mut self.locks[key];
+                    hold.timer = self.wheel.schedule(u64::MAX, Due::Lock(key));
+                }
                 Due::Lock(key) => {
                     self.counters.expired_lock += 1;
                     let hash = self.locks.hash_of(key);
@@ -244,9 +296,11 @@ impl Store {
                     self.discard_item(key, self.data.hash_of(key));
                     self.counters.expired_data += 1;
                 }
-                Due::Waiter(_) => {}
+                Due::Waiter(_) | Due::Holder(_) => {}
             }
         }
+        self.settle(now, &mut touched);
+        self.unblocked = touched;
         self.counters.a_lock = self.locks.len() as u64;
         self.counters.a_data = self.data.len() as u64;
         self.expired = due;
@@ -273,9 +327,12 @@ impl Store {
         self.freed_since_compaction = 0;
         self.counters.forced_gc += 1;
         self.recycler.clear();
-        let (wheel, waiters) = (&mut self.wheel, &mut self.waiters);
+        let (wheel, waiters, holders) = (&mut self.wheel, &mut self.waiters, &mut self.holders);
         self.locks.compact(|hold, to| {
             wheel.set_key(hold.timer(), Due::Lock(to));
+            if hold.shared != SetKey::NIL {
+                holders.set_mut(hold.shared).lock = to;
+            }
             let mut w = hold.queue.head;
             while w != WaiterKey::NIL {
                 waiters[w.index()].hold = to;
@@ -285,12 +342,14 @@ impl Store {
         self.data
             .compact(|item, to| wheel.set_key(item.timer(), Due::Data(to)));
         let (locks, data) = (&mut self.locks, &mut self.data);
-        let waiters = &mut self.waiters;
+        let (waiters, holders) = (&mut self.waiters, &mut self.holders);
         wheel.compact(|due, timer| match due {
             Due::Lock(k) => locks[k].set_timer(timer),
             Due::Data(k) => data[k].set_timer(timer),
             Due::Waiter(k) => waiters[k.index()].timer = timer,
+            Due::Holder(k) => holders[k].timer = timer,
         });
+        self.holders.compact();
         // Waiter keys live on in tickets held by connections, so the
         // waiters' slab is never renumbered; it is only released when empty.
         if self.waiters.is_empty() {

@@ -57,6 +57,10 @@ slab_keys! {
     ItemKey;
     /// A parked request's key in the waiters' slab.
     WaiterKey;
+    /// One ID's share of a lock held shared, in the holders' slab.
+    HolderKey;
+    /// The set of shares of a lock held shared.
+    SetKey;
 }
 
 /// The slab key `index` as a `u32` key, or `None` past `u32::MAX - 1`: the
@@ -120,6 +124,14 @@ impl<E: Entry> Table<E> {
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Every entry with its key (for the store's tests).
+    #[cfg(test)]
+    pub(super) fn iter(&self) -> impl Iterator<Item = (E::Key, &E)> {
+        self.entries
+            .iter()
+            .map(|(i, e)| (key_at::<E::Key>(i).unwrap_or(E::Key::from_index(0)), e))
     }
 
     /// Whether at least half of the slab's room is unused, so that

@@ -17,11 +17,11 @@
 //!
 //! Boundary: nothing here knows connections or writes replies.
 
-use super::table::{HoldKey, SlabKey, WaiterKey, key_at};
+use super::table::{HoldKey, SetKey, SlabKey, WaiterKey, key_at};
 use super::wheel::TimerId;
 use super::{Due, ENTRY_OVERHEAD, Outcome, Store};
 use crate::protocol::request::NameTag;
-use crate::protocol::{FencingToken, Reply, Request, Status};
+use crate::protocol::{FencingToken, Mode, Reply, Request, Status};
 use crate::time::{Millis, Moment};
 
 /// Names a parked request, so its completion can find its way back and its
@@ -38,8 +38,10 @@ pub struct Ticket {
 pub struct Completion {
     pub ticket: Ticket,
     /// `Some(token)`: the lock was granted (`Locked`); `None`: the wait ran
-    /// out (`NotOwner`).
+    /// out or was refused (`NotOwner`).
     pub granted: Option<FencingToken>,
+    /// The mode the request asked for (a shared grant's reply says so).
+    pub mode: Mode,
 }
 
 /// The waiters of one hold, oldest first: an intrusive list through
@@ -69,6 +71,9 @@ pub(super) struct Waiter {
     pub(super) owner_name: Option<NameTag>,
     /// The TTL the hold gets when it is granted.
     pub(super) expire: Millis,
+    pub(super) mode: Mode,
+    /// The limit a shared request asked for (the default when it gave none).
+    pub(super) limit: u32,
     pub(super) timer: TimerId,
     prev: WaiterKey,
     pub(super) next: WaiterKey,
@@ -91,8 +96,15 @@ impl Waiter {
 }
 
 impl Store {
-    /// Parks `req` on lock `key`, unless a bound or the memory cap refuses.
-    pub(super) fn park<'a>(&mut self, now: Moment, key: HoldKey, req: &Request<'a>) -> Outcome<'a> {
+    /// Parks `req` on lock `key`, unless a bound or the memory cap refuses;
+    /// `limit` is the shared request's (unused for an exclusive one).
+    pub(super) fn park<'a>(
+        &mut self,
+        now: Moment,
+        key: HoldKey,
+        req: &Request<'a>,
+        limit: u32,
+    ) -> Outcome<'a> {
         let queue = self.locks[key].queue;
         let Some(wkey) = key_at::<WaiterKey>(self.waiters.vacant_key()) else {
             return Outcome::Reply(Reply::Bare(Status::NotOwner));
@@ -115,6 +127,8 @@ impl Store {
             owner: req.id().into(),
             owner_name: req.owner_name(),
             expire: req.expire(),
+            mode: req.mode(),
+            limit,
             timer,
             prev: queue.tail,
             next: WaiterKey::NIL,
@@ -155,15 +169,32 @@ impl Store {
     }
 
     /// Completes waiter `wkey` without a grant (its wait ran out) and drops
-    /// it. Its timer is left to the caller.
-    pub(super) fn time_out(&mut self, wkey: WaiterKey) {
+    /// it. Its timer is left to the caller. Returns the set of the shared
+    /// lock whose queue it headed: the waiters behind it may be grantable.
+    pub(super) fn time_out(&mut self, wkey: WaiterKey) -> Option<SetKey> {
+        self.counters.wait_timeout += 1;
+        self.refuse_waiter(wkey)
+    }
+
+    /// Completes waiter `wkey` with `NotOwner` and drops it, as
+    /// [`Store::time_out`] does, without counting a time-out.
+    pub(super) fn refuse_waiter(&mut self, wkey: WaiterKey) -> Option<SetKey> {
+        let unblocks = self.unblocks(wkey);
         let waiter = self.unqueue(wkey);
         self.release(waiter.cost());
         self.completed.push(Completion {
             ticket: waiter.ticket(wkey),
             granted: None,
+            mode: waiter.mode,
         });
-        self.counters.wait_timeout += 1;
+        unblocks
+    }
+
+    /// The set of the shared lock whose queue waiter `wkey` heads, if any:
+    /// when the front of such a queue leaves, the next may be granted.
+    fn unblocks(&self, wkey: WaiterKey) -> Option<SetKey> {
+        let hold = &self.locks[self.waiters[wkey.index()].hold];
+        (hold.queue.head == wkey && hold.shared != SetKey::NIL).then_some(hold.shared)
     }
 
     /// Withdraws a parked request whose connection went away: it leaves the
@@ -175,6 +206,9 @@ impl Store {
             .get(wkey.index())
             .is_some_and(|w| w.generation == ticket.generation)
         {
+            if let Some(set) = self.unblocks(wkey) {
+                self.unblocked.push(set);
+            }
             let waiter = self.unqueue(wkey);
             self.wheel.cancel(waiter.timer);
             self.release(waiter.cost());

@@ -105,8 +105,15 @@ enum Command {
         /// Seconds the hold lasts unless renewed.
         #[arg(long, value_name = "S", value_parser = positive_seconds)]
         expire: Duration,
+        /// Take a share (beside other shared holders), like `flock -s`.
+        #[arg(long)]
+        shared: bool,
+        /// With --shared: at most N holders at once (a semaphore).
+        #[arg(long, value_name = "N", requires = "shared",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
     },
-    /// Release a lock.
+    /// Release a lock (this ID's own share, if it holds one).
     Unlock {
         /// The lock's name.
         name: String,
@@ -154,6 +161,13 @@ enum Command {
         /// Seconds to wait in the lock's queue before giving up (exit 1).
         #[arg(long, value_name = "S", default_value = "0", value_parser = seconds)]
         wait: Duration,
+        /// Run while sharing the lock with other --shared runs (readers).
+        #[arg(long)]
+        shared: bool,
+        /// At most N of these commands at once, across machines (implies
+        /// --shared; every run of the semaphore must give the same N).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<OsString>,
@@ -237,6 +251,10 @@ fn dispatch(cli: Cli) -> u8 {
         | Command::Run { name, .. } => name.clone(),
         Command::Version | Command::Stats => "dlm".to_owned(),
     };
+    let limit = match &command {
+        Command::Lock { limit, .. } | Command::Run { limit, .. } => *limit,
+        _ => None,
+    };
     let mut builder = Locker::builder(name)
         .host(host)
         .port(port)
@@ -246,13 +264,16 @@ fn dispatch(cli: Cli) -> u8 {
     if let Some(id) = id.or_else(from_env) {
         builder = builder.id(id);
     }
+    if let Some(limit) = limit {
+        builder = builder.limit(limit);
+    }
     let mut locker = match builder.build() {
         Ok(locker) => locker,
         Err(e) => return fail(&e),
     };
     let report = Report { json };
     let outcome = match command {
-        Command::Lock { expire, .. } => lock(&mut locker, expire, report),
+        Command::Lock { expire, shared, .. } => lock(&mut locker, expire, shared, report),
         Command::Unlock { .. } => unlock(&mut locker, report),
         Command::Test { .. } => test(&mut locker, report),
         Command::Put { value, expire, .. } => put(&mut locker, &value, expire, report),
@@ -263,10 +284,13 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Run {
             expire,
             wait,
+            shared,
+            limit,
             command,
             ..
         } => {
-            return run::run(locker, expire, wait, &command);
+            let shared = shared || limit.is_some();
+            return run::run(locker, expire, wait, shared, &command);
         }
     };
     match outcome {
@@ -332,12 +356,32 @@ impl Report {
     }
 }
 
-fn lock(locker: &mut Locker, expire: Duration, report: Report) -> Result<Outcome, Error> {
-    match locker.try_lock(expire) {
+fn lock(
+    locker: &mut Locker,
+    expire: Duration,
+    shared: bool,
+    report: Report,
+) -> Result<Outcome, Error> {
+    let taken = if shared {
+        locker.try_lock_shared(expire)
+    } else {
+        locker.try_lock(expire)
+    };
+    match taken {
         Ok(token) => {
+            let fields = if shared {
+                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token.get(), "Mode": "Shared"})
+            } else {
+                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token.get()})
+            };
             report.answer(
-                &format!("Locked {} (token {token}, ID {})", locker.name(), locker.id()),
-                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token.get()}),
+                &format!(
+                    "Locked {} (token {token}, ID {}{})",
+                    locker.name(),
+                    locker.id(),
+                    if shared { ", shared" } else { "" }
+                ),
+                fields,
             );
             Ok(Outcome::Success)
         }

@@ -45,13 +45,25 @@ static TERMINATE: AtomicBool = AtomicBool::new(false);
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs `command` under the lock and returns the exit status for `dlm`.
-pub fn run(mut locker: Locker, expire: Duration, wait: Duration, command: &[OsString]) -> u8 {
+/// With `shared`, the hold is a share (`dlm run --shared`, `--limit N`).
+pub fn run(
+    mut locker: Locker,
+    expire: Duration,
+    wait: Duration,
+    shared: bool,
+    command: &[OsString],
+) -> u8 {
     let Some((program, args)) = command.split_first() else {
         eprintln!("dlm: run needs a COMMAND after --");
         return Outcome::Usage as u8;
     };
     // The server queues us (first come, first served) for up to `wait`.
-    let token = match locker.lock_wait(expire, wait) {
+    let taken = if shared {
+        locker.lock_shared_wait(expire, wait)
+    } else {
+        locker.lock_wait(expire, wait)
+    };
+    let token = match taken {
         Ok(token) => token,
         Err(e) => return fail(&e),
     };
@@ -65,7 +77,7 @@ pub fn run(mut locker: Locker, expire: Duration, wait: Duration, command: &[OsSt
         .env("DLM_TOKEN", token.to_string())
         .spawn();
     let status = match child {
-        Ok(child) => supervise(&mut locker, child, token, expire),
+        Ok(child) => supervise(&mut locker, child, token, expire, shared),
         Err(e) => {
             release(&mut locker);
             eprintln!("dlm: cannot run {}: {e}", program.to_string_lossy());
@@ -100,6 +112,7 @@ fn supervise(
     mut child: Child,
     token: FencingToken,
     expire: Duration,
+    shared: bool,
 ) -> io::Result<ExitStatus> {
     let renew_every = expire / 3;
     let mut next_renewal = Instant::now() + renew_every;
@@ -116,7 +129,7 @@ fn supervise(
         }
         let now = Instant::now();
         if holding && now >= next_renewal {
-            match renew(locker, token, expire, now, held_until) {
+            match renew(locker, token, expire, shared, now, held_until) {
                 Renewal::Renewed => {
                     held_until = now + expire;
                     next_renewal = now + renew_every;
@@ -154,10 +167,16 @@ fn renew(
     locker: &mut Locker,
     token: FencingToken,
     expire: Duration,
+    shared: bool,
     now: Instant,
     held_until: Instant,
 ) -> Renewal {
-    match locker.try_lock(expire) {
+    let renewed = if shared {
+        locker.try_lock_shared(expire)
+    } else {
+        locker.try_lock(expire)
+    };
+    match renewed {
         Ok(renewed) if renewed == token => Renewal::Renewed,
         Ok(_) => Renewal::Lost("the server granted a new hold: it forgot the old one".to_owned()),
         Err(e) if e.is_io() && now < held_until => {

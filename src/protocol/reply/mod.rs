@@ -117,6 +117,12 @@ pub enum Reply<'a> {
     WithId(Status, &'a str),
     /// `{"Status":"Locked","ID":...,"Token":...}`: a `Lock` that holds.
     Locked { id: &'a str, token: FencingToken },
+    /// `{"Status":"Locked","ID":...,"Token":...,"Mode":"Shared"}`: a shared
+    /// `Lock` that holds.
+    LockedShared { id: &'a str, token: FencingToken },
+    /// `{"Status":"Locked","ID":...,"Mode":"Shared","Holders":...}`: a
+    /// `TestLock` by one of the holders of a lock held shared.
+    HeldShared { id: &'a str, holders: u32 },
     /// `{"Status":"Done","ID":...,"DataStore":...}`: a successful `Get`.
     Value { id: &'a str, data: &'a str },
     /// `{"Status":"Version","ID":"JackrabbitDLM/..."}`.
@@ -130,7 +136,9 @@ impl Reply<'_> {
     pub fn status(&self) -> Status {
         match *self {
             Reply::Bare(s) | Reply::WithId(s, _) => s,
-            Reply::Locked { .. } => Status::Locked,
+            Reply::Locked { .. } | Reply::LockedShared { .. } | Reply::HeldShared { .. } => {
+                Status::Locked
+            }
             Reply::Value { .. } => Status::Done,
             Reply::Version => Status::Version,
             Reply::Stats(_) => Status::Stats,
@@ -171,6 +179,23 @@ impl Reply<'_> {
                 out.extend_from_slice(b",\"Token\":");
                 write_u64(out, token.get());
             }
+            Reply::LockedShared { id, token } => {
+                out.reserve(LOCKED_ROOM + MODE_ROOM + id.len());
+                write_head(out, Status::Locked);
+                out.extend_from_slice(b",\"ID\":");
+                write_json_string(out, id);
+                out.extend_from_slice(b",\"Token\":");
+                write_u64(out, token.get());
+                out.extend_from_slice(b",\"Mode\":\"Shared\"");
+            }
+            Reply::HeldShared { id, holders } => {
+                out.reserve(LOCKED_ROOM + MODE_ROOM + id.len());
+                write_head(out, Status::Locked);
+                out.extend_from_slice(b",\"ID\":");
+                write_json_string(out, id);
+                out.extend_from_slice(b",\"Mode\":\"Shared\",\"Holders\":");
+                write_u64(out, u64::from(holders));
+            }
             Reply::Value { id, data } => {
                 out.reserve(VALUE_ROOM + id.len() + data.len());
                 write_head(out, Status::Done);
@@ -203,6 +228,8 @@ impl Reply<'_> {
 const OWNER_ROOM: usize = 40;
 const LOCKED_ROOM: usize = 64;
 const VALUE_ROOM: usize = 48;
+/// Room for `,"Mode":"Shared"` (and `,"Holders":` with its digits).
+const MODE_ROOM: usize = 40;
 
 /// Whether any byte of `chunk` (8 bytes, little-endian) needs escaping: a
 /// control character (below 0x20), `"` or `\\`. Checks the eight bytes at

@@ -9,7 +9,10 @@
 //! ignored, `Action` is case-insensitive, `ID` is 1 to 1024 bytes,
 //! `FileName` 1 to 4096 bytes, `Expire` (required for `Lock` and `Put`) is a
 //! finite number of seconds above 0 and at most the server's max TTL, and
-//! `DataStore` must be a string for `Put` and is ignored otherwise. A known
+//! `DataStore` must be a string for `Put` and is ignored otherwise. On
+//! `Lock`, `Mode` is exactly `"Shared"` or `"Exclusive"` and `Limit` (only
+//! with `"Mode":"Shared"`) a whole number, as a string or a number, from 1
+//! to the server's `--max-holders`; other actions ignore both. A known
 //! key given twice is refused: two `ID`s in one request is an ambiguity a lock
 //! server should not resolve by guessing.
 
@@ -17,7 +20,7 @@ use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use crate::time::Millis;
 
-pub use super::action::Action;
+pub use super::action::{Action, Mode};
 
 /// Bytes of slack simd-json needs after a line's last byte. The bytes there
 /// are read but never changed, so they may be the start of the next line.
@@ -27,6 +30,9 @@ pub const PADDING: usize = simd_json::INPUT_PADDING;
 pub const MAX_ID: usize = 1024;
 /// Longest accepted `FileName`, in bytes.
 pub const MAX_FILE_NAME: usize = 4096;
+/// The default of `--max-holders`: most holders of one shared lock, and the
+/// limit of a shared `Lock` that gives no `Limit`.
+pub const DEFAULT_MAX_HOLDERS: u32 = 10_000;
 /// Deepest JSON nesting accepted anywhere in a request (a real request is flat).
 const MAX_DEPTH: usize = 32;
 
@@ -45,6 +51,9 @@ pub struct Request<'a> {
     data: &'a str,
     credentials: Credentials<'a>,
     owner_name: Option<NameTag>,
+    mode: Mode,
+    /// `Limit`, or 0 when not given.
+    limit: u32,
 }
 
 /// The `Name` and `Identity` a request carries (PROTOCOL.md,
@@ -111,6 +120,8 @@ impl<'a> Request<'a> {
             data: "",
             credentials: Credentials::Anonymous,
             owner_name: None,
+            mode: Mode::Exclusive,
+            limit: 0,
         }
     }
 
@@ -127,6 +138,17 @@ impl<'a> Request<'a> {
     /// The same request carrying the value `data` (`DataStore`).
     pub fn with_data(self, data: &'a str) -> Request<'a> {
         Request { data, ..self }
+    }
+
+    /// The same request holding in `mode` (`Mode`).
+    pub fn with_mode(self, mode: Mode) -> Request<'a> {
+        Request { mode, ..self }
+    }
+
+    /// The same request asking for at most `limit` holders (`Limit`); 0
+    /// means no `Limit`. The store refuses a limit above its `max_holders`.
+    pub fn with_limit(self, limit: u32) -> Request<'a> {
+        Request { limit, ..self }
     }
 
     /// What the request asks for.
@@ -189,6 +211,16 @@ impl<'a> Request<'a> {
             ..self
         }
     }
+
+    /// How a `Lock` holds; [`Mode::Exclusive`] unless it said `Shared`.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The `Limit` of a shared `Lock`, if it gave one.
+    pub fn limit(&self) -> Option<u32> {
+        (self.limit != 0).then_some(self.limit)
+    }
 }
 
 /// Why a line is not a valid request.
@@ -208,6 +240,7 @@ pub struct Parser {
     tape: Option<Tape<'static>>,
     max_ttl_ms: u64,
     numbers: String,
+    max_holders: u32,
 }
 
 /// Room for two numbers' text: an integer is at most 20 characters, a
@@ -222,6 +255,15 @@ impl Parser {
             tape: Some(Tape::null().reset()),
             max_ttl_ms: max_ttl_ms.max(1),
             numbers: String::with_capacity(NUMBER_ROOM),
+            max_holders: DEFAULT_MAX_HOLDERS,
+        }
+    }
+
+    /// The same parser accepting a `Limit` of at most `max_holders`.
+    pub fn with_max_holders(self, max_holders: u32) -> Parser {
+        Parser {
+            max_holders: max_holders.max(1),
+            ..self
         }
     }
 
@@ -247,13 +289,14 @@ impl Parser {
             tape: kept,
             max_ttl_ms,
             numbers,
+            max_holders,
         } = self;
         let mut tape: Tape<'a> = kept.take().unwrap_or_else(Tape::null).reset();
         let parsed = if buf.len() < len + PADDING {
             Err(ParseError::BadPayload("line buffer lacks padding"))
         } else {
             match simd_json::fill_tape_padded(buf, len, buffers, &mut tape) {
-                Ok(()) => read_request(&tape.0, *max_ttl_ms, numbers),
+                Ok(()) => read_request(&tape.0, *max_ttl_ms, *max_holders, numbers),
                 Err(_) => Err(ParseError::BadPayload("not JSON")),
             }
         };
@@ -273,11 +316,14 @@ struct Fields<'t, 'a> {
     data: Option<&'t Node<'a>>,
     auth_name: Option<&'t Node<'a>>,
     identity: Option<&'t Node<'a>>,
+    mode: Option<&'t Node<'a>>,
+    limit: Option<&'t Node<'a>>,
 }
 
 fn read_request<'a>(
     tape: &[Node<'a>],
     max_ttl_ms: u64,
+    max_holders: u32,
     numbers: &'a mut String,
 ) -> Result<Request<'a>, ParseError> {
     let Some((&Node::Object { len, .. }, mut rest)) = tape.split_first() else {
@@ -295,6 +341,8 @@ fn read_request<'a>(
             6 if *key == "Action" => Some(&mut fields.action),
             6 if *key == "Expire" => Some(&mut fields.expire),
             4 if *key == "Wait" => Some(&mut fields.wait),
+            4 if *key == "Mode" => Some(&mut fields.mode),
+            5 if *key == "Limit" => Some(&mut fields.limit),
             9 if *key == "DataStore" => Some(&mut fields.data),
             4 if *key == "Name" => Some(&mut fields.auth_name),
             8 if *key == "Identity" => Some(&mut fields.identity),
@@ -343,6 +391,9 @@ fn read_request<'a>(
             if let Some(wait) = fields.wait {
                 request.wait = Millis::new(wait_ms(*wait, max_ttl_ms)?);
             }
+            if fields.mode.is_some() || fields.limit.is_some() {
+                read_mode(&mut request, fields.mode, fields.limit, max_holders)?;
+            }
         }
         Action::Put => {
             request.expire = Millis::new(ttl_ms(fields.expire.copied(), max_ttl_ms)?);
@@ -354,6 +405,38 @@ fn read_request<'a>(
         _ => {}
     }
     Ok(request)
+}
+
+/// `Mode` and `Limit` of a `Lock` (the extension; old clients send neither).
+#[cold]
+fn read_mode(
+    request: &mut Request<'_>,
+    mode: Option<&Node<'_>>,
+    limit: Option<&Node<'_>>,
+    max_holders: u32,
+) -> Result<(), ParseError> {
+    request.mode = match mode {
+        None => Mode::Exclusive,
+        Some(&Node::String(name)) => {
+            Mode::from_name(name).ok_or(ParseError::BadPayload("Mode unknown"))?
+        }
+        Some(_) => return Err(ParseError::BadPayload("Mode is not a string")),
+    };
+    if let Some(limit) = limit {
+        if request.mode != Mode::Shared {
+            return Err(ParseError::BadPayload("Limit without Mode Shared"));
+        }
+        let n = match *limit {
+            Node::String(text) => text.trim_ascii().parse::<u32>().ok(),
+            Node::Static(StaticNode::U64(n)) => u32::try_from(n).ok(),
+            Node::Static(StaticNode::I64(n)) => u32::try_from(n).ok(),
+            _ => None,
+        };
+        request.limit = n
+            .filter(|n| (1..=max_holders).contains(n))
+            .ok_or(ParseError::BadPayload("Limit not a whole number in range"))?;
+    }
+    Ok(())
 }
 
 /// Where an `ID` or `FileName` text is: in the line, or written out from a

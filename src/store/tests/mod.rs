@@ -4,11 +4,12 @@
 //! naive models (`model.rs`, `waiting.rs`).
 
 use super::*;
-use crate::protocol::{Action, Status};
+use crate::protocol::{Action, Mode, Status};
 use crate::time::Millis;
 use std::collections::HashMap;
 
 mod model;
+mod shared;
 mod waiting;
 
 const FIRST_TOKEN: u64 = 1_000;

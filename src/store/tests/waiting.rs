@@ -53,7 +53,8 @@ fn unlock_hands_over_in_arrival_order() {
         completions(&mut s),
         vec![Completion {
             ticket: t2,
-            granted: Some(tok(FIRST_TOKEN + 2))
+            granted: Some(tok(FIRST_TOKEN + 2)),
+            mode: Mode::Exclusive,
         }]
     );
     // The new holder's TTL runs from the hand-over.
@@ -73,7 +74,8 @@ fn expiry_of_the_holder_grants_the_first_waiter_without_a_request() {
         completions(&mut s),
         vec![Completion {
             ticket: waiter,
-            granted: Some(tok(FIRST_TOKEN + 1))
+            granted: Some(tok(FIRST_TOKEN + 1)),
+            mode: Mode::Exclusive,
         }]
     );
     assert_eq!(s.counters.expired_lock, 1);
@@ -95,7 +97,8 @@ fn a_waiter_times_out_with_not_owner() {
         completions(&mut s),
         vec![Completion {
             ticket: waiter,
-            granted: None
+            granted: None,
+            mode: Mode::Exclusive,
         }]
     );
     assert_eq!((s.counters.wait_timeout, s.waiter_count()), (1, 0));
@@ -121,11 +124,13 @@ fn a_waiter_whose_time_ran_out_is_not_granted() {
         vec![
             Completion {
                 ticket: late,
-                granted: None
+                granted: None,
+                mode: Mode::Exclusive,
             },
             Completion {
                 ticket: next,
-                granted: Some(tok(FIRST_TOKEN + 1))
+                granted: Some(tok(FIRST_TOKEN + 1)),
+                mode: Mode::Exclusive,
             },
         ]
     );
@@ -144,7 +149,8 @@ fn a_withdrawn_waiter_is_skipped() {
         completions(&mut s),
         vec![Completion {
             ticket: stays,
-            granted: Some(tok(FIRST_TOKEN + 1))
+            granted: Some(tok(FIRST_TOKEN + 1)),
+            mode: Mode::Exclusive,
         }]
     );
     assert_eq!(s.waiter_count(), 0);
@@ -194,7 +200,8 @@ fn queues_survive_compaction() {
         completions(&mut s),
         vec![Completion {
             ticket: waiter,
-            granted: Some(tok(FIRST_TOKEN + 300))
+            granted: Some(tok(FIRST_TOKEN + 300)),
+            mode: Mode::Exclusive,
         }]
     );
     assert_eq!(
