@@ -9,16 +9,19 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::answer;
 use super::builder::LockerBuilder;
 use super::codec::ErasedCodec;
 use super::connection::Link;
 use super::guard::LockGuard;
+use super::handles::worth_retrying;
+use super::renew::RenewingGuard;
+use super::setup::Setup;
 use super::wire::{Reply, Request};
 use super::{Error, FencingToken, Status};
 use crate::protocol::action::Action;
-use crate::protocol::codec::Encoding;
 
 /// A client for one lock and the data item of the same name.
 ///
@@ -27,10 +30,7 @@ use crate::protocol::codec::Encoding;
 /// same ID is the same owner as far as the server is concerned.
 pub struct Locker {
     name: String,
-    id: String,
-    encoding: Encoding,
-    retries: u32,
-    retry_sleep: Duration,
+    setup: Setup,
     codec: Box<dyn ErasedCodec>,
     token: Option<FencingToken>,
     link: Link,
@@ -40,9 +40,9 @@ impl fmt::Debug for Locker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Locker")
             .field("name", &self.name)
-            .field("id", &self.id)
+            .field("id", &self.setup.id)
             .field("server", &self.link.server())
-            .field("encoding", &self.encoding)
+            .field("encoding", &self.setup.encoding)
             .field("token", &self.token)
             .finish_non_exhaustive()
     }
@@ -75,23 +75,13 @@ impl Locker {
 
     /// A locker from a finished builder's parts; it connects on its first
     /// request.
-    pub(super) fn new(
-        name: String,
-        id: String,
-        encoding: Encoding,
-        (retries, retry_sleep): (u32, Duration),
-        codec: Box<dyn ErasedCodec>,
-        link: Link,
-    ) -> Locker {
+    pub(super) fn new(name: String, setup: Setup, codec: Box<dyn ErasedCodec>) -> Locker {
         Locker {
             name,
-            id,
-            encoding,
-            retries,
-            retry_sleep,
+            link: setup.link(),
+            setup,
             codec,
             token: None,
-            link,
         }
     }
 
@@ -102,19 +92,22 @@ impl Locker {
 
     /// The ID this locker acts as.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.setup.id
     }
 
     /// The fencing token of the current hold, if this locker holds the lock
     /// as far as it knows (it learns otherwise from the server's answers,
-    /// not from the clock).
+    /// not from the clock) and the server hands out tokens (upstream's
+    /// does not).
     pub fn token(&self) -> Option<FencingToken> {
         self.token
     }
 
     /// Takes or renews the lock for `expire`, patiently: a connection failure
     /// or `NotOwner` is retried up to the configured number of times, with
-    /// the configured sleep in between. Returns the hold's fencing token.
+    /// the configured sleep in between. Returns the hold's fencing token
+    /// (`None` from a server without the fencing-token extension, such as
+    /// upstream's).
     ///
     /// Renewing a hold this ID already has resets its TTL and keeps its
     /// token.
@@ -124,16 +117,16 @@ impl Locker {
     /// # use jackrabbit_dlm::client::{Locker, Status};
     /// # let mut locker = Locker::builder("jobs").build()?;
     /// let token = locker.lock(Duration::from_secs(30))?;
-    /// assert_eq!(locker.token(), Some(token));
+    /// assert_eq!(locker.token(), token);
     /// # Ok::<(), jackrabbit_dlm::client::Error>(())
     /// ```
-    pub fn lock(&mut self, expire: Duration) -> Result<FencingToken, Error> {
-        let mut retries_left = self.retries;
+    pub fn lock(&mut self, expire: Duration) -> Result<Option<FencingToken>, Error> {
+        let mut retries_left = self.setup.retries;
         loop {
             match self.try_lock(expire) {
-                Err(e) if retries_left > 0 && (e.is_io() || e.is_not_owner()) => {
+                Err(e) if retries_left > 0 && worth_retrying(&e) => {
                     retries_left -= 1;
-                    thread::sleep(self.retry_sleep);
+                    thread::sleep(self.setup.retry_sleep);
                 }
                 outcome => return outcome,
             }
@@ -148,13 +141,13 @@ impl Locker {
     /// # use jackrabbit_dlm::client::{Locker, Status};
     /// # let mut locker = Locker::builder("jobs").build()?;
     /// match locker.try_lock(Duration::from_secs(30)) {
-    ///     Ok(token) => println!("ours, token {token}"),
+    ///     Ok(token) => println!("ours, token {token:?}"),
     ///     Err(e) if e.is_not_owner() => println!("busy, try later"),
     ///     Err(e) => return Err(e),
     /// }
     /// # Ok::<(), jackrabbit_dlm::client::Error>(())
     /// ```
-    pub fn try_lock(&mut self, expire: Duration) -> Result<FencingToken, Error> {
+    pub fn try_lock(&mut self, expire: Duration) -> Result<Option<FencingToken>, Error> {
         self.acquire(expire, None)
     }
 
@@ -176,28 +169,28 @@ impl Locker {
     /// let token = locker.lock_wait(Duration::from_secs(30), Duration::from_secs(10))?;
     /// # Ok::<(), jackrabbit_dlm::client::Error>(())
     /// ```
-    pub fn lock_wait(&mut self, expire: Duration, wait: Duration) -> Result<FencingToken, Error> {
+    pub fn lock_wait(
+        &mut self,
+        expire: Duration,
+        wait: Duration,
+    ) -> Result<Option<FencingToken>, Error> {
         self.acquire(expire, Some(wait).filter(|w| !w.is_zero()))
     }
 
     /// One `Lock` request, with the `Wait` extension if `wait` is given.
-    fn acquire(&mut self, expire: Duration, wait: Option<Duration>) -> Result<FencingToken, Error> {
+    fn acquire(
+        &mut self,
+        expire: Duration,
+        wait: Option<Duration>,
+    ) -> Result<Option<FencingToken>, Error> {
         let reply = self.request(Action::Lock, Some(expire), wait, None)?;
-        match reply.status {
-            Status::Locked => {
-                let token = reply.token().ok_or_else(|| {
-                    Error::protocol("a Locked reply without a Token (no fencing-token extension?)")
-                })?;
-                self.token = Some(token);
-                Ok(token)
-            }
-            status => {
-                if status == Status::NotOwner {
-                    self.token = None;
-                }
-                Err(self.refused(Action::Lock, status))
-            }
+        let outcome = answer::locked(reply, &self.name);
+        match &outcome {
+            Ok(token) => self.token = *token,
+            Err(e) if e.is_not_owner() => self.token = None,
+            Err(_) => {}
         }
+        outcome
     }
 
     /// Takes the lock patiently, like [`lock`](Locker::lock), and returns a
@@ -211,13 +204,56 @@ impl Locker {
     /// # let mut locker = Locker::builder("jobs").build()?;
     /// let mut guard = locker.lock_guard(Duration::from_secs(30))?;
     /// let token = guard.token();
-    /// guard.put(format!("written under token {token}"), Duration::from_secs(60))?;
+    /// guard.put(format!("written under token {token:?}"), Duration::from_secs(60))?;
     /// drop(guard); // released
     /// # Ok::<(), jackrabbit_dlm::client::Error>(())
     /// ```
     pub fn lock_guard(&mut self, expire: Duration) -> Result<LockGuard<'_>, Error> {
         let token = self.lock(expire)?;
         Ok(LockGuard::new(self, token))
+    }
+
+    /// Takes the lock patiently, like [`lock`](Locker::lock), and keeps it
+    /// renewed every `expire / 3` on a thread with its own connection:
+    /// see [`RenewingGuard`]. This locker stays free for other requests.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::Locker;
+    /// let mut locker = Locker::builder("backup").build()?;
+    /// let guard = locker.lock_renewing(Duration::from_secs(30))?;
+    /// // ... an hour of work; check guard.is_held() before each step ...
+    /// guard.release()?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
+    pub fn lock_renewing(&mut self, expire: Duration) -> Result<RenewingGuard, Error> {
+        let sent_at = Instant::now();
+        self.lock(expire)?;
+        self.renew_from(expire, sent_at)
+    }
+
+    /// Hands the hold this locker has (from [`lock_wait`](Locker::lock_wait),
+    /// say) to a renewal thread, which renews it every `expire / 3` and
+    /// releases it when the guard goes: see [`RenewingGuard`]. The locker
+    /// forgets its token. If the locker holds nothing, the first renewal
+    /// takes the lock if it is free, and the guard reports it lost if not.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::Locker;
+    /// let mut locker = Locker::builder("deploy").build()?;
+    /// let expire = Duration::from_secs(30);
+    /// locker.lock_wait(expire, Duration::from_secs(600))?; // queue up to 10 minutes
+    /// let guard = locker.keep_renewed(expire)?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
+    pub fn keep_renewed(&mut self, expire: Duration) -> Result<RenewingGuard, Error> {
+        self.renew_from(expire, Instant::now())
+    }
+
+    fn renew_from(&mut self, expire: Duration, sent_at: Instant) -> Result<RenewingGuard, Error> {
+        let token = self.token.take();
+        RenewingGuard::start(self.setup.clone(), self.name.clone(), token, expire, sent_at)
     }
 
     /// Asks who holds the lock without changing anything: `Locked` (this
@@ -236,14 +272,11 @@ impl Locker {
     /// ```
     pub fn test_lock(&mut self) -> Result<Status, Error> {
         let reply = self.request(Action::TestLock, None, None, None)?;
-        match reply.status {
-            Status::Locked => Ok(Status::Locked),
-            status @ (Status::Unlocked | Status::NotOwner) => {
-                self.token = None;
-                Ok(status)
-            }
-            status => Err(self.refused(Action::TestLock, status)),
+        let status = answer::tested(reply, &self.name)?;
+        if status != Status::Locked {
+            self.token = None;
         }
+        Ok(status)
     }
 
     /// Releases the lock. Returns `true` if this ID held it, `false` if
@@ -260,18 +293,11 @@ impl Locker {
     /// ```
     pub fn unlock(&mut self) -> Result<bool, Error> {
         let reply = self.request(Action::Unlock, None, None, None)?;
-        match reply.status {
-            Status::Unlocked => {
-                self.token = None;
-                Ok(reply.id().is_some())
-            }
-            status => {
-                if status == Status::NotOwner {
-                    self.token = None;
-                }
-                Err(self.refused(Action::Unlock, status))
-            }
+        let outcome = answer::unlocked(reply, &self.name);
+        if outcome.is_ok() || outcome.as_ref().is_err_and(Error::is_not_owner) {
+            self.token = None;
         }
+        outcome
     }
 
     /// Stores `value` (through the codec) as the data item for `expire`,
@@ -295,50 +321,27 @@ impl Locker {
             .encode_value(value.as_ref())
             .map_err(Error::codec)?;
         let reply = self.request(Action::Put, Some(expire), None, Some(&text))?;
-        match reply.status {
-            Status::Done => Ok(()),
-            status => Err(self.refused(Action::Put, status)),
-        }
+        answer::stored(reply, &self.name)
     }
 
     /// Reads the data item, decoded by the codec: `None` if there is none.
     /// Fails with `NotOwner` if another ID owns it.
     pub fn get(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        let mut reply = self.request(Action::Get, None, None, None)?;
-        match reply.status {
-            Status::Done => {
-                let text = reply
-                    .take_data()
-                    .ok_or_else(|| Error::protocol("a Get reply without a DataStore string"))?;
-                self.codec
-                    .decode_value(&text)
-                    .map(Some)
-                    .map_err(Error::codec)
-            }
-            Status::NotFound => Ok(None),
-            status => Err(self.refused(Action::Get, status)),
-        }
+        let reply = self.request(Action::Get, None, None, None)?;
+        answer::value(reply, &self.name, self.codec.as_ref())
     }
 
     /// Removes the data item. Returns `true` if it was there, `false` if not;
     /// fails with `NotOwner` if another ID owns it.
     pub fn erase(&mut self) -> Result<bool, Error> {
         let reply = self.request(Action::Erase, None, None, None)?;
-        match reply.status {
-            Status::Done => Ok(true),
-            Status::NotFound => Ok(false),
-            status => Err(self.refused(Action::Erase, status)),
-        }
+        answer::erased(reply, &self.name)
     }
 
     /// The server's version string, e.g. `JackrabbitDLM/0.1.0`.
     pub fn version(&mut self) -> Result<String, Error> {
         let reply = self.request(Action::Version, None, None, None)?;
-        match (reply.status, reply.id()) {
-            (Status::Version, Some(version)) => Ok(version.to_owned()),
-            (Status::Version, None) => Err(Error::protocol("a Version reply without an ID")),
-            (status, _) => Err(self.refused(Action::Version, status)),
-        }
+        answer::version(reply, &self.name)
     }
 
     /// Whether the server answers like a Jackrabbit DLM server. Any failure,
@@ -360,13 +363,7 @@ impl Locker {
     /// ```
     pub fn stats(&mut self) -> Result<BTreeMap<String, u64>, Error> {
         let reply = self.request(Action::Stats, None, None, None)?;
-        match reply.status {
-            Status::Stats => Ok(reply
-                .counters()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect()),
-            status => Err(self.refused(Action::Stats, status)),
-        }
+        answer::stats(reply, &self.name)
     }
 
     /// Sends one request for this locker's name and ID and reads its reply.
@@ -378,18 +375,12 @@ impl Locker {
         data: Option<&str>,
     ) -> Result<Reply, Error> {
         let request = Request {
-            action,
-            id: &self.id,
-            name: &self.name,
             expire,
             wait,
             data,
+            ..self.setup.request(action, &self.name)
         };
-        self.link.round_trip(&request, self.encoding)
-    }
-
-    fn refused(&self, action: Action, status: Status) -> Error {
-        Error::status_of(action, &self.name, status)
+        self.link.round_trip(&request, self.setup.encoding)
     }
 }
 
