@@ -26,7 +26,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         let minute = Duration::from_secs(60);
 
         // Held and renewed on its own thread while the tasks below run.
-        let guard = client.lock_renewing("async-example", Duration::from_secs(3)).await?;
+        let guard = client
+            .lock_renewing("async-example", Duration::from_secs(3))
+            .await?;
         println!("holding async-example, token {:?}", guard.token());
 
         // Four tasks, one connection: their requests take turns on it.

@@ -365,8 +365,7 @@ fn contending_threads_count_exactly() {
                     };
                     let token = guard.token().unwrap();
                     assert!(token > last_token, "fencing tokens only grow");
-                    data.put(format!("{} {token}", count + 1), MINUTE)
-                        .unwrap();
+                    data.put(format!("{} {token}", count + 1), MINUTE).unwrap();
                 }
             })
         })
@@ -485,7 +484,11 @@ fn a_client_pipelines_many_names_on_one_connection() {
 #[test]
 fn a_failed_request_in_a_pipeline_fails_alone() {
     let server = TestServer::start();
-    let text = client_at(server.addr).id("t").codec(Identity).build().unwrap();
+    let text = client_at(server.addr)
+        .id("t")
+        .codec(Identity)
+        .build()
+        .unwrap();
     let other = client_at(server.addr).id("o").build().unwrap();
     other.lock("taken", MINUTE).unwrap();
     let mut batch = Pipeline::new();
@@ -494,7 +497,10 @@ fn a_failed_request_in_a_pipeline_fails_alone() {
         .lock("taken", MINUTE)
         .put("text", "fine", MINUTE);
     let results = text.send(&batch);
-    assert!(matches!(results[0].as_ref().unwrap_err().kind(), ErrorKind::Codec(_)));
+    assert!(matches!(
+        results[0].as_ref().unwrap_err().kind(),
+        ErrorKind::Codec(_)
+    ));
     assert!(results[1].as_ref().unwrap_err().is_not_owner());
     assert_eq!(results[2].as_ref().unwrap(), &Outcome::Stored);
     assert!(text.send(&Pipeline::new()).is_empty());
@@ -526,8 +532,16 @@ fn a_parked_lock_holds_back_the_rest_of_its_pipeline() {
     wait_for_parked(&server, 1);
     // The holder's hold runs out: the waiter is granted, then the rest.
     server.advance(1001);
-    let results: Vec<Outcome> = sent.join().unwrap().into_iter().map(Result::unwrap).collect();
-    assert!(matches!(results[0], Outcome::Locked(Some(_))), "{results:?}");
+    let results: Vec<Outcome> = sent
+        .join()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        matches!(results[0], Outcome::Locked(Some(_))),
+        "{results:?}"
+    );
     assert_eq!(results[1], Outcome::Stored);
     assert_eq!(results[2], Outcome::Value(Some(b"granted".to_vec())));
 }
@@ -593,11 +607,18 @@ fn a_renewing_guard_says_when_the_hold_is_lost() {
     assert_eq!(lost.recv_timeout(Duration::from_secs(10)), Ok(Lost::Taken));
     assert!(!guard.is_held());
     assert_eq!(guard.lost(), Some(Lost::Taken));
-    assert!(called.load(std::sync::atomic::Ordering::SeqCst), "the callback ran");
+    assert!(
+        called.load(std::sync::atomic::Ordering::SeqCst),
+        "the callback ran"
+    );
     // Late subscribers hear of it at once.
     assert_eq!(guard.lost_channel().recv(), Ok(Lost::Taken));
     assert!(!guard.release().unwrap(), "nothing to release");
-    assert_eq!(thief.test_lock("l").unwrap(), Status::Locked, "the thief's hold is untouched");
+    assert_eq!(
+        thief.test_lock("l").unwrap(),
+        Status::Locked,
+        "the thief's hold is untouched"
+    );
     // The locker itself stayed usable.
     assert!(locker.try_lock(MINUTE).unwrap_err().is_not_owner());
 }
@@ -626,8 +647,15 @@ fn endpoints_fail_over_to_a_live_server() {
         .id("fail-over")
         .build()
         .unwrap();
-    assert!(client.try_lock("f", MINUTE).unwrap().is_some(), "renewed on the live node");
-    let only_busy = Client::builder().port(busy).id("fail-over").build().unwrap();
+    assert!(
+        client.try_lock("f", MINUTE).unwrap().is_some(),
+        "renewed on the live node"
+    );
+    let only_busy = Client::builder()
+        .port(busy)
+        .id("fail-over")
+        .build()
+        .unwrap();
     let err = only_busy.unlock("f").unwrap_err();
     assert_eq!(err.status(), Some(Status::Unavailable), "{err}");
     assert!(err.to_string().contains("effect is unknown"), "{err}");
@@ -666,7 +694,10 @@ fn upstream_like(replies: Vec<&'static str>) -> (u16, thread::JoinHandle<Vec<Str
                     )
                 };
                 seen.push(plain);
-                reader.get_mut().write_all(format!("{answer}\n").as_bytes()).unwrap();
+                reader
+                    .get_mut()
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .unwrap();
                 if replies.len() == 0 {
                     break 'accepting;
                 }
@@ -680,8 +711,7 @@ fn upstream_like(replies: Vec<&'static str>) -> (u16, thread::JoinHandle<Vec<Str
 #[test]
 fn against_an_upstream_style_server() {
     let dir = temp_dir("client-upstream");
-    let identity_file =
-        jackrabbit_dlm::client::identity::write_identity_file(&dir, "svc").unwrap();
+    let identity_file = jackrabbit_dlm::client::identity::write_identity_file(&dir, "svc").unwrap();
     let identity = jackrabbit_dlm::client::identity::read_identity_file(&identity_file).unwrap();
     // Upstream answers Locked without a Token, and knows NoData.
     let (port, requests) = upstream_like(vec![
@@ -697,7 +727,11 @@ fn against_an_upstream_style_server() {
         .identity_file(&identity_file)
         .build()
         .unwrap();
-    assert_eq!(locker.try_lock(MINUTE).unwrap(), None, "a hold without a token");
+    assert_eq!(
+        locker.try_lock(MINUTE).unwrap(),
+        None,
+        "a hold without a token"
+    );
     assert!(locker.unlock().unwrap());
     let err = locker.get().unwrap_err();
     assert_eq!(err.status(), Some(Status::NoData), "{err}");
@@ -710,7 +744,11 @@ fn against_an_upstream_style_server() {
     };
     assert_eq!(
         requests,
-        [expected("Lock", "60"), expected("Unlock", "0"), expected("Get", "0")],
+        [
+            expected("Lock", "60"),
+            expected("Unlock", "0"),
+            expected("Get", "0")
+        ],
         "every request carries Expire, Name and Identity, table-encoded on the wire"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -722,10 +760,18 @@ fn authenticated_settings_work_against_this_server_today() {
     let server = TestServer::start();
     let dir = temp_dir("client-auth");
     let file = jackrabbit_dlm::client::identity::write_identity_file(&dir, "svc").unwrap();
-    let client = client_at(server.addr).name("svc").identity_file(&file).build().unwrap();
+    let client = client_at(server.addr)
+        .name("svc")
+        .identity_file(&file)
+        .build()
+        .unwrap();
     assert!(client.try_lock("auth", MINUTE).unwrap().is_some());
     assert!(client.unlock("auth").unwrap());
-    let err = client_at(server.addr).name("../svc").identity("x").build().unwrap_err();
+    let err = client_at(server.addr)
+        .name("../svc")
+        .identity("x")
+        .build()
+        .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Config(_)), "{err}");
     let err = client_at(server.addr).name("svc").build().unwrap_err();
     assert!(err.to_string().contains("needs an Identity"), "{err}");
@@ -767,7 +813,11 @@ fn values_cross_between_the_python_codec_path_and_ours() {
         let mut ours = locker_at(server.addr, &name).id("mixed").build().unwrap();
         ours.put(&bytes, MINUTE).unwrap();
         let got = python.call(&common::request("Get", "mixed", &name, "0"));
-        assert_eq!(got["DataStore"].as_str(), Some(encoded.as_str()), "vector {i}");
+        assert_eq!(
+            got["DataStore"].as_str(),
+            Some(encoded.as_str()),
+            "vector {i}"
+        );
 
         // Theirs in, ours out.
         let name = format!("theirs-{i}");
@@ -799,7 +849,13 @@ mod tokio_client {
             let rival = client_at(server.addr).id("rival").build_async().unwrap();
             let token = client.try_lock("a", MINUTE).await.unwrap();
             assert!(token.is_some());
-            assert!(rival.try_lock("a", MINUTE).await.unwrap_err().is_not_owner());
+            assert!(
+                rival
+                    .try_lock("a", MINUTE)
+                    .await
+                    .unwrap_err()
+                    .is_not_owner()
+            );
             let handle = client.handle("a");
             assert_eq!(handle.test_lock().await.unwrap(), Status::Locked);
             handle.put(b"\x00\xffbytes", MINUTE).await.unwrap();
@@ -810,11 +866,19 @@ mod tokio_client {
             assert_eq!(results[0].as_ref().unwrap(), &Outcome::Unlocked(true));
             assert_eq!(results[1].as_ref().unwrap(), &Outcome::Erased(true));
             assert_eq!(results[2].as_ref().unwrap(), &Outcome::Value(None));
-            assert!(matches!(results[3].as_ref().unwrap(), Outcome::Stats(s) if s["Connections"] == 2));
+            assert!(
+                matches!(results[3].as_ref().unwrap(), Outcome::Stats(s) if s["Connections"] == 2)
+            );
             assert!(client.version().await.unwrap().contains("JackrabbitDLM"));
             let guard = client.lock_renewing("g", MINUTE).await.unwrap();
             assert!(guard.is_held());
-            assert!(rival.try_lock("g", MINUTE).await.unwrap_err().is_not_owner());
+            assert!(
+                rival
+                    .try_lock("g", MINUTE)
+                    .await
+                    .unwrap_err()
+                    .is_not_owner()
+            );
             assert!(guard.release().unwrap());
             assert!(rival.try_lock("g", MINUTE).await.unwrap().is_some());
         });

@@ -241,10 +241,17 @@ fn run_holds_the_lock_passes_status_and_token_and_releases() {
     assert!(out.contains("inner=1"), "{out}");
     assert!(out.contains("conflict=9"), "{out}");
     assert!(out.contains("name=shared\n"), "{out}");
-    let id = out.lines().find_map(|l| l.strip_prefix("id=")).unwrap_or_default();
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id="))
+        .unwrap_or_default();
     assert!(id.len() >= 37, "the drawn ID is passed on: {out}");
     // The inner runs drew their IDs: their refusals say so, and how to fix it.
-    assert!(stderr(&output).contains("fresh random ID"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("fresh random ID"),
+        "{}",
+        stderr(&output)
+    );
     let token = out
         .lines()
         .find_map(|l| l.strip_prefix("token="))
@@ -397,11 +404,17 @@ fn a_drawn_id_says_why_it_owns_nothing_and_how_to_fix_it() {
     let message = stderr(&unlock);
     assert!(message.contains("owned by another ID"), "{message}");
     assert!(message.contains("fresh random ID"), "{message}");
-    assert!(message.contains("--id") && message.contains("DLM_ID"), "{message}");
+    assert!(
+        message.contains("--id") && message.contains("DLM_ID"),
+        "{message}"
+    );
 
     // With an ID given (by option or environment), no hint: the ID is
     // what the user chose.
-    assert_exit(&dlm(&server, &["--id", "a", "lock", "theirs", "--expire", "30"]), 0);
+    assert_exit(
+        &dlm(&server, &["--id", "a", "lock", "theirs", "--expire", "30"]),
+        0,
+    );
     let refused = dlm(&server, &["--id", "b", "unlock", "theirs"]);
     assert_exit(&refused, 1);
     assert!(!stderr(&refused).contains("random"), "{}", stderr(&refused));
@@ -431,13 +444,26 @@ fn options_come_from_the_environment_too() {
 
     let help = Command::new(DLM).args(["--help"]).output().unwrap();
     let help = stdout(&help);
-    for env in ["[env: DLM_HOST=", "[env: DLM_PORT=", "[env: DLM_CODEC=", "[env: DLM_ID"] {
+    for env in [
+        "[env: DLM_HOST=",
+        "[env: DLM_PORT=",
+        "[env: DLM_CODEC=",
+        "[env: DLM_ID",
+    ] {
         assert!(help.contains(env), "{env} missing from --help:\n{help}");
     }
     let run_help = Command::new(DLM).args(["run", "--help"]).output().unwrap();
     let run_help = stdout(&run_help);
-    for text in ["--conflict-exit-code", "--kill-after", "--command", "DLM_LOCK_NAME"] {
-        assert!(run_help.contains(text), "{text} missing from run --help:\n{run_help}");
+    for text in [
+        "--conflict-exit-code",
+        "--kill-after",
+        "--command",
+        "DLM_LOCK_NAME",
+    ] {
+        assert!(
+            run_help.contains(text),
+            "{text} missing from run --help:\n{run_help}"
+        );
     }
 }
 
@@ -452,11 +478,19 @@ fn codecs_store_what_their_name_says() {
             .to_owned()
     };
     let put = |codec: &[&str], name: &str| {
-        let args = [&["--id", "c"][..], codec, &["put", name, "hi", "--expire", "30"]].concat();
+        let args = [
+            &["--id", "c"][..],
+            codec,
+            &["put", name, "hi", "--expire", "30"],
+        ]
+        .concat();
         assert_exit(&dlm(&server, &args), 0);
     };
     put(&[], "default");
-    assert_eq!(stored(&mut raw, "default"), jackrabbit_dlm::protocol::codec::encode(b"hi"));
+    assert_eq!(
+        stored(&mut raw, "default"),
+        jackrabbit_dlm::protocol::codec::encode(b"hi")
+    );
     put(&["--codec", "table"], "table");
     assert_eq!(stored(&mut raw, "table"), stored(&mut raw, "default"));
     put(&["--codec", "identity"], "identity");
@@ -464,7 +498,11 @@ fn codecs_store_what_their_name_says() {
     put(&["--codec", "base64"], "base64");
     assert_eq!(stored(&mut raw, "base64"), "aGk=");
     // Each reads back through its own codec.
-    for (codec, name) in [("table", "default"), ("identity", "identity"), ("base64", "base64")] {
+    for (codec, name) in [
+        ("table", "default"),
+        ("identity", "identity"),
+        ("base64", "base64"),
+    ] {
         let got = dlm(&server, &["--id", "c", "--codec", codec, "get", name]);
         assert_exit(&got, 0);
         assert_eq!(got.stdout, b"hi", "{codec}");
@@ -472,17 +510,28 @@ fn codecs_store_what_their_name_says() {
     // Bytes that are not text: fine for table, refused by identity.
     let mut binary = dlm_command(
         server.addr.port(),
-        &["--id", "c", "--codec", "identity", "put", "bin", "-", "--expire", "30"],
+        &[
+            "--id", "c", "--codec", "identity", "put", "bin", "-", "--expire", "30",
+        ],
     )
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    binary.stdin.take().unwrap().write_all(&[0xff, 0x00]).unwrap();
+    binary
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[0xff, 0x00])
+        .unwrap();
     let refused = binary.wait_with_output().unwrap();
     assert_exit(&refused, 2);
-    assert!(stderr(&refused).contains("--codec table"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--codec table"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 #[test]
@@ -497,31 +546,58 @@ fn identity_new_writes_a_private_file_once() {
         .unwrap();
     assert_exit(&made, 0);
     let path = config.join("billing.cfg");
-    assert!(stdout(&made).contains(&path.display().to_string()), "{}", stdout(&made));
+    assert!(
+        stdout(&made).contains(&path.display().to_string()),
+        "{}",
+        stdout(&made)
+    );
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let identity = file["Identity"].as_str().unwrap();
-    assert!((1364..=2728).contains(&identity.len()), "{}", identity.len());
-    assert!(identity.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(
+        (1364..=2728).contains(&identity.len()),
+        "{}",
+        identity.len()
+    );
+    assert!(
+        identity
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
 
     let again = Command::new(DLM)
         .args(["identity", "new", "billing", "--dir", &config_text])
         .output()
         .unwrap();
     assert_exit(&again, 2);
-    assert!(stderr(&again).contains("exists already"), "{}", stderr(&again));
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), file.to_string() + "\n");
+    assert!(
+        stderr(&again).contains("exists already"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        file.to_string() + "\n"
+    );
     for bad in ["../escape", ".hidden", "a/b", ""] {
         let refused = Command::new(DLM)
             .args(["identity", "new", bad, "--dir", &config_text])
             .output()
             .unwrap();
         assert_exit(&refused, 2);
-        assert!(stderr(&refused).contains("Name"), "{bad:?}: {}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("Name"),
+            "{bad:?}: {}",
+            stderr(&refused)
+        );
     }
-    assert_eq!(std::fs::read_dir(&config).unwrap().count(), 1, "nothing else written");
+    assert_eq!(
+        std::fs::read_dir(&config).unwrap().count(),
+        1,
+        "nothing else written"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -564,8 +640,17 @@ fn name_and_identity_file_go_on_every_request() {
     let locked = dlm_command(
         port,
         &[
-            "--id", "w", "--encoded", "--name", "svc", "--identity-file", &file_text, "lock",
-            "jobs", "--expire", "5",
+            "--id",
+            "w",
+            "--encoded",
+            "--name",
+            "svc",
+            "--identity-file",
+            &file_text,
+            "lock",
+            "jobs",
+            "--expire",
+            "5",
         ],
     )
     .output()
@@ -579,15 +664,24 @@ fn name_and_identity_file_go_on_every_request() {
         )
     );
     // One without the other is a usage error, before anything is sent.
-    let half = dlm_command(port, &["--name", "svc", "version"]).output().unwrap();
+    let half = dlm_command(port, &["--name", "svc", "version"])
+        .output()
+        .unwrap();
     assert_exit(&half, 2);
     std::fs::write(dir.join("bad.cfg"), "{}").unwrap();
     let bad_file = dir.join("bad.cfg").to_string_lossy().into_owned();
-    let bad = dlm_command(port, &["--name", "svc", "--identity-file", &bad_file, "version"])
-        .output()
-        .unwrap();
+    let bad = dlm_command(
+        port,
+        &["--name", "svc", "--identity-file", &bad_file, "version"],
+    )
+    .output()
+    .unwrap();
     assert_exit(&bad, 4);
-    assert!(stderr(&bad).contains("not an identity file"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("not an identity file"),
+        "{}",
+        stderr(&bad)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -603,7 +697,16 @@ fn run_kills_a_command_that_ignores_sigterm_after_the_hold_is_lost() {
     let output = dlm_command(
         server.addr.port(),
         &[
-            "--id", "runner", "run", "lost", "--expire", "1", "--kill-after", "0.2", "-c", script,
+            "--id",
+            "runner",
+            "run",
+            "lost",
+            "--expire",
+            "1",
+            "--kill-after",
+            "0.2",
+            "-c",
+            script,
         ],
     )
     .env("DLM", DLM)
@@ -635,26 +738,65 @@ fn chart_draws_every_counter_of_a_statistics_log() {
     .unwrap();
     let svg = dir.join("chart.svg");
     let output = Command::new(DLM)
-        .args(["chart", &log.to_string_lossy(), "-o", &svg.to_string_lossy()])
+        .args([
+            "chart",
+            &log.to_string_lossy(),
+            "-o",
+            &svg.to_string_lossy(),
+        ])
         .output()
         .unwrap();
     assert_exit(&output, 0);
-    assert!(stdout(&output).contains("Drew 7 counters over 3 lines"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("Drew 7 counters over 3 lines"),
+        "{}",
+        stdout(&output)
+    );
     let drawn = std::fs::read_to_string(&svg).unwrap();
-    assert!(drawn.starts_with("<svg"), "{}", &drawn[..drawn.len().min(200)]);
-    for counter in ["AData", "ALock", "Connections", "Lock", "MemoryMax", "NotOwner", "Idle"] {
-        assert!(drawn.contains(&format!(">{counter}<")) || drawn.contains(&format!(">\n{counter}\n<")),
-            "{counter} has no legend entry");
+    assert!(
+        drawn.starts_with("<svg"),
+        "{}",
+        &drawn[..drawn.len().min(200)]
+    );
+    for counter in [
+        "AData",
+        "ALock",
+        "Connections",
+        "Lock",
+        "MemoryMax",
+        "NotOwner",
+        "Idle",
+    ] {
+        assert!(
+            drawn.contains(&format!(">{counter}<")) || drawn.contains(&format!(">\n{counter}\n<")),
+            "{counter} has no legend entry"
+        );
     }
     assert!(!drawn.contains("DLMerror"), "audit lines are not counters");
-    assert!(drawn.matches("<polyline").count() >= 7, "a line per counter");
+    assert!(
+        drawn.matches("<polyline").count() >= 7,
+        "a line per counter"
+    );
 
-    std::fs::write(&log, "2026-11-26 13:00:00.000001 Jackrabbit DLM 0.1.0 listening\n").unwrap();
+    std::fs::write(
+        &log,
+        "2026-11-26 13:00:00.000001 Jackrabbit DLM 0.1.0 listening\n",
+    )
+    .unwrap();
     let empty = Command::new(DLM)
-        .args(["chart", &log.to_string_lossy(), "-o", &svg.to_string_lossy()])
+        .args([
+            "chart",
+            &log.to_string_lossy(),
+            "-o",
+            &svg.to_string_lossy(),
+        ])
         .output()
         .unwrap();
     assert_exit(&empty, 2);
-    assert!(stderr(&empty).contains("no statistics lines"), "{}", stderr(&empty));
+    assert!(
+        stderr(&empty).contains("no statistics lines"),
+        "{}",
+        stderr(&empty)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

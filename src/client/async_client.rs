@@ -23,7 +23,9 @@ use tokio::sync::Mutex;
 
 use super::answer::Outcome;
 use super::codec::ErasedCodec;
-use super::connection::{Endpoint, Endpoints, Exchange, Round, closed_early, is_usable, strip_newline};
+use super::connection::{
+    Endpoint, Endpoints, Exchange, Round, closed_early, is_usable, strip_newline,
+};
 use super::error::Error;
 use super::handles::{ClientBuilder, expect_outcome, worth_retrying};
 use super::pipeline::{Pipeline, Prepared};
@@ -146,14 +148,24 @@ impl AsyncClient {
         prepared.finish(replies, conn.codec.as_ref())
     }
 
-    async fn one(&self, add: impl FnOnce(&mut Pipeline) -> &mut Pipeline) -> Result<Outcome, Error> {
+    async fn one(
+        &self,
+        add: impl FnOnce(&mut Pipeline) -> &mut Pipeline,
+    ) -> Result<Outcome, Error> {
         let mut pipeline = Pipeline::new();
         add(&mut pipeline);
-        self.send(&pipeline).await.pop().expect("one result per request")
+        self.send(&pipeline)
+            .await
+            .pop()
+            .expect("one result per request")
     }
 
     /// [`Client::try_lock`](super::Client::try_lock).
-    pub async fn try_lock(&self, name: &str, expire: Duration) -> Result<Option<FencingToken>, Error> {
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        expire: Duration,
+    ) -> Result<Option<FencingToken>, Error> {
         expect_outcome!(self.one(|p| p.lock(name, expire)).await, Outcome::Locked)
     }
 
@@ -179,17 +191,30 @@ impl AsyncClient {
         expire: Duration,
         wait: Duration,
     ) -> Result<Option<FencingToken>, Error> {
-        expect_outcome!(self.one(|p| p.lock_wait(name, expire, wait)).await, Outcome::Locked)
+        expect_outcome!(
+            self.one(|p| p.lock_wait(name, expire, wait)).await,
+            Outcome::Locked
+        )
     }
 
     /// [`Client::lock_renewing`](super::Client::lock_renewing): the lock is
     /// taken on this connection; the renewals run on a thread of their own
     /// with its own connection. Dropping or releasing the guard waits for
     /// one `Unlock` round trip.
-    pub async fn lock_renewing(&self, name: &str, expire: Duration) -> Result<RenewingGuard, Error> {
+    pub async fn lock_renewing(
+        &self,
+        name: &str,
+        expire: Duration,
+    ) -> Result<RenewingGuard, Error> {
         let sent_at = Instant::now();
         let token = self.lock(name, expire).await?;
-        RenewingGuard::start(self.inner.setup.clone(), name.to_owned(), token, expire, sent_at)
+        RenewingGuard::start(
+            self.inner.setup.clone(),
+            name.to_owned(),
+            token,
+            expire,
+            sent_at,
+        )
     }
 
     /// [`Client::unlock`](super::Client::unlock).
@@ -203,7 +228,12 @@ impl AsyncClient {
     }
 
     /// [`Client::put`](super::Client::put).
-    pub async fn put(&self, name: &str, value: impl AsRef<[u8]>, expire: Duration) -> Result<(), Error> {
+    pub async fn put(
+        &self,
+        name: &str,
+        value: impl AsRef<[u8]>,
+        expire: Duration,
+    ) -> Result<(), Error> {
         match self.one(|p| p.put(name, value, expire)).await? {
             Outcome::Stored => Ok(()),
             other => unreachable!("outcome {other:?} for Put"),
@@ -261,7 +291,11 @@ impl AsyncHandle {
     }
 
     /// [`AsyncClient::lock_wait`] on this name.
-    pub async fn lock_wait(&self, expire: Duration, wait: Duration) -> Result<Option<FencingToken>, Error> {
+    pub async fn lock_wait(
+        &self,
+        expire: Duration,
+        wait: Duration,
+    ) -> Result<Option<FencingToken>, Error> {
         self.client.lock_wait(&self.name, expire, wait).await
     }
 
@@ -313,7 +347,11 @@ impl AsyncLink {
         }
     }
 
-    async fn exchange(&mut self, requests: &[Request<'_>], encoding: Encoding) -> Vec<Result<Reply, Error>> {
+    async fn exchange(
+        &mut self,
+        requests: &[Request<'_>],
+        encoding: Encoding,
+    ) -> Vec<Result<Reply, Error>> {
         let mut exchange = Exchange::new(requests, encoding, self.endpoints.len());
         while !exchange.is_done() {
             if let Err(e) = self.connect().await {

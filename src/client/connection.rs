@@ -131,7 +131,11 @@ impl Link {
 
     /// Sends `request` and reads its reply, sending it again where the
     /// table in the module documentation says.
-    pub fn round_trip(&mut self, request: &Request<'_>, encoding: Encoding) -> Result<Reply, Error> {
+    pub fn round_trip(
+        &mut self,
+        request: &Request<'_>,
+        encoding: Encoding,
+    ) -> Result<Reply, Error> {
         let mut replies = self.exchange(std::slice::from_ref(request), encoding);
         replies.pop().expect("one reply per request")
     }
@@ -161,11 +165,14 @@ impl Link {
         exchange.into_results()
     }
 
-
     /// The connection, if it is still fit for use, else a new one to the
     /// first endpoint that accepts, starting with the current one.
     fn connect(&mut self) -> io::Result<&mut Connection> {
-        if self.connection.as_ref().is_some_and(|c| is_usable(c.fd(), c.has_buffered())) {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|c| is_usable(c.fd(), c.has_buffered()))
+        {
             return Ok(self.connection.as_mut().expect("just checked"));
         }
         self.connection = None;
@@ -262,7 +269,11 @@ impl<'q> Exchange<'q> {
     /// No endpoint accepted a connection: every pending request fails.
     pub fn connect_failed(&mut self, servers: &str, error: &io::Error) {
         for i in std::mem::take(&mut self.pending) {
-            self.results[i] = Some(Err(Error::io(servers.to_owned(), "connect to", copy(error))));
+            self.results[i] = Some(Err(Error::io(
+                servers.to_owned(),
+                "connect to",
+                copy(error),
+            )));
         }
     }
 
@@ -656,7 +667,11 @@ mod tests {
         let mut link = Link::new(vec![local(dead_port()), local(busy), local(good)], SECOND);
         let reply = link.round_trip(&VERSION, Encoding::Plain).unwrap();
         assert_eq!(reply.status, Status::Version);
-        assert_eq!(link.server(), format!("127.0.0.1:{good}"), "stays on the one that answered");
+        assert_eq!(
+            link.server(),
+            format!("127.0.0.1:{good}"),
+            "stays on the one that answered"
+        );
         assert_eq!(busy_server.join().unwrap().len(), 1);
         assert_eq!(good_server.join().unwrap().len(), 1);
     }

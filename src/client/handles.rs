@@ -163,7 +163,10 @@ impl Client {
     }
 
     fn conn(&self) -> MutexGuard<'_, Conn> {
-        self.inner.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends every request of `pipeline` at once, then reads the replies:
@@ -220,7 +223,10 @@ impl Client {
         expire: Duration,
         wait: Duration,
     ) -> Result<Option<FencingToken>, Error> {
-        expect_outcome!(self.one(|p| p.lock_wait(name, expire, wait)), Outcome::Locked)
+        expect_outcome!(
+            self.one(|p| p.lock_wait(name, expire, wait)),
+            Outcome::Locked
+        )
     }
 
     /// Takes the lock `name` patiently, as [`lock`](Client::lock), and
@@ -335,7 +341,11 @@ impl Handle {
     }
 
     /// [`Client::lock_wait`] on this name.
-    pub fn lock_wait(&self, expire: Duration, wait: Duration) -> Result<Option<FencingToken>, Error> {
+    pub fn lock_wait(
+        &self,
+        expire: Duration,
+        wait: Duration,
+    ) -> Result<Option<FencingToken>, Error> {
         self.client.lock_wait(&self.name, expire, wait)
     }
 

@@ -83,9 +83,8 @@ pub fn write_identity_file(dir: &Path, name: &str) -> Result<PathBuf, Error> {
     check_name(name).map_err(Error::config)?;
     let path = dir.join(format!("{name}.cfg"));
     let io = |during, e| Error::io(path.display().to_string(), during, e);
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::io(dir.display().to_string(), "create the directory", e)
-    })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(dir.display().to_string(), "create the directory", e))?;
     let identity = new_identity()?;
     let mut text = String::with_capacity(identity.len() + 16);
     text.push_str("{\"Identity\":\"");
@@ -118,12 +117,15 @@ pub fn write_identity_file(dir: &Path, name: &str) -> Result<PathBuf, Error> {
 pub fn read_identity_file(path: &Path) -> Result<String, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(path.display().to_string(), "read", e))?;
-    let bad = |why: &str| Error::config(format!("{} is not an identity file: {why}", path.display()));
+    let bad =
+        |why: &str| Error::config(format!("{} is not an identity file: {why}", path.display()));
     let Ok(Value::Object(mut fields)) = miniserde::json::from_str::<Value>(&text) else {
         return Err(bad("not a JSON object"));
     };
     match fields.remove("Identity") {
-        Some(Value::String(identity)) if identity.chars().count() >= MIN_IDENTITY_LEN => Ok(identity),
+        Some(Value::String(identity)) if identity.chars().count() >= MIN_IDENTITY_LEN => {
+            Ok(identity)
+        }
         Some(Value::String(_)) => Err(bad(&format!(
             "its Identity is shorter than {MIN_IDENTITY_LEN} characters"
         ))),
@@ -141,7 +143,17 @@ mod tests {
         for good in ["a", "billing", "A-Z_0.9", &"n".repeat(255)] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", ".x", "a/b", "a\\b", "é", "a b", &"n".repeat(256), "..", "a\0"] {
+        for bad in [
+            "",
+            ".x",
+            "a/b",
+            "a\\b",
+            "é",
+            "a b",
+            &"n".repeat(256),
+            "..",
+            "a\0",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }
@@ -150,7 +162,11 @@ mod tests {
     fn new_identities_are_url_safe_and_of_upstreams_lengths() {
         for _ in 0..50 {
             let identity = new_identity().unwrap();
-            assert!((1364..=2728).contains(&identity.len()), "{}", identity.len());
+            assert!(
+                (1364..=2728).contains(&identity.len()),
+                "{}",
+                identity.len()
+            );
             assert!(
                 identity
                     .bytes()

@@ -253,7 +253,13 @@ impl Locker {
 
     fn renew_from(&mut self, expire: Duration, sent_at: Instant) -> Result<RenewingGuard, Error> {
         let token = self.token.take();
-        RenewingGuard::start(self.setup.clone(), self.name.clone(), token, expire, sent_at)
+        RenewingGuard::start(
+            self.setup.clone(),
+            self.name.clone(),
+            token,
+            expire,
+            sent_at,
+        )
     }
 
     /// Asks who holds the lock without changing anything: `Locked` (this

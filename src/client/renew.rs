@@ -61,7 +61,9 @@ impl fmt::Display for Lost {
                 f,
                 "the server granted a new hold: it had forgotten the old one"
             ),
-            Lost::Unreachable(why) => write!(f, "no renewal got through before the TTL ran out: {why}"),
+            Lost::Unreachable(why) => {
+                write!(f, "no renewal got through before the TTL ran out: {why}")
+            }
             Lost::Refused(why) => write!(f, "a renewal was refused: {why}"),
         }
     }

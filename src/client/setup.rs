@@ -299,7 +299,8 @@ macro_rules! settings_setters {
         /// The secret that goes with [`name`](Self::name), sent as
         /// `Identity`. Never shown by `Debug`.
         pub fn identity(mut self, identity: impl Into<String>) -> Self {
-            self.settings.identity = Some(crate::client::setup::IdentitySource::Text(identity.into()));
+            self.settings.identity =
+                Some(crate::client::setup::IdentitySource::Text(identity.into()));
             self
         }
 
@@ -343,7 +344,10 @@ mod tests {
         };
         assert_eq!(with(None, None).unwrap(), None);
         let auth = with(Some("svc"), Some("secret")).unwrap().unwrap();
-        assert_eq!((auth.name.as_str(), auth.identity.as_str()), ("svc", "secret"));
+        assert_eq!(
+            (auth.name.as_str(), auth.identity.as_str()),
+            ("svc", "secret")
+        );
         for (name, identity) in [
             (Some("svc"), None),
             (None, Some("secret")),
@@ -352,7 +356,10 @@ mod tests {
             (Some(""), Some("secret")),
         ] {
             let err = with(name, identity).unwrap_err();
-            assert!(matches!(err.kind(), super::super::ErrorKind::Config(_)), "{err}");
+            assert!(
+                matches!(err.kind(), super::super::ErrorKind::Config(_)),
+                "{err}"
+            );
         }
     }
 }

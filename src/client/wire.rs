@@ -249,7 +249,10 @@ mod tests {
             "{\"ID\":\"w1\",\"FileName\":\"jobs\",\"Action\":\"Unlock\",\"Expire\":\"0\",\
              \"Name\":\"svc\",\"Identity\":\"s3cr\\\"t\"}\n"
         );
-        assert!(!format!("{auth:?}").contains("s3cr"), "Debug hides the Identity");
+        assert!(
+            !format!("{auth:?}").contains("s3cr"),
+            "Debug hides the Identity"
+        );
     }
 
     #[test]

@@ -36,8 +36,8 @@ pub fn sample(line: &str) -> Option<Sample> {
         .split(", ")
         .map(|pair| {
             let (name, value) = pair.split_once(": ")?;
-            let is_name = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let is_name =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             let value: f64 = value.trim().parse().ok()?;
             (is_name && value.is_finite()).then(|| (name.to_owned(), value))
         })
@@ -122,11 +122,7 @@ pub fn draw(samples: &[Sample], output: &Path, title: &str) -> Result<usize, Box
         .iter()
         .map(|s| (s.seconds - start) / 3600.0)
         .fold(0.0, f64::max);
-    let top = series
-        .values()
-        .flatten()
-        .map(|p| p.1)
-        .fold(1.0, f64::max);
+    let top = series.values().flatten().map(|p| p.1).fold(1.0, f64::max);
     let bottom = series
         .values()
         .flatten()
@@ -142,7 +138,10 @@ pub fn draw(samples: &[Sample], output: &Path, title: &str) -> Result<usize, Box
         .x_label_area_size(40)
         .y_label_area_size(70)
         .right_y_label_area_size(10)
-        .build_cartesian_2d(0.0..last.max(1.0 / 60.0), (bottom * 0.8..top * 1.5).log_scale())?;
+        .build_cartesian_2d(
+            0.0..last.max(1.0 / 60.0),
+            (bottom * 0.8..top * 1.5).log_scale(),
+        )?;
     chart
         .configure_mesh()
         .x_desc("hours since the first line")
@@ -153,9 +152,14 @@ pub fn draw(samples: &[Sample], output: &Path, title: &str) -> Result<usize, Box
     for (i, (name, points)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
     }
     chart

@@ -105,12 +105,24 @@ struct Cli {
     codec: CodecChoice,
 
     /// Authenticate as NAME (needs --identity-file).
-    #[arg(long = "name", global = true, env = "DLM_NAME", value_name = "NAME", requires = "identity_file")]
+    #[arg(
+        long = "name",
+        global = true,
+        env = "DLM_NAME",
+        value_name = "NAME",
+        requires = "identity_file"
+    )]
     auth_name: Option<String>,
 
     /// The identity file of --name: a JSON object with an `Identity`, as
     /// `dlm identity new` writes it.
-    #[arg(long, global = true, env = "DLM_IDENTITY_FILE", value_name = "FILE", requires = "auth_name")]
+    #[arg(
+        long,
+        global = true,
+        env = "DLM_IDENTITY_FILE",
+        value_name = "FILE",
+        requires = "auth_name"
+    )]
     identity_file: Option<PathBuf>,
 
     /// Print answers as one JSON object per command, for scripts.
@@ -195,14 +207,25 @@ enum Command {
         #[arg(long, env = "DLM_WAIT", value_name = "S", default_value = "0", value_parser = seconds)]
         wait: Duration,
         /// The exit status when another ID holds the lock (after --wait).
-        #[arg(short = 'E', long, env = "DLM_CONFLICT_EXIT_CODE", value_name = "N", default_value_t = 1)]
+        #[arg(
+            short = 'E',
+            long,
+            env = "DLM_CONFLICT_EXIT_CODE",
+            value_name = "N",
+            default_value_t = 1
+        )]
         conflict_exit_code: u8,
         /// After the hold is lost and COMMAND got SIGTERM, send SIGKILL if
         /// it is still running this many seconds later.
         #[arg(long, env = "DLM_KILL_AFTER", value_name = "S", value_parser = seconds)]
         kill_after: Option<Duration>,
         /// Run this shell command (with `sh -c`) instead of COMMAND.
-        #[arg(short = 'c', long = "command", value_name = "SHELL COMMAND", conflicts_with = "command")]
+        #[arg(
+            short = 'c',
+            long = "command",
+            value_name = "SHELL COMMAND",
+            conflicts_with = "command"
+        )]
         shell: Option<OsString>,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required_unless_present = "shell", value_name = "COMMAND")]
@@ -517,7 +540,11 @@ fn lock(locker: &mut Locker, expire: Duration, report: Report) -> Result<Outcome
     match locker.try_lock(expire) {
         Ok(token) => {
             let plain = match token {
-                Some(token) => format!("Locked {} (token {token}, ID {})", locker.name(), locker.id()),
+                Some(token) => format!(
+                    "Locked {} (token {token}, ID {})",
+                    locker.name(),
+                    locker.id()
+                ),
                 None => format!("Locked {} (no token, ID {})", locker.name(), locker.id()),
             };
             report.answer(
@@ -681,6 +708,9 @@ mod tests {
         assert!(matches!(shell, Command::Run { shell: Some(_), .. }));
         assert!(parse(&[&base[..], &["--", "true"]].concat()).is_ok());
         assert!(parse(&base).is_err(), "neither");
-        assert!(parse(&[&base[..], &["-c", "true", "--", "true"]].concat()).is_err(), "both");
+        assert!(
+            parse(&[&base[..], &["-c", "true", "--", "true"]].concat()).is_err(),
+            "both"
+        );
     }
 }

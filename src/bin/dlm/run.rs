@@ -121,9 +121,15 @@ fn take(locker: &mut Locker, options: &Options) -> Result<Option<FencingToken>, 
     let ticker = thread::spawn(move || {
         let start = Instant::now();
         // The first second passes in silence: most locks are free.
-        while let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_secs(1)) {
+        while let Err(mpsc::RecvTimeoutError::Timeout) =
+            finished.recv_timeout(Duration::from_secs(1))
+        {
             let mut err = io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K{}", waiting_line(&name, start.elapsed(), wait));
+            let _ = write!(
+                err,
+                "\r\x1b[K{}",
+                waiting_line(&name, start.elapsed(), wait)
+            );
             let _ = err.flush();
         }
         let _ = write!(io::stderr().lock(), "\r\x1b[K");
@@ -238,7 +244,14 @@ mod tests {
 
     #[test]
     fn the_waiting_line_says_what_and_how_long() {
-        let line = waiting_line("deploy", Duration::from_millis(12_400), Duration::from_secs(60));
-        assert_eq!(line, r#"dlm: waiting for the lock "deploy": 12s of up to 60s"#);
+        let line = waiting_line(
+            "deploy",
+            Duration::from_millis(12_400),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            line,
+            r#"dlm: waiting for the lock "deploy": 12s of up to 60s"#
+        );
     }
 }
