@@ -28,7 +28,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// let mut locker = Locker::builder("jobs").build()?;
 /// match locker.try_lock(Duration::from_secs(30)) {
-///     Ok(token) => println!("locked, token {token}"),
+///     Ok(token) => println!("locked, token {token:?}"),
 ///     Err(e) if e.status() == Some(Status::NotOwner) => println!("busy"),
 ///     Err(e) if matches!(e.kind(), ErrorKind::Io { .. }) => println!("server down: {e}"),
 ///     Err(e) => return Err(e),
