@@ -737,15 +737,18 @@ fn chart_draws_every_counter_of_a_statistics_log() {
     )
     .unwrap();
     let svg = dir.join("chart.svg");
-    let output = Command::new(DLM)
-        .args([
-            "chart",
-            &log.to_string_lossy(),
-            "-o",
-            &svg.to_string_lossy(),
-        ])
-        .output()
-        .unwrap();
+    let chart = || {
+        Command::new(DLM)
+            .args([
+                "chart",
+                &log.to_string_lossy(),
+                "-o",
+                &svg.to_string_lossy(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let output = chart();
     assert_exit(&output, 0);
     assert!(
         stdout(&output).contains("Drew 7 counters over 3 lines"),
@@ -783,15 +786,7 @@ fn chart_draws_every_counter_of_a_statistics_log() {
         "2026-11-26 13:00:00.000001 Jackrabbit DLM 0.1.0 listening\n",
     )
     .unwrap();
-    let empty = Command::new(DLM)
-        .args([
-            "chart",
-            &log.to_string_lossy(),
-            "-o",
-            &svg.to_string_lossy(),
-        ])
-        .output()
-        .unwrap();
+    let empty = chart();
     assert_exit(&empty, 2);
     assert!(
         stderr(&empty).contains("no statistics lines"),
