@@ -795,3 +795,47 @@ fn chart_draws_every_counter_of_a_statistics_log() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// On a terminal (`script` gives dlm one), `dlm run --wait` shows that it
+/// waits and for how long; without one (every other test), it is silent.
+#[test]
+fn run_shows_its_wait_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no script(1) to make a terminal");
+        return;
+    }
+    let server = TestServer::start();
+    // Held by another ID for 2 s (real time: the binary's clock).
+    assert_exit(
+        &dlm(&server, &["--id", "other", "lock", "w", "--expire", "2"]),
+        0,
+    );
+    let inner = format!(
+        "{DLM} --port {} run w --expire 5 --wait 20 -- true",
+        server.addr.port()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env_remove("DLM_ID")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let shown = stdout(&output);
+    assert!(
+        shown.contains(r#"dlm: waiting for the lock "w": 1s of up to 20s"#),
+        "{shown:?}"
+    );
+
+    // Not a terminal: nothing about waiting.
+    assert_exit(
+        &dlm(&server, &["--id", "other", "lock", "w2", "--expire", "1"]),
+        0,
+    );
+    let quiet = dlm(
+        &server,
+        &["run", "w2", "--expire", "5", "--wait", "20", "--", "true"],
+    );
+    assert_exit(&quiet, 0);
+    assert!(!stderr(&quiet).contains("waiting"), "{}", stderr(&quiet));
+}
