@@ -55,11 +55,14 @@ fn worker(host: String, port: u16, rounds: u64) -> Result<(), Box<dyn Error + Se
             .build()?;
         for _ in 0..rounds {
             let hold = lock.lock_guard(EXPIRE)?;
+            let token = hold
+                .token()
+                .ok_or("this server hands out no fencing tokens (an upstream server?)")?;
             let (value, written_by) = parse(count.get()?)?;
-            if written_by > hold.token() {
+            if written_by > token {
                 return Err("a newer hold wrote the count: this worker's hold is stale".into());
             }
-            count.put(format!("{} {}", value + 1, hold.token()), EXPIRE)?;
+            count.put(format!("{} {token}", value + 1), EXPIRE)?;
             // `hold` drops here: the lock is released.
         }
         Ok(())

@@ -11,7 +11,8 @@
 //! - [`stats`]: the counters and the statistics log line.
 //! - [`config`]: the command line, validated (no I/O).
 //! - [`server`]: the only module that does network I/O: one `mio` reactor.
-//! - [`client`]: the Rust client (`Locker`) that the `dlm` command line is
+//! - [`client`]: the Rust client (`Client`, `Locker`, `RenewingGuard`, and
+//!   with the `tokio` feature `AsyncClient`) that the `dlm` command line is
 //!   built on; a user of the server, not a part of it.
 //! - [`rng`] and [`time`]: a small seeded generator for tests, benchmarks and
 //!   lockfight, and the millisecond types.
@@ -26,6 +27,8 @@
 //!   line framer of [`protocol`], and the `jackrabbit-dlm` binary.
 //! - `cli`: the `dlm` command line (with `client`).
 //! - `lockfight`: the `lockfight` benchmark harness (with `client`).
+//! - `tokio` (off by default): the client's `AsyncClient` (with `client`).
+//!   The server never depends on tokio.
 //!
 //! A program that wants only the client depends on this crate with
 //! `default-features = false, features = ["client"]`.
@@ -36,6 +39,7 @@
     not(all(feature = "client", feature = "server")),
     allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)
 )]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use common::{TestServer, temp_dir};
+use common::{InProcess, TestServer, stats_until, temp_dir};
 use jackrabbit_dlm::client::{
-    Base64, Encoding, ErrorKind, FencingToken, Identity, Locker, LockerBuilder, Status, Table,
+    Base64, Client, ClientBuilder, Encoding, ErrorKind, FencingToken, Identity, Locker,
+    LockerBuilder, Lost, Outcome, Pipeline, Status, Table,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -52,7 +53,8 @@ fn lock_rows_in_both_encodings() {
 
         // absent: a new hold with a token
         let token = a.try_lock(MINUTE).unwrap();
-        assert_eq!(a.token(), Some(token));
+        assert!(token.is_some(), "this server hands out fencing tokens");
+        assert_eq!(a.token(), token);
         // held by the same ID: renewed, same token
         assert_eq!(a.lock(MINUTE).unwrap(), token);
         // held by another ID
@@ -85,7 +87,7 @@ fn test_lock_rows() {
     assert_eq!(a.test_lock().unwrap(), Status::Unlocked);
     let token = a.try_lock(MINUTE).unwrap();
     assert_eq!(a.test_lock().unwrap(), Status::Locked);
-    assert_eq!(a.token(), Some(token), "testing changes nothing");
+    assert_eq!(a.token(), token, "testing changes nothing");
     assert_eq!(b.test_lock().unwrap(), Status::NotOwner);
 }
 
@@ -147,7 +149,14 @@ fn refusals_no_and_bad_payload() {
 fn codecs_round_trip_every_byte() {
     let server = TestServer::start();
     let every_byte: Vec<u8> = (0..=255).collect();
-    let reader = |name: &str| locker_at(server.addr, name).id("same").build().unwrap();
+    // Reads what the server holds, as it is.
+    let reader = |name: &str| {
+        locker_at(server.addr, name)
+            .id("same")
+            .codec(Identity)
+            .build()
+            .unwrap()
+    };
 
     let mut b64 = locker_at(server.addr, "b64")
         .id("same")
@@ -302,7 +311,7 @@ fn lock_guard_releases_on_drop_and_on_panic() {
     let mut a = locker(&server, "g", "a");
     {
         let mut guard = a.lock_guard(MINUTE).unwrap();
-        assert_eq!(Some(guard.token()), (*guard).token());
+        assert_eq!(guard.token(), (*guard).token());
         guard.put("while held", MINUTE).unwrap();
         assert!(other.try_lock(MINUTE).unwrap_err().is_not_owner());
     }
@@ -354,9 +363,9 @@ fn contending_threads_count_exactly() {
                         }
                         None => (0, FencingToken::new(0)),
                     };
-                    assert!(guard.token() > last_token, "fencing tokens only grow");
-                    data.put(format!("{} {}", count + 1, guard.token()), MINUTE)
-                        .unwrap();
+                    let token = guard.token().unwrap();
+                    assert!(token > last_token, "fencing tokens only grow");
+                    data.put(format!("{} {token}", count + 1), MINUTE).unwrap();
                 }
             })
         })
@@ -420,68 +429,479 @@ fn lock_wait_runs_out_with_not_owner() {
     assert_eq!(holder.stats().unwrap()["Waited"], 1);
 }
 
-#[test]
-fn shared_locks_readers_together_writers_alone() {
-    let server = TestServer::start();
-    let mut r1 = locker(&server, "rw", "r1");
-    let mut r2 = locker(&server, "rw", "r2");
-    let mut w = locker(&server, "rw", "w");
-    let t1 = r1.try_lock_shared(MINUTE).unwrap();
-    let t2 = r2.try_lock_shared(MINUTE).unwrap();
-    assert!(t2 > t1);
-    // A renewal keeps its token; a writer is refused while readers hold it.
-    assert_eq!(r1.try_lock_shared(MINUTE).unwrap(), t1);
-    assert!(w.try_lock(MINUTE).unwrap_err().is_not_owner());
-    assert_eq!(r1.test_lock().unwrap(), Status::Locked);
-    assert_eq!(w.test_lock().unwrap(), Status::NotOwner);
-    // The guard ends only its own share.
-    {
-        let guard = r2.lock_shared_guard(MINUTE).unwrap();
-        assert_eq!(guard.token(), t2);
-    }
-    assert_eq!(r2.test_lock().unwrap(), Status::NotOwner);
-    assert_eq!(r1.test_lock().unwrap(), Status::Locked);
-    // The sole holder converts to exclusive, with a new token.
-    let te = r1.try_lock(MINUTE).unwrap();
-    assert!(te > t2);
-    assert!(r2.try_lock_shared(MINUTE).unwrap_err().is_not_owner());
-    assert!(r1.unlock().unwrap());
-    let tw = w.try_lock(MINUTE).unwrap();
-    assert!(tw > te);
+/// A client on `addr` that gives up at once.
+fn client_at(addr: SocketAddr) -> ClientBuilder {
+    Client::builder()
+        .host(addr.ip().to_string())
+        .port(addr.port())
+        .timeout(Duration::from_secs(10))
+        .retries(0)
 }
 
 #[test]
-fn a_limit_makes_a_semaphore() {
+fn a_client_pipelines_many_names_on_one_connection() {
     let server = TestServer::start();
-    let slot = |id: &str, limit: u32| {
-        locker_at(server.addr, "sem")
-            .id(id)
-            .limit(limit)
+    let client = client_at(server.addr).id("many").build().unwrap();
+    let mut batch = Pipeline::new();
+    batch
+        .lock("a", MINUTE)
+        .lock("b", MINUTE)
+        .put("c", "value of c", MINUTE)
+        .get("c")
+        .test_lock("a")
+        .unlock("a")
+        .unlock("never-locked")
+        .erase("c")
+        .get("c")
+        .version();
+    let results = client.send(&batch);
+    assert_eq!(results.len(), batch.len());
+    let outcomes: Vec<Outcome> = results.into_iter().map(Result::unwrap).collect();
+    let (Outcome::Locked(Some(a)), Outcome::Locked(Some(b))) = (&outcomes[0], &outcomes[1]) else {
+        panic!("{outcomes:?}");
+    };
+    assert!(b > a, "replies in request order: b was granted after a");
+    assert_eq!(outcomes[2], Outcome::Stored);
+    assert_eq!(outcomes[3], Outcome::Value(Some(b"value of c".to_vec())));
+    assert_eq!(outcomes[4], Outcome::Tested(Status::Locked));
+    assert_eq!(outcomes[5], Outcome::Unlocked(true));
+    assert_eq!(outcomes[6], Outcome::Unlocked(false));
+    assert_eq!(outcomes[7], Outcome::Erased(true));
+    assert_eq!(outcomes[8], Outcome::Value(None));
+    assert!(matches!(&outcomes[9], Outcome::Version(v) if v.contains("JackrabbitDLM")));
+
+    // Handles and clones share the connection and the ID.
+    let b_handle = client.handle("b");
+    let clone = client.clone();
+    assert_eq!(b_handle.test_lock().unwrap(), Status::Locked);
+    assert!(clone.unlock("b").unwrap());
+    assert_eq!(client.stats().unwrap()["Connections"], 1);
+    let rival = client_at(server.addr).id("rival").build().unwrap();
+    b_handle.lock(MINUTE).unwrap();
+    assert!(rival.try_lock("b", MINUTE).unwrap_err().is_not_owner());
+}
+
+#[test]
+fn a_failed_request_in_a_pipeline_fails_alone() {
+    let server = TestServer::start();
+    let text = client_at(server.addr)
+        .id("t")
+        .codec(Identity)
+        .build()
+        .unwrap();
+    let other = client_at(server.addr).id("o").build().unwrap();
+    other.lock("taken", MINUTE).unwrap();
+    let mut batch = Pipeline::new();
+    batch
+        .put("bytes", [0xffu8, 0xfe], MINUTE)
+        .lock("taken", MINUTE)
+        .put("text", "fine", MINUTE);
+    let results = text.send(&batch);
+    assert!(matches!(
+        results[0].as_ref().unwrap_err().kind(),
+        ErrorKind::Codec(_)
+    ));
+    assert!(results[1].as_ref().unwrap_err().is_not_owner());
+    assert_eq!(results[2].as_ref().unwrap(), &Outcome::Stored);
+    assert!(text.send(&Pipeline::new()).is_empty());
+}
+
+/// Asks Stats until `n` requests are parked (Waited counts them).
+fn wait_for_parked(server: &InProcess, n: u64) {
+    let mut probe = server.connect();
+    let stats = stats_until(&mut probe, Duration::from_secs(10), |s| {
+        s["Waited"].as_u64() >= Some(n)
+    });
+    assert!(stats["Waited"].as_u64() >= Some(n), "{stats}");
+}
+
+#[test]
+fn a_parked_lock_holds_back_the_rest_of_its_pipeline() {
+    let server = InProcess::start();
+    let holder = client_at(server.addr).id("holder").build().unwrap();
+    holder.try_lock("w", Duration::from_secs(1)).unwrap();
+    let waiter = client_at(server.addr).id("waiter").build().unwrap();
+    let sent = thread::spawn(move || {
+        let mut batch = Pipeline::new();
+        batch
+            .lock_wait("w", MINUTE, Duration::from_secs(30))
+            .put("w-note", "granted", MINUTE)
+            .get("w-note");
+        waiter.send(&batch)
+    });
+    wait_for_parked(&server, 1);
+    // The holder's hold runs out: the waiter is granted, then the rest.
+    server.advance(1001);
+    let results: Vec<Outcome> = sent
+        .join()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        matches!(results[0], Outcome::Locked(Some(_))),
+        "{results:?}"
+    );
+    assert_eq!(results[1], Outcome::Stored);
+    assert_eq!(results[2], Outcome::Value(Some(b"granted".to_vec())));
+}
+
+/// Waits until the server has seen more than `seen` renewals (`Relock`);
+/// returns the new count.
+fn wait_for_renewal(server: &InProcess, seen: u64) -> u64 {
+    let mut probe = server.connect();
+    let stats = stats_until(&mut probe, Duration::from_secs(10), |s| {
+        s["Relock"].as_u64().unwrap_or(0) > seen
+    });
+    let now = stats["Relock"].as_u64().unwrap_or(0);
+    assert!(now > seen, "no renewal came: {stats}");
+    now
+}
+
+#[test]
+fn a_renewing_guard_keeps_the_hold_far_past_its_ttl() {
+    let server = InProcess::start();
+    let client = client_at(server.addr).id("renewer").build().unwrap();
+    let expire = Duration::from_millis(600);
+    let guard = client.lock_renewing("r", expire).unwrap();
+    let token = guard.token().expect("a token");
+    // Five times the server's clock moves 400 ms (past a TTL/3 but inside
+    // the TTL), each time after a renewal: 2 s of server time in all.
+    let mut renewals = 0;
+    for _ in 0..5 {
+        renewals = wait_for_renewal(&server, renewals);
+        server.advance(400);
+    }
+    assert!(guard.is_held());
+    assert_eq!(guard.token(), Some(token));
+    let rival = client_at(server.addr).id("rival").build().unwrap();
+    assert!(rival.try_lock("r", MINUTE).unwrap_err().is_not_owner());
+    assert!(guard.release().unwrap(), "released by the guard");
+    assert!(rival.try_lock("r", MINUTE).unwrap() > Some(token));
+}
+
+#[test]
+fn a_renewing_guard_says_when_the_hold_is_lost() {
+    let server = InProcess::start();
+    let mut locker = locker_at(server.addr, "l").id("owner").build().unwrap();
+    let guard = locker.lock_renewing(Duration::from_secs(3)).unwrap();
+    let lost = guard.lost_channel();
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&called);
+    guard.on_lost(move |why| {
+        assert_eq!(why, &Lost::Taken);
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    // A thief queues for the lock; when the hold runs out on the server's
+    // clock, the lock passes to the thief in the same turn.
+    let thief = client_at(server.addr).id("thief").build().unwrap();
+    let queued = thread::spawn(move || {
+        thief
+            .lock_wait("l", MINUTE, Duration::from_secs(60))
+            .map(|token| (thief, token))
+    });
+    wait_for_parked(&server, 1);
+    server.advance(3001);
+    let (thief, _) = queued.join().unwrap().unwrap();
+    // The next renewal (a second later at most) finds NotOwner.
+    assert_eq!(lost.recv_timeout(Duration::from_secs(10)), Ok(Lost::Taken));
+    assert!(!guard.is_held());
+    assert_eq!(guard.lost(), Some(Lost::Taken));
+    assert!(
+        called.load(std::sync::atomic::Ordering::SeqCst),
+        "the callback ran"
+    );
+    // Late subscribers hear of it at once.
+    assert_eq!(guard.lost_channel().recv(), Ok(Lost::Taken));
+    assert!(!guard.release().unwrap(), "nothing to release");
+    assert_eq!(
+        thief.test_lock("l").unwrap(),
+        Status::Locked,
+        "the thief's hold is untouched"
+    );
+    // The locker itself stayed usable.
+    assert!(locker.try_lock(MINUTE).unwrap_err().is_not_owner());
+}
+
+#[test]
+fn endpoints_fail_over_to_a_live_server() {
+    let server = TestServer::start();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let client = Client::builder()
+        .endpoints([("127.0.0.1", dead), ("127.0.0.1", server.addr.port())])
+        .id("fail-over")
+        .build()
+        .unwrap();
+    assert!(client.try_lock("f", MINUTE).unwrap().is_some());
+    // A node that answers Unavailable: the Lock moves on to the next node,
+    // the Unlock is not sent again and reports Unavailable.
+    let (busy, requests) = upstream_like(vec![
+        r#"{"Status":"Unavailable"}"#,
+        r#"{"Status":"Unavailable"}"#,
+    ]);
+    let client = Client::builder()
+        .endpoints([("127.0.0.1", busy), ("127.0.0.1", server.addr.port())])
+        .id("fail-over")
+        .build()
+        .unwrap();
+    assert!(
+        client.try_lock("f", MINUTE).unwrap().is_some(),
+        "renewed on the live node"
+    );
+    let only_busy = Client::builder()
+        .port(busy)
+        .id("fail-over")
+        .build()
+        .unwrap();
+    let err = only_busy.unlock("f").unwrap_err();
+    assert_eq!(err.status(), Some(Status::Unavailable), "{err}");
+    assert!(err.to_string().contains("effect is unknown"), "{err}");
+    drop((client, only_busy));
+    assert_eq!(requests.join().unwrap().len(), 2, "one Lock, one Unlock");
+}
+
+/// A server that answers each request line, on any connection, with the
+/// next of `replies` in the encoding the request used, then stops; returns
+/// the plain JSON of every request line it read.
+fn upstream_like(replies: Vec<&'static str>) -> (u16, thread::JoinHandle<Vec<String>>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut replies = replies.into_iter();
+        'accepting: while let Ok((stream, _)) = listener.accept() {
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue 'accepting;
+                }
+                let line = line.trim_end();
+                let Some(reply) = replies.next() else {
+                    break 'accepting;
+                };
+                let (plain, answer) = if line.starts_with('{') {
+                    (line.to_owned(), reply.to_owned())
+                } else {
+                    let plain = jackrabbit_dlm::protocol::codec::decode(line.as_bytes()).unwrap();
+                    (
+                        String::from_utf8(plain).unwrap(),
+                        jackrabbit_dlm::protocol::codec::encode(reply.as_bytes()),
+                    )
+                };
+                seen.push(plain);
+                reader
+                    .get_mut()
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .unwrap();
+                if replies.len() == 0 {
+                    break 'accepting;
+                }
+            }
+        }
+        seen
+    });
+    (port, server)
+}
+
+#[test]
+fn against_an_upstream_style_server() {
+    let dir = temp_dir("client-upstream");
+    let identity_file = jackrabbit_dlm::client::identity::write_identity_file(&dir, "svc").unwrap();
+    let identity = jackrabbit_dlm::client::identity::read_identity_file(&identity_file).unwrap();
+    // Upstream answers Locked without a Token, and knows NoData.
+    let (port, requests) = upstream_like(vec![
+        r#"{"Status":"Locked","ID":"me"}"#,
+        r#"{"Status":"Unlocked","ID":"me"}"#,
+        r#"{"Status":"NoData"}"#,
+    ]);
+    let mut locker = Locker::builder("jobs")
+        .port(port)
+        .id("me")
+        .encoding(Encoding::Table)
+        .name("svc")
+        .identity_file(&identity_file)
+        .build()
+        .unwrap();
+    assert_eq!(
+        locker.try_lock(MINUTE).unwrap(),
+        None,
+        "a hold without a token"
+    );
+    assert!(locker.unlock().unwrap());
+    let err = locker.get().unwrap_err();
+    assert_eq!(err.status(), Some(Status::NoData), "{err}");
+    drop(locker);
+    let requests = requests.join().unwrap();
+    let expected = |action: &str, expire: &str| {
+        format!(
+            r#"{{"ID":"me","FileName":"jobs","Action":"{action}","Expire":"{expire}","Name":"svc","Identity":"{identity}"}}"#
+        )
+    };
+    assert_eq!(
+        requests,
+        [
+            expected("Lock", "60"),
+            expected("Unlock", "0"),
+            expected("Get", "0")
+        ],
+        "every request carries Expire, Name and Identity, table-encoded on the wire"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn authenticated_settings_work_against_this_server_today() {
+    // The server does not authenticate yet: Name and Identity are ignored.
+    let server = TestServer::start();
+    let dir = temp_dir("client-auth");
+    let file = jackrabbit_dlm::client::identity::write_identity_file(&dir, "svc").unwrap();
+    let client = client_at(server.addr)
+        .name("svc")
+        .identity_file(&file)
+        .build()
+        .unwrap();
+    assert!(client.try_lock("auth", MINUTE).unwrap().is_some());
+    assert!(client.unlock("auth").unwrap());
+    let err = client_at(server.addr)
+        .name("../svc")
+        .identity("x")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Config(_)), "{err}");
+    let err = client_at(server.addr).name("svc").build().unwrap_err();
+    assert!(err.to_string().contains("needs an Identity"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The shared vectors' values, as bytes, with their table encoding.
+fn codec_vectors() -> Vec<(Vec<u8>, String)> {
+    let text = include_str!("vectors/table-codec.json");
+    let vectors: serde_json::Value = serde_json::from_str(text).unwrap();
+    vectors["valid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let bytes = match (v["text"].as_str(), v["bytes_hex"].as_str()) {
+                (Some(text), _) => text.as_bytes().to_vec(),
+                (None, Some(hex)) => (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                    .collect(),
+                _ => panic!("vector without a value: {v}"),
+            };
+            (bytes, v["encoded"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// What the Python client does with a value by default is the table
+/// encoding; a raw connection plays that client here. Each vector goes in
+/// one way and comes out the other, byte for byte.
+#[test]
+fn values_cross_between_the_python_codec_path_and_ours() {
+    let server = TestServer::start();
+    let mut python = server.connect();
+    for (i, (bytes, encoded)) in codec_vectors().into_iter().enumerate() {
+        // Ours in, theirs out: the default codec stores what Python would.
+        let name = format!("ours-{i}");
+        let mut ours = locker_at(server.addr, &name).id("mixed").build().unwrap();
+        ours.put(&bytes, MINUTE).unwrap();
+        let got = python.call(&common::request("Get", "mixed", &name, "0"));
+        assert_eq!(
+            got["DataStore"].as_str(),
+            Some(encoded.as_str()),
+            "vector {i}"
+        );
+
+        // Theirs in, ours out.
+        let name = format!("theirs-{i}");
+        let put = python.call(&common::put("mixed", &name, &encoded, "60"));
+        assert_eq!(put["Status"], "Done");
+        let mut ours = locker_at(server.addr, &name).id("mixed").build().unwrap();
+        assert_eq!(ours.get().unwrap(), Some(bytes), "vector {i}");
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod tokio_client {
+    use super::*;
+    use jackrabbit_dlm::client::AsyncClient;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap()
-    };
-    let (mut a, mut b, mut c) = (slot("a", 2), slot("b", 2), slot("c", 2));
-    a.try_lock_shared(MINUTE).unwrap();
-    b.try_lock_shared(MINUTE).unwrap();
-    assert!(c.try_lock_shared(MINUTE).unwrap_err().is_not_owner());
-    // Another limit than the lock's is refused, even with room.
-    assert!(
-        slot("d", 3)
-            .try_lock_shared(MINUTE)
-            .unwrap_err()
-            .is_not_owner()
-    );
-    // A waiter takes the place that frees up.
-    let waiter = thread::spawn(move || c.lock_shared_wait(MINUTE, MINUTE).map(|_| c));
-    // The queue is served in order: nobody may join while c waits.
-    let mut e = slot("e", 2);
-    while e.try_lock_shared(MINUTE).is_ok() {
-        // c is not queued yet: give the place back and look again.
-        e.unlock().unwrap();
-        thread::yield_now();
+            .block_on(future)
     }
-    assert!(a.unlock().unwrap());
-    let mut c = waiter.join().unwrap().unwrap();
-    assert_eq!(c.test_lock().unwrap(), Status::Locked);
-    assert!(e.try_lock_shared(MINUTE).unwrap_err().is_not_owner());
+
+    #[test]
+    fn the_async_client_has_the_same_surface() {
+        let server = TestServer::start();
+        block_on(async {
+            let client: AsyncClient = client_at(server.addr).id("async").build_async().unwrap();
+            let rival = client_at(server.addr).id("rival").build_async().unwrap();
+            let token = client.try_lock("a", MINUTE).await.unwrap();
+            assert!(token.is_some());
+            assert!(
+                rival
+                    .try_lock("a", MINUTE)
+                    .await
+                    .unwrap_err()
+                    .is_not_owner()
+            );
+            let handle = client.handle("a");
+            assert_eq!(handle.test_lock().await.unwrap(), Status::Locked);
+            handle.put(b"\x00\xffbytes", MINUTE).await.unwrap();
+            assert_eq!(handle.get().await.unwrap(), Some(b"\x00\xffbytes".to_vec()));
+            let mut batch = Pipeline::new();
+            batch.unlock("a").erase("a").get("a").stats();
+            let results = client.send(&batch).await;
+            assert_eq!(results[0].as_ref().unwrap(), &Outcome::Unlocked(true));
+            assert_eq!(results[1].as_ref().unwrap(), &Outcome::Erased(true));
+            assert_eq!(results[2].as_ref().unwrap(), &Outcome::Value(None));
+            assert!(
+                matches!(results[3].as_ref().unwrap(), Outcome::Stats(s) if s["Connections"] == 2)
+            );
+            assert!(client.version().await.unwrap().contains("JackrabbitDLM"));
+            let guard = client.lock_renewing("g", MINUTE).await.unwrap();
+            assert!(guard.is_held());
+            assert!(
+                rival
+                    .try_lock("g", MINUTE)
+                    .await
+                    .unwrap_err()
+                    .is_not_owner()
+            );
+            assert!(guard.release().unwrap());
+            assert!(rival.try_lock("g", MINUTE).await.unwrap().is_some());
+        });
+    }
+
+    #[test]
+    fn the_async_client_fails_over_and_spawns() {
+        let server = TestServer::start();
+        let (busy, requests) = upstream_like(vec![r#"{"Status":"Unavailable"}"#]);
+        block_on(async {
+            let client = AsyncClient::builder()
+                .endpoints([("127.0.0.1", busy), ("127.0.0.1", server.addr.port())])
+                .id("async-fail-over")
+                .build_async()
+                .unwrap();
+            // The future is Send: it can be spawned on any runtime.
+            let task = tokio::spawn({
+                let client = client.clone();
+                async move { client.try_lock("f", MINUTE).await }
+            });
+            assert!(task.await.unwrap().unwrap().is_some());
+            assert!(client.unlock("f").await.unwrap());
+        });
+        assert_eq!(requests.join().unwrap().len(), 1);
+    }
 }

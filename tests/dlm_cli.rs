@@ -215,11 +215,16 @@ fn run_holds_the_lock_passes_status_and_token_and_releases() {
     let server = TestServer::start();
     let port = server.addr.port().to_string();
     // The command itself checks that the lock is held: a second `dlm run`
-    // with --wait 0 must give up with 1 without running its command.
+    // as another ID (an empty DLM_ID draws one) with --wait 0 must give up
+    // with 1 without running its command; with -E 9, with 9.
     let script = r#"
-        "$DLM" --port "$PORT" run shared --expire 5 --wait 0 -- echo inner ran
+        DLM_ID= "$DLM" --port "$PORT" run shared --expire 5 --wait 0 -- echo inner ran
         echo "inner=$?"
+        DLM_ID= "$DLM" --port "$PORT" run shared --expire 5 -E 9 -c 'echo inner ran'
+        echo "conflict=$?"
         echo "token=$DLM_TOKEN"
+        echo "name=$DLM_LOCK_NAME"
+        echo "id=$DLM_ID"
         exit 7
     "#;
     let output = dlm_command(
@@ -234,6 +239,19 @@ fn run_holds_the_lock_passes_status_and_token_and_releases() {
     let out = stdout(&output);
     assert!(!out.contains("inner ran"), "{out}");
     assert!(out.contains("inner=1"), "{out}");
+    assert!(out.contains("conflict=9"), "{out}");
+    assert!(out.contains("name=shared\n"), "{out}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id="))
+        .unwrap_or_default();
+    assert!(id.len() >= 37, "the drawn ID is passed on: {out}");
+    // The inner runs drew their IDs: their refusals say so, and how to fix it.
+    assert!(
+        stderr(&output).contains("fresh random ID"),
+        "{}",
+        stderr(&output)
+    );
     let token = out
         .lines()
         .find_map(|l| l.strip_prefix("token="))
@@ -378,86 +396,446 @@ fn sigterm_to_dlm_run_reaches_the_command_and_the_lock_is_released() {
 }
 
 #[test]
-fn shared_and_limited_locks_and_runs() {
+fn a_drawn_id_says_why_it_owns_nothing_and_how_to_fix_it() {
     let server = TestServer::start();
-    let with_id = |id: &str, args: &[&str]| {
-        dlm_command(server.addr.port(), args)
-            .env("DLM_ID", id)
+    assert_exit(&dlm(&server, &["lock", "mine", "--expire", "30"]), 0);
+    let unlock = dlm(&server, &["unlock", "mine"]);
+    assert_exit(&unlock, 1);
+    let message = stderr(&unlock);
+    assert!(message.contains("owned by another ID"), "{message}");
+    assert!(message.contains("fresh random ID"), "{message}");
+    assert!(
+        message.contains("--id") && message.contains("DLM_ID"),
+        "{message}"
+    );
+
+    // With an ID given (by option or environment), no hint: the ID is
+    // what the user chose.
+    assert_exit(
+        &dlm(&server, &["--id", "a", "lock", "theirs", "--expire", "30"]),
+        0,
+    );
+    let refused = dlm(&server, &["--id", "b", "unlock", "theirs"]);
+    assert_exit(&refused, 1);
+    assert!(!stderr(&refused).contains("random"), "{}", stderr(&refused));
+    let from_env = dlm_command(server.addr.port(), &["unlock", "theirs"])
+        .env("DLM_ID", "a")
+        .output()
+        .unwrap();
+    assert_exit(&from_env, 0);
+}
+
+#[test]
+fn options_come_from_the_environment_too() {
+    let server = TestServer::start();
+    let output = Command::new(DLM)
+        .env_remove("DLM_ID")
+        .env("DLM_PORT", server.addr.port().to_string())
+        .env("DLM_CODEC", "identity")
+        .env("DLM_EXPIRE", "30")
+        .args(["--id", "e", "put", "env", "plain text"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    // Stored as it is: the identity codec came from DLM_CODEC.
+    let mut raw = server.connect();
+    let got = raw.call(&common::request("Get", "e", "env", "0"));
+    assert_eq!(got["DataStore"], "plain text");
+
+    let help = Command::new(DLM).args(["--help"]).output().unwrap();
+    let help = stdout(&help);
+    for env in [
+        "[env: DLM_HOST=",
+        "[env: DLM_PORT=",
+        "[env: DLM_CODEC=",
+        "[env: DLM_ID",
+    ] {
+        assert!(help.contains(env), "{env} missing from --help:\n{help}");
+    }
+    let run_help = Command::new(DLM).args(["run", "--help"]).output().unwrap();
+    let run_help = stdout(&run_help);
+    for text in [
+        "--conflict-exit-code",
+        "--kill-after",
+        "--command",
+        "DLM_LOCK_NAME",
+    ] {
+        assert!(
+            run_help.contains(text),
+            "{text} missing from run --help:\n{run_help}"
+        );
+    }
+}
+
+#[test]
+fn codecs_store_what_their_name_says() {
+    let server = TestServer::start();
+    let mut raw = server.connect();
+    let stored = |raw: &mut common::Client, name: &str| {
+        raw.call(&common::request("Get", "c", name, "0"))["DataStore"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let put = |codec: &[&str], name: &str| {
+        let args = [
+            &["--id", "c"][..],
+            codec,
+            &["put", name, "hi", "--expire", "30"],
+        ]
+        .concat();
+        assert_exit(&dlm(&server, &args), 0);
+    };
+    put(&[], "default");
+    assert_eq!(
+        stored(&mut raw, "default"),
+        jackrabbit_dlm::protocol::codec::encode(b"hi")
+    );
+    put(&["--codec", "table"], "table");
+    assert_eq!(stored(&mut raw, "table"), stored(&mut raw, "default"));
+    put(&["--codec", "identity"], "identity");
+    assert_eq!(stored(&mut raw, "identity"), "hi");
+    put(&["--codec", "base64"], "base64");
+    assert_eq!(stored(&mut raw, "base64"), "aGk=");
+    // Each reads back through its own codec.
+    for (codec, name) in [
+        ("table", "default"),
+        ("identity", "identity"),
+        ("base64", "base64"),
+    ] {
+        let got = dlm(&server, &["--id", "c", "--codec", codec, "get", name]);
+        assert_exit(&got, 0);
+        assert_eq!(got.stdout, b"hi", "{codec}");
+    }
+    // Bytes that are not text: fine for table, refused by identity.
+    let mut binary = dlm_command(
+        server.addr.port(),
+        &[
+            "--id", "c", "--codec", "identity", "put", "bin", "-", "--expire", "30",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    binary
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[0xff, 0x00])
+        .unwrap();
+    let refused = binary.wait_with_output().unwrap();
+    assert_exit(&refused, 2);
+    assert!(
+        stderr(&refused).contains("--codec table"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn identity_new_writes_a_private_file_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::temp_dir("dlm-identity");
+    let config = dir.join("Config");
+    let config_text = config.to_string_lossy().into_owned();
+    let made = Command::new(DLM)
+        .args(["identity", "new", "billing", "--dir", &config_text])
+        .output()
+        .unwrap();
+    assert_exit(&made, 0);
+    let path = config.join("billing.cfg");
+    assert!(
+        stdout(&made).contains(&path.display().to_string()),
+        "{}",
+        stdout(&made)
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let identity = file["Identity"].as_str().unwrap();
+    assert!(
+        (1364..=2728).contains(&identity.len()),
+        "{}",
+        identity.len()
+    );
+    assert!(
+        identity
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+
+    let again = Command::new(DLM)
+        .args(["identity", "new", "billing", "--dir", &config_text])
+        .output()
+        .unwrap();
+    assert_exit(&again, 2);
+    assert!(
+        stderr(&again).contains("exists already"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        file.to_string() + "\n"
+    );
+    for bad in ["../escape", ".hidden", "a/b", ""] {
+        let refused = Command::new(DLM)
+            .args(["identity", "new", bad, "--dir", &config_text])
+            .output()
+            .unwrap();
+        assert_exit(&refused, 2);
+        assert!(
+            stderr(&refused).contains("Name"),
+            "{bad:?}: {}",
+            stderr(&refused)
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&config).unwrap().count(),
+        1,
+        "nothing else written"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A listener that reads one request line, answers it with `reply` and
+/// returns the line (table-decoded if it was encoded).
+fn recording_server(reply: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end().to_owned();
+        let (plain, answer) = if line.starts_with('{') {
+            (line, reply.to_owned())
+        } else {
+            let plain = jackrabbit_dlm::protocol::codec::decode(line.as_bytes()).unwrap();
+            let answer = jackrabbit_dlm::protocol::codec::encode(reply.as_bytes());
+            (String::from_utf8(plain).unwrap(), answer)
+        };
+        reader
+            .get_mut()
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        plain
+    });
+    (port, server)
+}
+
+#[test]
+fn name_and_identity_file_go_on_every_request() {
+    let dir = common::temp_dir("dlm-auth");
+    let file = jackrabbit_dlm::client::identity::write_identity_file(&dir, "svc").unwrap();
+    let identity = jackrabbit_dlm::client::identity::read_identity_file(&file).unwrap();
+    // Upstream's answer to Lock: no Token.
+    let (port, line) = recording_server(r#"{"Status":"Locked","ID":"w"}"#);
+    let file_text = file.to_string_lossy().into_owned();
+    let locked = dlm_command(
+        port,
+        &[
+            "--id",
+            "w",
+            "--encoded",
+            "--name",
+            "svc",
+            "--identity-file",
+            &file_text,
+            "lock",
+            "jobs",
+            "--expire",
+            "5",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&locked, 0);
+    assert!(stdout(&locked).contains("no token"), "{}", stdout(&locked));
+    assert_eq!(
+        line.join().unwrap(),
+        format!(
+            r#"{{"ID":"w","FileName":"jobs","Action":"Lock","Expire":"5","Name":"svc","Identity":"{identity}"}}"#
+        )
+    );
+    // One without the other is a usage error, before anything is sent.
+    let half = dlm_command(port, &["--name", "svc", "version"])
+        .output()
+        .unwrap();
+    assert_exit(&half, 2);
+    std::fs::write(dir.join("bad.cfg"), "{}").unwrap();
+    let bad_file = dir.join("bad.cfg").to_string_lossy().into_owned();
+    let bad = dlm_command(
+        port,
+        &["--name", "svc", "--identity-file", &bad_file, "version"],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&bad, 4);
+    assert!(
+        stderr(&bad).contains("not an identity file"),
+        "{}",
+        stderr(&bad)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn run_kills_a_command_that_ignores_sigterm_after_the_hold_is_lost() {
+    let server = TestServer::start();
+    let script = r#"
+        trap '' TERM
+        "$DLM" --port "$PORT" --id runner unlock lost &&
+        "$DLM" --port "$PORT" --id thief lock lost --expire 30 >/dev/null &&
+        while :; do sleep 1; done
+    "#;
+    let output = dlm_command(
+        server.addr.port(),
+        &[
+            "--id",
+            "runner",
+            "run",
+            "lost",
+            "--expire",
+            "1",
+            "--kill-after",
+            "0.2",
+            "-c",
+            script,
+        ],
+    )
+    .env("DLM", DLM)
+    .env("PORT", server.addr.port().to_string())
+    .output()
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(128 + libc::SIGKILL),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("SIGKILL"), "{}", stderr(&output));
+}
+
+#[test]
+fn chart_draws_every_counter_of_a_statistics_log() {
+    let dir = common::temp_dir("dlm-chart");
+    let log = dir.join("JackrabbitDLM.log");
+    std::fs::write(
+        &log,
+        "2026-11-26 13:00:00.000001 Jackrabbit DLM 0.1.0 listening on 127.0.0.1:37373\n\
+         2026-11-26 14:00:00.000123 AData: 3, ALock: 12, Connections: 410, Lock: 40211\n\
+         2026-11-26 14:00:00.000200 DLMerror/NotOwner: 10.0.0.7 12\n\
+         2026-11-26 15:00:00.000123 ALock: 14, MemoryMax: 1.25, NotOwner: 17022\n\
+         2026-11-26 16:00:00.5 Idle: 1\n\
+         2026-11-26 16:30:00.000001 Jackrabbit DLM 0.1.0 stopped. Lock: 3\n",
+    )
+    .unwrap();
+    let svg = dir.join("chart.svg");
+    let chart = || {
+        Command::new(DLM)
+            .args([
+                "chart",
+                &log.to_string_lossy(),
+                "-o",
+                &svg.to_string_lossy(),
+            ])
             .output()
             .unwrap()
     };
-    assert_exit(
-        &with_id("r1", &["lock", "rw", "--expire", "30", "--shared"]),
-        0,
-    );
-    let second = with_id(
-        "r2",
-        &["--json", "lock", "rw", "--expire", "30", "--shared"],
-    );
-    assert_exit(&second, 0);
+    let output = chart();
+    assert_exit(&output, 0);
     assert!(
-        stdout(&second).contains(r#""Mode":"Shared""#),
+        stdout(&output).contains("Drew 7 counters over 3 lines"),
         "{}",
-        stdout(&second)
+        stdout(&output)
     );
-    // A writer is refused (exit 1); --limit needs --shared (usage, exit 2).
-    assert_exit(&with_id("w", &["lock", "rw", "--expire", "30"]), 1);
-    assert_exit(
-        &with_id("w", &["lock", "rw", "--expire", "30", "--limit", "2"]),
-        2,
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.starts_with("<svg"),
+        "{}",
+        &drawn[..drawn.len().min(200)]
     );
-    // A shared run goes ahead beside the readers; an exclusive one does not.
-    assert_exit(
-        &with_id(
-            "r3",
-            &["run", "rw", "--expire", "5", "--shared", "--", "true"],
-        ),
-        0,
-    );
-    assert_exit(
-        &with_id("w", &["run", "rw", "--expire", "5", "--", "true"]),
-        1,
+    for counter in [
+        "AData",
+        "ALock",
+        "Connections",
+        "Lock",
+        "MemoryMax",
+        "NotOwner",
+        "Idle",
+    ] {
+        assert!(
+            drawn.contains(&format!(">{counter}<")) || drawn.contains(&format!(">\n{counter}\n<")),
+            "{counter} has no legend entry"
+        );
+    }
+    assert!(!drawn.contains("DLMerror"), "audit lines are not counters");
+    assert!(
+        drawn.matches("<polyline").count() >= 7,
+        "a line per counter"
     );
 
-    // --limit 1: a second run inside the first finds no place.
-    let script = r#"
-        DLM_ID=inner "$DLM" --port "$PORT" run sem --expire 5 --limit 1 -- echo inner ran
-        echo "inner=$?"
-    "#;
-    let output = with_id_script(
-        &server,
-        "outer",
-        &[
-            "run", "sem", "--expire", "5", "--limit", "1", "--", "sh", "-c", script,
-        ],
-    );
-    assert_exit(&output, 0);
-    let out = stdout(&output);
+    std::fs::write(
+        &log,
+        "2026-11-26 13:00:00.000001 Jackrabbit DLM 0.1.0 listening\n",
+    )
+    .unwrap();
+    let empty = chart();
+    assert_exit(&empty, 2);
     assert!(
-        !out.contains("inner ran") && out.contains("inner=1"),
-        "{out}"
+        stderr(&empty).contains("no statistics lines"),
+        "{}",
+        stderr(&empty)
     );
-    // --limit 2: it finds one.
-    let script = r#"
-        DLM_ID=inner "$DLM" --port "$PORT" run sem2 --expire 5 --limit 2 -- echo inner ran
-    "#;
-    let output = with_id_script(
-        &server,
-        "outer",
-        &[
-            "run", "sem2", "--expire", "5", "--limit", "2", "--", "sh", "-c", script,
-        ],
-    );
-    assert_exit(&output, 0);
-    assert!(stdout(&output).contains("inner ran"), "{}", stdout(&output));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `dlm` as `id` with `args`, for a shell script that calls `$DLM` again.
-fn with_id_script(server: &TestServer, id: &str, args: &[&str]) -> Output {
-    dlm_command(server.addr.port(), args)
-        .env("DLM_ID", id)
-        .env("DLM", DLM)
-        .env("PORT", server.addr.port().to_string())
+/// On a terminal (`script` gives dlm one), `dlm run --wait` shows that it
+/// waits and for how long; without one (every other test), it is silent.
+#[test]
+fn run_shows_its_wait_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no script(1) to make a terminal");
+        return;
+    }
+    let server = TestServer::start();
+    // Held by another ID for 2 s (real time: the binary's clock).
+    assert_exit(
+        &dlm(&server, &["--id", "other", "lock", "w", "--expire", "2"]),
+        0,
+    );
+    let inner = format!(
+        "{DLM} --port {} run w --expire 5 --wait 20 -- true",
+        server.addr.port()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env_remove("DLM_ID")
+        .stdin(Stdio::null())
         .output()
-        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let shown = stdout(&output);
+    assert!(
+        shown.contains(r#"dlm: waiting for the lock "w": 1s of up to 20s"#),
+        "{shown:?}"
+    );
+
+    // Not a terminal: nothing about waiting.
+    assert_exit(
+        &dlm(&server, &["--id", "other", "lock", "w2", "--expire", "1"]),
+        0,
+    );
+    let quiet = dlm(
+        &server,
+        &["run", "w2", "--expire", "5", "--wait", "20", "--", "true"],
+    );
+    assert_exit(&quiet, 0);
+    assert!(!stderr(&quiet).contains("waiting"), "{}", stderr(&quiet));
 }

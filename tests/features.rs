@@ -87,3 +87,24 @@ fn the_default_build_has_everything() {
         );
     }
 }
+
+#[test]
+fn tokio_is_only_ever_the_async_clients() {
+    // Neither the default build nor the server alone has tokio in it.
+    for features in [&[][..], &["--no-default-features", "--features", "server"]] {
+        let names = normal_dependencies(features);
+        assert!(
+            !names.iter().any(|n| n == "tokio"),
+            "tokio in the build with {features:?}"
+        );
+    }
+    // The async client has it, and still none of the server's or tools'
+    // crates but the socket layer tokio itself stands on (mio).
+    let names = normal_dependencies(&["--no-default-features", "--features", "tokio"]);
+    assert!(names.iter().any(|n| n == "tokio"), "{names:?}");
+    let banned: Vec<&String> = names
+        .iter()
+        .filter(|n| n.as_str() != "mio" && NOT_FOR_THE_CLIENT.contains(&n.as_str()))
+        .collect();
+    assert!(banned.is_empty(), "the async client pulls in {banned:?}");
+}

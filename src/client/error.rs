@@ -28,7 +28,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// let mut locker = Locker::builder("jobs").build()?;
 /// match locker.try_lock(Duration::from_secs(30)) {
-///     Ok(token) => println!("locked, token {token}"),
+///     Ok(token) => println!("locked, token {token:?}"),
 ///     Err(e) if e.status() == Some(Status::NotOwner) => println!("busy"),
 ///     Err(e) if matches!(e.kind(), ErrorKind::Io { .. }) => println!("server down: {e}"),
 ///     Err(e) => return Err(e),
@@ -58,6 +58,9 @@ pub enum ErrorKind {
     Protocol(String),
     /// The value codec could not encode a value or decode a stored one.
     Codec(BoxError),
+    /// The client's settings cannot work: a `Name` that breaks the rule,
+    /// an identity file that is not one, a Name without an Identity.
+    Config(String),
     /// The server answered, and the answer means the request did not do what
     /// was asked (for example `NotOwner`).
     Status {
@@ -110,6 +113,12 @@ impl Error {
         }
     }
 
+    pub(crate) fn config(message: impl Into<String>) -> Error {
+        Error {
+            kind: ErrorKind::Config(message.into()),
+        }
+    }
+
     pub(crate) fn codec(source: BoxError) -> Error {
         Error {
             kind: ErrorKind::Codec(source),
@@ -135,6 +144,9 @@ fn meaning(status: Status) -> &'static str {
         Status::No => "refused by the server's memory guard",
         Status::BadPayload => "the server rejected the request as malformed",
         Status::BadAction => "the server does not know this action",
+        Status::NoData => "the server has no data for it",
+        Status::Corruption => "the server reports the stored value damaged",
+        Status::Unavailable => "the cluster could not commit it in time; its effect is unknown",
         // Success statuses, and any the client does not expect here.
         _ => "unexpected answer",
     }
@@ -158,6 +170,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::Protocol(message) => write!(f, "protocol error: {message}"),
             ErrorKind::Codec(source) => write!(f, "value codec: {source}"),
+            ErrorKind::Config(message) => write!(f, "{message}"),
             ErrorKind::Status {
                 action,
                 name,
@@ -178,7 +191,7 @@ impl std::error::Error for Error {
         match &self.kind {
             ErrorKind::Io { source, .. } => Some(source),
             ErrorKind::Codec(source) => Some(source.as_ref()),
-            ErrorKind::Protocol(_) | ErrorKind::Status { .. } => None,
+            ErrorKind::Protocol(_) | ErrorKind::Config(_) | ErrorKind::Status { .. } => None,
         }
     }
 }

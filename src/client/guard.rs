@@ -19,23 +19,24 @@ use super::{Error, FencingToken, Locker};
 ///
 /// let mut locker = Locker::builder("report").build()?;
 /// let guard = locker.lock_guard(Duration::from_secs(30))?;
-/// println!("fencing token {}", guard.token());
+/// println!("fencing token {:?}", guard.token());
 /// guard.unlock()?; // or let it drop
 /// # Ok::<(), jackrabbit_dlm::client::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     locker: &'a mut Locker,
-    token: FencingToken,
+    token: Option<FencingToken>,
 }
 
 impl<'a> LockGuard<'a> {
-    pub(crate) fn new(locker: &'a mut Locker, token: FencingToken) -> LockGuard<'a> {
+    pub(crate) fn new(locker: &'a mut Locker, token: Option<FencingToken>) -> LockGuard<'a> {
         LockGuard { locker, token }
     }
 
-    /// The fencing token of this hold.
-    pub fn token(&self) -> FencingToken {
+    /// The fencing token of this hold (`None` from a server without
+    /// fencing tokens, such as upstream's).
+    pub fn token(&self) -> Option<FencingToken> {
         self.token
     }
 

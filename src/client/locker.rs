@@ -9,16 +9,19 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::answer;
 use super::builder::LockerBuilder;
 use super::codec::ErasedCodec;
 use super::connection::Link;
 use super::guard::LockGuard;
+use super::handles::worth_retrying;
+use super::renew::RenewingGuard;
+use super::setup::Setup;
 use super::wire::{Reply, Request};
 use super::{Error, FencingToken, Status};
 use crate::protocol::action::Action;
-use crate::protocol::codec::Encoding;
 
 /// A client for one lock and the data item of the same name.
 ///
@@ -27,24 +30,19 @@ use crate::protocol::codec::Encoding;
 /// same ID is the same owner as far as the server is concerned.
 pub struct Locker {
     name: String,
-    id: String,
-    encoding: Encoding,
-    retries: u32,
-    retry_sleep: Duration,
+    setup: Setup,
     codec: Box<dyn ErasedCodec>,
     token: Option<FencingToken>,
     link: Link,
-    /// The `Limit` of shared requests (see [`LockerBuilder::limit`]).
-    pub(super) limit: Option<u32>,
 }
 
 impl fmt::Debug for Locker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Locker")
             .field("name", &self.name)
-            .field("id", &self.id)
+            .field("id", &self.setup.id)
             .field("server", &self.link.server())
-            .field("encoding", &self.encoding)
+            .field("encoding", &self.setup.encoding)
             .field("token", &self.token)
             .finish_non_exhaustive()
     }
@@ -77,24 +75,13 @@ impl Locker {
 
     /// A locker from a finished builder's parts; it connects on its first
     /// request.
-    pub(super) fn new(
-        name: String,
-        id: String,
-        encoding: Encoding,
-        (retries, retry_sleep): (u32, Duration),
-        codec: Box<dyn ErasedCodec>,
-        link: Link,
-    ) -> Locker {
+    pub(super) fn new(name: String, setup: Setup, codec: Box<dyn ErasedCodec>) -> Locker {
         Locker {
             name,
-            id,
-            encoding,
-            retries,
-            retry_sleep,
+            link: setup.link(),
+            setup,
             codec,
             token: None,
-            link,
-            limit: None,
         }
     }
 
@@ -105,19 +92,22 @@ impl Locker {
 
     /// The ID this locker acts as.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.setup.id
     }
 
     /// The fencing token of the current hold, if this locker holds the lock
     /// as far as it knows (it learns otherwise from the server's answers,
-    /// not from the clock).
+    /// not from the clock) and the server hands out tokens (upstream's
+    /// does not).
     pub fn token(&self) -> Option<FencingToken> {
         self.token
     }
 
     /// Takes or renews the lock for `expire`, patiently: a connection failure
     /// or `NotOwner` is retried up to the configured number of times, with
-    /// the configured sleep in between. Returns the hold's fencing token.
+    /// the configured sleep in between. Returns the hold's fencing token
+    /// (`None` from a server without the fencing-token extension, such as
+    /// upstream's).
     ///
     /// Renewing a hold this ID already has resets its TTL and keeps its
     /// token.
@@ -127,16 +117,16 @@ impl Locker {
     /// # use jackrabbit_dlm::client::{Locker, Status};
     /// # let mut locker = Locker::builder("jobs").build()?;
     /// let token = locker.lock(Duration::from_secs(30))?;
-    /// assert_eq!(locker.token(), Some(token));
+    /// assert_eq!(locker.token(), token);
     /// # Ok::<(), jackrabbit_dlm::client::Error>(())
     /// ```
-    pub fn lock(&mut self, expire: Duration) -> Result<FencingToken, Error> {
-        let mut retries_left = self.retries;
+    pub fn lock(&mut self, expire: Duration) -> Result<Option<FencingToken>, Error> {
+        let mut retries_left = self.setup.retries;
         loop {
             match self.try_lock(expire) {
-                Err(e) if retries_left > 0 && (e.is_io() || e.is_not_owner()) => {
+                Err(e) if retries_left > 0 && worth_retrying(&e) => {
                     retries_left -= 1;
-                    thread::sleep(self.retry_sleep);
+                    thread::sleep(self.setup.retry_sleep);
                 }
                 outcome => return outcome,
             }
@@ -151,13 +141,13 @@ impl Locker {
     /// # use jackrabbit_dlm::client::{Locker, Status};
     /// # let mut locker = Locker::builder("jobs").build()?;
     /// match locker.try_lock(Duration::from_secs(30)) {
-    ///     Ok(token) => println!("ours, token {token}"),
+    ///     Ok(token) => println!("ours, token {token:?}"),
     ///     Err(e) if e.is_not_owner() => println!("busy, try later"),
     ///     Err(e) => return Err(e),
     /// }
     /// # Ok::<(), jackrabbit_dlm::client::Error>(())
     /// ```
-    pub fn try_lock(&mut self, expire: Duration) -> Result<FencingToken, Error> {
+    pub fn try_lock(&mut self, expire: Duration) -> Result<Option<FencingToken>, Error> {
         self.acquire(expire, None)
     }
 
@@ -179,106 +169,28 @@ impl Locker {
     /// let token = locker.lock_wait(Duration::from_secs(30), Duration::from_secs(10))?;
     /// # Ok::<(), jackrabbit_dlm::client::Error>(())
     /// ```
-    pub fn lock_wait(&mut self, expire: Duration, wait: Duration) -> Result<FencingToken, Error> {
-        self.acquire(expire, Some(wait).filter(|w| !w.is_zero()))
-    }
-
-    /// Takes or renews a share of the lock for `expire` (`"Mode":"Shared"`,
-    /// with the builder's [`limit`](LockerBuilder::limit)): beside other
-    /// shared holders, up to the lock's limit, never beside an exclusive
-    /// one. Patient like [`lock`](Locker::lock): retries `NotOwner` and
-    /// I/O failures. An exclusive hold of this ID converts to a share (a new
-    /// token), and [`lock`](Locker::lock) converts a share back when this ID
-    /// is the only holder.
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # use jackrabbit_dlm::client::Locker;
-    /// // At most 4 of these at once, across machines.
-    /// let mut slot = Locker::builder("render-farm").limit(4).build()?;
-    /// let token = slot.lock_shared(Duration::from_secs(30))?;
-    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
-    /// ```
-    pub fn lock_shared(&mut self, expire: Duration) -> Result<FencingToken, Error> {
-        let mut retries_left = self.retries;
-        loop {
-            match self.try_lock_shared(expire) {
-                Err(e) if retries_left > 0 && (e.is_io() || e.is_not_owner()) => {
-                    retries_left -= 1;
-                    thread::sleep(self.retry_sleep);
-                }
-                outcome => return outcome,
-            }
-        }
-    }
-
-    /// A share of the lock with a single request, as
-    /// [`try_lock`](Locker::try_lock) is for an exclusive hold.
-    pub fn try_lock_shared(&mut self, expire: Duration) -> Result<FencingToken, Error> {
-        self.acquire_in(expire, None, Some(self.limit))
-    }
-
-    /// A share of the lock, waiting up to `wait` in the lock's queue, as
-    /// [`lock_wait`](Locker::lock_wait) does: the queue is first come first
-    /// served for both modes, so shared requests never overtake an
-    /// exclusive one waiting ahead of them.
-    pub fn lock_shared_wait(
+    pub fn lock_wait(
         &mut self,
         expire: Duration,
         wait: Duration,
-    ) -> Result<FencingToken, Error> {
-        self.acquire_in(
-            expire,
-            Some(wait).filter(|w| !w.is_zero()),
-            Some(self.limit),
-        )
-    }
-
-    /// A share taken like [`lock_shared`](Locker::lock_shared), as a guard
-    /// that ends this ID's share (and only it) when dropped.
-    pub fn lock_shared_guard(&mut self, expire: Duration) -> Result<LockGuard<'_>, Error> {
-        let token = self.lock_shared(expire)?;
-        Ok(LockGuard::new(self, token))
+    ) -> Result<Option<FencingToken>, Error> {
+        self.acquire(expire, Some(wait).filter(|w| !w.is_zero()))
     }
 
     /// One `Lock` request, with the `Wait` extension if `wait` is given.
-    fn acquire(&mut self, expire: Duration, wait: Option<Duration>) -> Result<FencingToken, Error> {
-        self.acquire_in(expire, wait, None)
-    }
-
-    /// One `Lock` request: shared (with its `Limit`, if any) when `shared`
-    /// is given, else exclusive.
-    fn acquire_in(
+    fn acquire(
         &mut self,
         expire: Duration,
         wait: Option<Duration>,
-        shared: Option<Option<u32>>,
-    ) -> Result<FencingToken, Error> {
-        let request = Request {
-            action: Action::Lock,
-            id: &self.id,
-            name: &self.name,
-            expire: Some(expire),
-            wait,
-            data: None,
-            shared,
-        };
-        let reply = self.link.round_trip(&request, self.encoding)?;
-        match reply.status {
-            Status::Locked => {
-                let token = reply.token().ok_or_else(|| {
-                    Error::protocol("a Locked reply without a Token (no fencing-token extension?)")
-                })?;
-                self.token = Some(token);
-                Ok(token)
-            }
-            status => {
-                if status == Status::NotOwner {
-                    self.token = None;
-                }
-                Err(self.refused(Action::Lock, status))
-            }
+    ) -> Result<Option<FencingToken>, Error> {
+        let reply = self.request(Action::Lock, Some(expire), wait, None)?;
+        let outcome = answer::locked(reply, &self.name);
+        match &outcome {
+            Ok(token) => self.token = *token,
+            Err(e) if e.is_not_owner() => self.token = None,
+            Err(_) => {}
         }
+        outcome
     }
 
     /// Takes the lock patiently, like [`lock`](Locker::lock), and returns a
@@ -292,13 +204,62 @@ impl Locker {
     /// # let mut locker = Locker::builder("jobs").build()?;
     /// let mut guard = locker.lock_guard(Duration::from_secs(30))?;
     /// let token = guard.token();
-    /// guard.put(format!("written under token {token}"), Duration::from_secs(60))?;
+    /// guard.put(format!("written under token {token:?}"), Duration::from_secs(60))?;
     /// drop(guard); // released
     /// # Ok::<(), jackrabbit_dlm::client::Error>(())
     /// ```
     pub fn lock_guard(&mut self, expire: Duration) -> Result<LockGuard<'_>, Error> {
         let token = self.lock(expire)?;
         Ok(LockGuard::new(self, token))
+    }
+
+    /// Takes the lock patiently, like [`lock`](Locker::lock), and keeps it
+    /// renewed every `expire / 3` on a thread with its own connection:
+    /// see [`RenewingGuard`]. This locker stays free for other requests.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::Locker;
+    /// let mut locker = Locker::builder("backup").build()?;
+    /// let guard = locker.lock_renewing(Duration::from_secs(30))?;
+    /// // ... an hour of work; check guard.is_held() before each step ...
+    /// guard.release()?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
+    pub fn lock_renewing(&mut self, expire: Duration) -> Result<RenewingGuard, Error> {
+        let sent_at = Instant::now();
+        self.lock(expire)?;
+        self.renew_from(expire, sent_at)
+    }
+
+    /// Hands the hold this locker has (from [`lock_wait`](Locker::lock_wait),
+    /// say) to a renewal thread, which renews it every `expire / 3` and
+    /// releases it when the guard goes: see [`RenewingGuard`]. The locker
+    /// forgets its token. If the locker holds nothing, the first renewal
+    /// takes the lock if it is free, and the guard reports it lost if not.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::Locker;
+    /// let mut locker = Locker::builder("deploy").build()?;
+    /// let expire = Duration::from_secs(30);
+    /// locker.lock_wait(expire, Duration::from_secs(600))?; // queue up to 10 minutes
+    /// let guard = locker.keep_renewed(expire)?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
+    pub fn keep_renewed(&mut self, expire: Duration) -> Result<RenewingGuard, Error> {
+        self.renew_from(expire, Instant::now())
+    }
+
+    fn renew_from(&mut self, expire: Duration, sent_at: Instant) -> Result<RenewingGuard, Error> {
+        let token = self.token.take();
+        RenewingGuard::start(
+            self.setup.clone(),
+            self.name.clone(),
+            token,
+            expire,
+            sent_at,
+        )
     }
 
     /// Asks who holds the lock without changing anything: `Locked` (this
@@ -317,14 +278,11 @@ impl Locker {
     /// ```
     pub fn test_lock(&mut self) -> Result<Status, Error> {
         let reply = self.request(Action::TestLock, None, None, None)?;
-        match reply.status {
-            Status::Locked => Ok(Status::Locked),
-            status @ (Status::Unlocked | Status::NotOwner) => {
-                self.token = None;
-                Ok(status)
-            }
-            status => Err(self.refused(Action::TestLock, status)),
+        let status = answer::tested(reply, &self.name)?;
+        if status != Status::Locked {
+            self.token = None;
         }
+        Ok(status)
     }
 
     /// Releases the lock. Returns `true` if this ID held it, `false` if
@@ -341,18 +299,11 @@ impl Locker {
     /// ```
     pub fn unlock(&mut self) -> Result<bool, Error> {
         let reply = self.request(Action::Unlock, None, None, None)?;
-        match reply.status {
-            Status::Unlocked => {
-                self.token = None;
-                Ok(reply.id().is_some())
-            }
-            status => {
-                if status == Status::NotOwner {
-                    self.token = None;
-                }
-                Err(self.refused(Action::Unlock, status))
-            }
+        let outcome = answer::unlocked(reply, &self.name);
+        if outcome.is_ok() || outcome.as_ref().is_err_and(Error::is_not_owner) {
+            self.token = None;
         }
+        outcome
     }
 
     /// Stores `value` (through the codec) as the data item for `expire`,
@@ -376,50 +327,27 @@ impl Locker {
             .encode_value(value.as_ref())
             .map_err(Error::codec)?;
         let reply = self.request(Action::Put, Some(expire), None, Some(&text))?;
-        match reply.status {
-            Status::Done => Ok(()),
-            status => Err(self.refused(Action::Put, status)),
-        }
+        answer::stored(reply, &self.name)
     }
 
     /// Reads the data item, decoded by the codec: `None` if there is none.
     /// Fails with `NotOwner` if another ID owns it.
     pub fn get(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        let mut reply = self.request(Action::Get, None, None, None)?;
-        match reply.status {
-            Status::Done => {
-                let text = reply
-                    .take_data()
-                    .ok_or_else(|| Error::protocol("a Get reply without a DataStore string"))?;
-                self.codec
-                    .decode_value(&text)
-                    .map(Some)
-                    .map_err(Error::codec)
-            }
-            Status::NotFound => Ok(None),
-            status => Err(self.refused(Action::Get, status)),
-        }
+        let reply = self.request(Action::Get, None, None, None)?;
+        answer::value(reply, &self.name, self.codec.as_ref())
     }
 
     /// Removes the data item. Returns `true` if it was there, `false` if not;
     /// fails with `NotOwner` if another ID owns it.
     pub fn erase(&mut self) -> Result<bool, Error> {
         let reply = self.request(Action::Erase, None, None, None)?;
-        match reply.status {
-            Status::Done => Ok(true),
-            Status::NotFound => Ok(false),
-            status => Err(self.refused(Action::Erase, status)),
-        }
+        answer::erased(reply, &self.name)
     }
 
     /// The server's version string, e.g. `JackrabbitDLM/0.1.0`.
     pub fn version(&mut self) -> Result<String, Error> {
         let reply = self.request(Action::Version, None, None, None)?;
-        match (reply.status, reply.id()) {
-            (Status::Version, Some(version)) => Ok(version.to_owned()),
-            (Status::Version, None) => Err(Error::protocol("a Version reply without an ID")),
-            (status, _) => Err(self.refused(Action::Version, status)),
-        }
+        answer::version(reply, &self.name)
     }
 
     /// Whether the server answers like a Jackrabbit DLM server. Any failure,
@@ -441,13 +369,7 @@ impl Locker {
     /// ```
     pub fn stats(&mut self) -> Result<BTreeMap<String, u64>, Error> {
         let reply = self.request(Action::Stats, None, None, None)?;
-        match reply.status {
-            Status::Stats => Ok(reply
-                .counters()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect()),
-            status => Err(self.refused(Action::Stats, status)),
-        }
+        answer::stats(reply, &self.name)
     }
 
     /// Sends one request for this locker's name and ID and reads its reply.
@@ -459,19 +381,12 @@ impl Locker {
         data: Option<&str>,
     ) -> Result<Reply, Error> {
         let request = Request {
-            action,
-            id: &self.id,
-            name: &self.name,
             expire,
             wait,
             data,
-            shared: None,
+            ..self.setup.request(action, &self.name)
         };
-        self.link.round_trip(&request, self.encoding)
-    }
-
-    fn refused(&self, action: Action, status: Status) -> Error {
-        Error::status_of(action, &self.name, status)
+        self.link.round_trip(&request, self.setup.encoding)
     }
 }
 

@@ -18,25 +18,42 @@ use crate::protocol::codec;
 use crate::protocol::codec::Encoding;
 use crate::protocol::reply::{FencingToken, Status, write_json_string, write_u64};
 
+/// The `Name` and `Identity` an authenticating client sends with every
+/// request (PROTOCOL.md, Authentication). The Identity is a secret: it is
+/// never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Auth {
+    pub name: String,
+    pub identity: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One request, borrowing everything from the caller.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
     pub action: Action,
     pub id: &'a str,
     pub name: &'a str,
-    /// `Expire` for `Lock` and `Put`.
+    /// `Expire` for `Lock` and `Put`; every other request sends `"0"`, as
+    /// upstream's clients do (its server reads `Expire` on every request).
     pub expire: Option<Duration>,
     /// The `Wait` extension on `Lock`.
     pub wait: Option<Duration>,
     /// `DataStore` for `Put`.
     pub data: Option<&'a str>,
-    /// `"Mode":"Shared"` on `Lock` (with `Limit` if given) when `Some`.
-    pub shared: Option<Option<u32>>,
+    /// `Name` and `Identity`, when the client authenticates.
+    pub auth: Option<&'a Auth>,
 }
 
 impl<'a> Request<'a> {
-    /// A request with no `Expire`, `Wait` or `DataStore`.
-    #[cfg(test)]
+    /// A request with no `Expire`, `Wait`, `DataStore` or authentication.
     pub const fn new(action: Action, id: &'a str, name: &'a str) -> Request<'a> {
         Request {
             action,
@@ -45,7 +62,7 @@ impl<'a> Request<'a> {
             expire: None,
             wait: None,
             data: None,
-            shared: None,
+            auth: None,
         }
     }
 
@@ -71,27 +88,23 @@ impl<'a> Request<'a> {
         out.extend_from_slice(b",\"Action\":\"");
         out.extend_from_slice(self.action.name().as_bytes());
         out.push(b'"');
-        if let Some(expire) = self.expire {
-            out.extend_from_slice(b",\"Expire\":\"");
-            write_seconds(out, expire);
-            out.push(b'"');
-        }
+        out.extend_from_slice(b",\"Expire\":\"");
+        write_seconds(out, self.expire.unwrap_or_default());
+        out.push(b'"');
         if let Some(wait) = self.wait {
             out.extend_from_slice(b",\"Wait\":\"");
             write_seconds(out, wait);
             out.push(b'"');
         }
-        if let Some(limit) = self.shared {
-            out.extend_from_slice(b",\"Mode\":\"Shared\"");
-            if let Some(limit) = limit {
-                out.extend_from_slice(b",\"Limit\":\"");
-                write_u64(out, u64::from(limit));
-                out.push(b'"');
-            }
-        }
         if let Some(data) = self.data {
             out.extend_from_slice(b",\"DataStore\":");
             write_json_string(out, data);
+        }
+        if let Some(auth) = self.auth {
+            out.extend_from_slice(b",\"Name\":");
+            write_json_string(out, &auth.name);
+            out.extend_from_slice(b",\"Identity\":");
+            write_json_string(out, &auth.identity);
         }
         out.push(b'}');
     }
@@ -217,7 +230,29 @@ mod tests {
         let text = line(Request::new(Action::Version, "w1", "x"), Encoding::Table);
         assert!(text.starts_with("a^1l1y1W1l"), "{text}");
         let json = codec::decode(text.trim_end().as_bytes()).unwrap();
-        assert_eq!(json, br#"{"ID":"w1","FileName":"x","Action":"Version"}"#);
+        assert_eq!(
+            json,
+            br#"{"ID":"w1","FileName":"x","Action":"Version","Expire":"0"}"#
+        );
+    }
+
+    #[test]
+    fn every_request_carries_expire_and_auth_comes_last() {
+        let auth = Auth {
+            name: "svc".to_owned(),
+            identity: "s3cr\"t".to_owned(),
+        };
+        let mut unlock = Request::new(Action::Unlock, "w1", "jobs");
+        unlock.auth = Some(&auth);
+        assert_eq!(
+            line(unlock, Encoding::Plain),
+            "{\"ID\":\"w1\",\"FileName\":\"jobs\",\"Action\":\"Unlock\",\"Expire\":\"0\",\
+             \"Name\":\"svc\",\"Identity\":\"s3cr\\\"t\"}\n"
+        );
+        assert!(
+            !format!("{auth:?}").contains("s3cr"),
+            "Debug hides the Identity"
+        );
     }
 
     #[test]

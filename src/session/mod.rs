@@ -307,7 +307,10 @@ pub fn count_reply(counters: &mut Counters, status: Status) {
         | Status::Done
         | Status::NotFound
         | Status::Version
-        | Status::Stats => {}
+        | Status::Stats
+        | Status::NoData
+        | Status::Corruption
+        | Status::Unavailable => {}
     }
 }
 

@@ -1,24 +1,32 @@
 //! `dlm`: the Jackrabbit DLM from the shell.
 //!
 //! One subcommand per protocol action, built on [`jackrabbit_dlm::client`],
-//! plus `dlm run`, a distributed `flock(1)` (see `run.rs`). Answers go to
-//! stdout (plain, or one JSON object with `--json`); anything that is not
-//! success is one line on stderr and an exit status a script can branch on.
+//! plus `dlm run`, a distributed `flock(1)` (see `run.rs`), `dlm identity
+//! new` (identity files) and `dlm chart` (a statistics log drawn, see
+//! `chart.rs`). Answers go to stdout (plain, or one JSON object with
+//! `--json`); anything that is not success is one line on stderr and an
+//! exit status a script can branch on. Every option can also come from the
+//! environment (`DLM_<OPTION>`, shown in `--help`).
 
+mod chart;
 mod generate;
 mod run;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::builder::{BoolishValueParser, TypedValueParser as _};
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use jackrabbit_dlm::client::{DEFAULT_PORT, Encoding, Error, ErrorKind, Locker, Status};
+use jackrabbit_dlm::client::{
+    Base64, DEFAULT_PORT, Encoding, Error, ErrorKind, Identity, Locker, LockerBuilder, Status,
+    Table,
+};
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -28,7 +36,12 @@ Exit status:
   3  the server cannot be reached or the connection broke
   4  the server refused for another reason (memory guard, unknown action)
      or did not answer in the protocol
-`dlm run` exits with COMMAND's status instead (128 + N if signal N ended it).";
+`dlm run` exits with COMMAND's status instead (128 + N if signal N ended it),
+or with --conflict-exit-code when the lock is held by another ID.
+
+Each dlm invocation acts as a fresh random ID unless --id or DLM_ID gives
+one: set DLM_ID (or pass the same --id) for commands that must act as one
+owner, such as `dlm lock x` then `dlm unlock x`.";
 
 /// What a `dlm` invocation ends with; the number is the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,36 +77,73 @@ impl Outcome {
 #[command(name = "dlm", version, after_help = EXIT_STATUS_HELP)]
 struct Cli {
     /// The server's host name or address.
-    #[arg(long, global = true, default_value = "127.0.0.1")]
+    #[arg(long, global = true, env = "DLM_HOST", default_value = "127.0.0.1")]
     host: String,
 
     /// The server's port.
-    #[arg(long, global = true, default_value_t = DEFAULT_PORT)]
+    #[arg(long, global = true, env = "DLM_PORT", default_value_t = DEFAULT_PORT)]
     port: u16,
 
-    /// The ID to act as [default: $DLM_ID, else a fresh random ID].
-    #[arg(long, global = true)]
+    /// The ID to act as [default: a fresh random ID for each invocation].
+    #[arg(long, global = true, env = "DLM_ID", hide_env_values = true)]
     id: Option<String>,
 
-    /// Send table-encoded request lines instead of plain JSON.
+    /// Send table-encoded request lines instead of plain JSON (the current
+    /// upstream server reads nothing else).
     #[arg(
         long = "encoded",
         global = true,
+        env = "DLM_ENCODED",
         action = ArgAction::SetTrue,
         value_parser = BoolishValueParser::new().map(Encoding::table_when)
     )]
     encoding: Encoding,
 
+    /// How values are stored: `table` as the Python client stores them (so
+    /// either reads what the other put), `identity` as UTF-8 text unchanged,
+    /// `base64` as standard base64.
+    #[arg(long, global = true, env = "DLM_CODEC", value_enum, default_value_t = CodecChoice::Table)]
+    codec: CodecChoice,
+
+    /// Authenticate as NAME (needs --identity-file).
+    #[arg(
+        long = "name",
+        global = true,
+        env = "DLM_NAME",
+        value_name = "NAME",
+        requires = "identity_file"
+    )]
+    auth_name: Option<String>,
+
+    /// The identity file of --name: a JSON object with an `Identity`, as
+    /// `dlm identity new` writes it.
+    #[arg(
+        long,
+        global = true,
+        env = "DLM_IDENTITY_FILE",
+        value_name = "FILE",
+        requires = "auth_name"
+    )]
+    identity_file: Option<PathBuf>,
+
     /// Print answers as one JSON object per command, for scripts.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "DLM_JSON")]
     json: bool,
 
     /// Seconds to wait for the connection and for each reply.
-    #[arg(long, global = true, value_name = "S", default_value = "10", value_parser = seconds)]
+    #[arg(long, global = true, env = "DLM_TIMEOUT", value_name = "S", default_value = "10", value_parser = seconds)]
     timeout: Duration,
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--codec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CodecChoice {
+    Table,
+    Identity,
+    Base64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,17 +153,10 @@ enum Command {
         /// The lock's name.
         name: String,
         /// Seconds the hold lasts unless renewed.
-        #[arg(long, value_name = "S", value_parser = positive_seconds)]
+        #[arg(long, env = "DLM_EXPIRE", value_name = "S", value_parser = positive_seconds)]
         expire: Duration,
-        /// Take a share (beside other shared holders), like `flock -s`.
-        #[arg(long)]
-        shared: bool,
-        /// With --shared: at most N holders at once (a semaphore).
-        #[arg(long, value_name = "N", requires = "shared",
-              value_parser = clap::value_parser!(u32).range(1..))]
-        limit: Option<u32>,
     },
-    /// Release a lock (this ID's own share, if it holds one).
+    /// Release a lock.
     Unlock {
         /// The lock's name.
         name: String,
@@ -130,7 +173,7 @@ enum Command {
         /// The value, or `-` to read it from stdin.
         value: String,
         /// Seconds the item lasts unless stored again.
-        #[arg(long, value_name = "S", value_parser = positive_seconds)]
+        #[arg(long, env = "DLM_EXPIRE", value_name = "S", value_parser = positive_seconds)]
         expire: Duration,
     },
     /// Print the data item NAME exactly as stored.
@@ -151,26 +194,71 @@ enum Command {
     ///
     /// The hold is renewed every EXPIRE/3 seconds while COMMAND runs and
     /// released when it exits. COMMAND gets the hold's fencing token as
-    /// $DLM_TOKEN. If the hold is lost, COMMAND gets SIGTERM.
+    /// $DLM_TOKEN (when the server issues tokens), the lock's name as
+    /// $DLM_LOCK_NAME and the ID as $DLM_ID. If the hold is lost, COMMAND
+    /// gets SIGTERM (and SIGKILL after --kill-after, if given).
     Run {
         /// The lock's name.
         name: String,
         /// Seconds the hold lasts unless renewed.
-        #[arg(long, value_name = "S", value_parser = positive_seconds)]
+        #[arg(long, env = "DLM_EXPIRE", value_name = "S", value_parser = positive_seconds)]
         expire: Duration,
-        /// Seconds to wait in the lock's queue before giving up (exit 1).
-        #[arg(long, value_name = "S", default_value = "0", value_parser = seconds)]
+        /// Seconds to wait in the lock's queue before giving up (shown on a
+        /// terminal while it waits).
+        #[arg(long, env = "DLM_WAIT", value_name = "S", default_value = "0", value_parser = seconds)]
         wait: Duration,
-        /// Run while sharing the lock with other --shared runs (readers).
-        #[arg(long)]
-        shared: bool,
-        /// At most N of these commands at once, across machines (implies
-        /// --shared; every run of the semaphore must give the same N).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        limit: Option<u32>,
+        /// The exit status when another ID holds the lock (after --wait).
+        #[arg(
+            short = 'E',
+            long,
+            env = "DLM_CONFLICT_EXIT_CODE",
+            value_name = "N",
+            default_value_t = 1
+        )]
+        conflict_exit_code: u8,
+        /// After the hold is lost and COMMAND got SIGTERM, send SIGKILL if
+        /// it is still running this many seconds later.
+        #[arg(long, env = "DLM_KILL_AFTER", value_name = "S", value_parser = seconds)]
+        kill_after: Option<Duration>,
+        /// Run this shell command (with `sh -c`) instead of COMMAND.
+        #[arg(
+            short = 'c',
+            long = "command",
+            value_name = "SHELL COMMAND",
+            conflicts_with = "command"
+        )]
+        shell: Option<OsString>,
         /// The command and its arguments, after `--`.
-        #[arg(last = true, required = true, value_name = "COMMAND")]
+        #[arg(last = true, required_unless_present = "shell", value_name = "COMMAND")]
         command: Vec<OsString>,
+    },
+    /// Identity files for authentication (`--name`, `--identity-file`).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Draw every counter of a statistics log (this server's or upstream's
+    /// JackrabbitDLM.log) over time as an SVG chart, one line per counter,
+    /// log scale.
+    Chart {
+        /// The statistics log.
+        log: PathBuf,
+        /// The SVG file to write.
+        #[arg(short, long, value_name = "FILE.svg")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Write a new identity file DIR/NAME.cfg (mode 0600; never over an
+    /// existing one) with a random Identity of upstream's length. Copy it to
+    /// the server's identity directory and to the clients of NAME.
+    New {
+        /// The Name it authenticates: 1 to 255 of A-Z a-z 0-9 . _ -, not
+        /// starting with `.`.
+        name: String,
+        /// The directory to write it in (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -236,6 +324,9 @@ fn dispatch(cli: Cli) -> u8 {
         port,
         id,
         encoding,
+        codec,
+        auth_name,
+        identity_file,
         json,
         timeout,
         command,
@@ -250,30 +341,36 @@ fn dispatch(cli: Cli) -> u8 {
         | Command::Erase { name }
         | Command::Run { name, .. } => name.clone(),
         Command::Version | Command::Stats => "dlm".to_owned(),
-    };
-    let limit = match &command {
-        Command::Lock { limit, .. } | Command::Run { limit, .. } => *limit,
-        _ => None,
+        Command::Identity(IdentityCommand::New { name, dir }) => {
+            return identity_new(name, dir, Report { json, drawn: false });
+        }
+        Command::Chart { log, output } => return chart(log, output, Report { json, drawn: false }),
     };
     let mut builder = Locker::builder(name)
         .host(host)
         .port(port)
         .timeout(timeout)
         .encoding(encoding);
-    let from_env = || std::env::var("DLM_ID").ok().filter(|id| !id.is_empty());
-    if let Some(id) = id.or_else(from_env) {
-        builder = builder.id(id);
-    }
-    if let Some(limit) = limit {
-        builder = builder.limit(limit);
-    }
-    let mut locker = match builder.build() {
-        Ok(locker) => locker,
-        Err(e) => return fail(&e),
+    builder = match codec {
+        CodecChoice::Table => builder.codec(Table),
+        CodecChoice::Identity => builder.codec(Identity),
+        CodecChoice::Base64 => builder.codec(Base64),
     };
-    let report = Report { json };
+    if let (Some(auth_name), Some(file)) = (auth_name, identity_file) {
+        builder = builder.name(auth_name).identity_file(file);
+    }
+    // An empty DLM_ID counts as none.
+    let id = id.filter(|id| !id.is_empty());
+    let report = Report {
+        json,
+        drawn: id.is_none(),
+    };
+    let mut locker = match with_id(builder, id).build() {
+        Ok(locker) => locker,
+        Err(e) => return report.fail(&e),
+    };
     let outcome = match command {
-        Command::Lock { expire, shared, .. } => lock(&mut locker, expire, shared, report),
+        Command::Lock { expire, .. } => lock(&mut locker, expire, report),
         Command::Unlock { .. } => unlock(&mut locker, report),
         Command::Test { .. } => test(&mut locker, report),
         Command::Put { value, expire, .. } => put(&mut locker, &value, expire, report),
@@ -284,34 +381,120 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Run {
             expire,
             wait,
-            shared,
-            limit,
+            conflict_exit_code,
+            kill_after,
+            shell,
             command,
             ..
         } => {
-            let shared = shared || limit.is_some();
-            return run::run(locker, expire, wait, shared, &command);
+            let command = match shell {
+                Some(shell) => vec!["sh".into(), "-c".into(), shell],
+                None => command,
+            };
+            let options = run::Options {
+                expire,
+                wait,
+                conflict_exit_code,
+                kill_after,
+            };
+            return run::run(locker, &options, &command, report);
         }
+        Command::Identity(_) | Command::Chart { .. } => unreachable!("answered above"),
     };
     match outcome {
         Ok(outcome) => outcome as u8,
-        Err(e) => fail(&e),
+        Err(e) => report.fail(&e),
     }
 }
 
-/// Says why a request failed, in one line, and picks the exit status.
-fn fail(error: &Error) -> u8 {
-    eprintln!("dlm: {error}");
-    Outcome::of(error) as u8
+fn with_id(builder: LockerBuilder, id: Option<String>) -> LockerBuilder {
+    match id {
+        Some(id) => builder.id(id),
+        None => builder,
+    }
 }
+
+/// `dlm identity new NAME --dir DIR`.
+fn identity_new(name: &str, dir: &std::path::Path, report: Report) -> u8 {
+    match jackrabbit_dlm::client::identity::write_identity_file(dir, name) {
+        Ok(path) => {
+            report.answer(
+                &format!("Wrote {}", path.display()),
+                json!({"Status": "Done", "Name": name, "File": path.display().to_string()}),
+            );
+            Outcome::Success as u8
+        }
+        Err(e) => {
+            eprintln!("dlm: {e}");
+            match e.kind() {
+                ErrorKind::Config(_) => Outcome::Usage as u8,
+                _ => Outcome::Server as u8,
+            }
+        }
+    }
+}
+
+/// `dlm chart LOG -o FILE.svg`.
+fn chart(log: &std::path::Path, output: &std::path::Path, report: Report) -> u8 {
+    let text = match std::fs::read(log) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => {
+            eprintln!("dlm: cannot read {}: {e}", log.display());
+            return Outcome::Usage as u8;
+        }
+    };
+    let samples = chart::samples(&text);
+    let title = format!("{} ({} statistics lines)", log.display(), samples.len());
+    match chart::draw(&samples, output, &title) {
+        Ok(counters) => {
+            report.answer(
+                &format!(
+                    "Drew {counters} counters over {} lines into {}",
+                    samples.len(),
+                    output.display()
+                ),
+                json!({"Status": "Done", "Lines": samples.len(), "Counters": counters,
+                       "File": output.display().to_string()}),
+            );
+            Outcome::Success as u8
+        }
+        Err(e) => {
+            eprintln!("dlm: cannot chart {}: {e}", log.display());
+            Outcome::Usage as u8
+        }
+    }
+}
+
+/// What a refusal adds when this invocation's ID was drawn at random: the
+/// likeliest reason for `NotOwner`, and the fix.
+const DRAWN_ID_HINT: &str = "; this dlm acted as a fresh random ID, which owns nothing an \
+earlier dlm took: give every command that must act as one owner the same --id \
+(or set DLM_ID)";
 
 /// How answers are shown.
 #[derive(Debug, Clone, Copy)]
 struct Report {
     json: bool,
+    /// The ID was drawn at random for this invocation.
+    drawn: bool,
 }
 
 impl Report {
+    /// Says why a request failed, in one line, and picks the exit status.
+    fn fail(self, error: &Error) -> u8 {
+        eprintln!("dlm: {error}{}", self.hint(error.status()));
+        Outcome::of(error) as u8
+    }
+
+    /// The drawn-ID hint, for a `NotOwner` when the ID was drawn.
+    fn hint(self, status: Option<Status>) -> &'static str {
+        if self.drawn && status == Some(Status::NotOwner) {
+            DRAWN_ID_HINT
+        } else {
+            ""
+        }
+    }
+
     /// Prints an answer: `fields` as one JSON object with `--json`, else
     /// `plain` as a line (nothing if `plain` is empty).
     fn answer(self, plain: &str, fields: Value) {
@@ -328,10 +511,11 @@ impl Report {
     /// An answer that ends in exit status 1: `why` on stderr, and the
     /// server's status on stdout with `--json`.
     fn refused(self, why: &str, fields: Value) -> Outcome {
+        let status = fields["Status"].as_str().and_then(Status::from_wire);
         if self.json {
             self.answer("", fields);
         }
-        eprintln!("dlm: {why}");
+        eprintln!("dlm: {why}{}", self.hint(status));
         Outcome::Refused
     }
 
@@ -356,32 +540,21 @@ impl Report {
     }
 }
 
-fn lock(
-    locker: &mut Locker,
-    expire: Duration,
-    shared: bool,
-    report: Report,
-) -> Result<Outcome, Error> {
-    let taken = if shared {
-        locker.try_lock_shared(expire)
-    } else {
-        locker.try_lock(expire)
-    };
-    match taken {
+fn lock(locker: &mut Locker, expire: Duration, report: Report) -> Result<Outcome, Error> {
+    match locker.try_lock(expire) {
         Ok(token) => {
-            let fields = if shared {
-                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token.get(), "Mode": "Shared"})
-            } else {
-                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(), "Token": token.get()})
+            let plain = match token {
+                Some(token) => format!(
+                    "Locked {} (token {token}, ID {})",
+                    locker.name(),
+                    locker.id()
+                ),
+                None => format!("Locked {} (no token, ID {})", locker.name(), locker.id()),
             };
             report.answer(
-                &format!(
-                    "Locked {} (token {token}, ID {}{})",
-                    locker.name(),
-                    locker.id(),
-                    if shared { ", shared" } else { "" }
-                ),
-                fields,
+                &plain,
+                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(),
+                       "Token": token.map(|t| t.get())}),
             );
             Ok(Outcome::Success)
         }
@@ -426,21 +599,17 @@ fn put(
     expire: Duration,
     report: Report,
 ) -> Result<Outcome, Error> {
+    // Any bytes; the codec says whether it can store them (identity takes
+    // UTF-8 text only).
     let value = if value == "-" {
         let mut bytes = Vec::new();
         if let Err(e) = io::stdin().read_to_end(&mut bytes) {
             eprintln!("dlm: cannot read the value from stdin: {e}");
             return Ok(Outcome::Usage);
         }
-        match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => {
-                eprintln!("dlm: the value on stdin is not UTF-8 text");
-                return Ok(Outcome::Usage);
-            }
-        }
+        bytes
     } else {
-        value.to_owned()
+        value.as_bytes().to_vec()
     };
     match locker.put(&value, expire) {
         Ok(()) => {
@@ -449,6 +618,10 @@ fn put(
                 json!({"Status": "Done", "Name": locker.name(), "ID": locker.id()}),
             );
             Ok(Outcome::Success)
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::Codec(_)) => {
+            eprintln!("dlm: {e} (try --codec table or base64 for bytes that are not UTF-8)");
+            Ok(Outcome::Usage)
         }
         Err(e) => report.refusal(locker, e),
     }
@@ -523,5 +696,25 @@ mod tests {
         assert_eq!(encoding(&["dlm", "version"]), Encoding::Plain);
         assert_eq!(encoding(&["dlm", "--encoded", "version"]), Encoding::Table);
         assert_eq!(encoding(&["dlm", "get", "x", "--encoded"]), Encoding::Table);
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_a_shell_command_or_a_command_but_not_both() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.command);
+        let base = ["dlm", "run", "x", "--expire", "3"];
+        let shell = parse(&[&base[..], &["-c", "echo hi"]].concat()).unwrap();
+        assert!(matches!(shell, Command::Run { shell: Some(_), .. }));
+        assert!(parse(&[&base[..], &["--", "true"]].concat()).is_ok());
+        assert!(parse(&base).is_err(), "neither");
+        assert!(
+            parse(&[&base[..], &["-c", "true", "--", "true"]].concat()).is_err(),
+            "both"
+        );
     }
 }

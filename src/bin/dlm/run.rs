@@ -1,35 +1,32 @@
 //! `dlm run`: a distributed `flock(1)`.
 //!
 //! Take the lock (queueing for up to `--wait` with the server's `Wait`
-//! extension), run the command with the hold's fencing token in
-//! `$DLM_TOKEN`, renew the hold every `expire / 3` while the command runs,
-//! release it when the command exits, and exit with the command's status.
+//! extension, and saying so on a terminal), hand the hold to the client's
+//! [`RenewingGuard`] (the crate's one renewal loop, every `expire / 3` on
+//! its own thread), run the command with `$DLM_TOKEN`, `$DLM_LOCK_NAME`
+//! and `$DLM_ID`, release the hold when the command exits, and exit with
+//! the command's status.
 //!
-//! One thread does everything, polling the child with `try_wait` between
-//! renewals. That keeps signalling safe: the child is only signalled after
-//! `try_wait` said it is still running, and an unreaped child keeps its pid,
-//! so a signal can never reach a stranger that reused the pid.
-//!
-//! The hold counts as lost, and the command gets SIGTERM, when a renewal is
-//! refused (`NotOwner`), when a renewal is granted as a new hold (a new
-//! token: the server forgot the old hold, say by restarting, and another ID
-//! may have held the lock in between), or when renewals have failed on the
-//! network for longer than `expire`, so the hold has certainly run out.
+//! The main thread watches the child with `try_wait` and the guard with
+//! [`RenewingGuard::wait_lost`] in turn, and it alone signals the child:
+//! only after `try_wait` said it is still running, and an unreaped child
+//! keeps its pid, so a signal can never reach a stranger that reused the
+//! pid. When the guard reports the hold lost (see `RenewingGuard` for
+//! when), the command gets SIGTERM, and SIGKILL `--kill-after` seconds
+//! later if it is still running.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use jackrabbit_dlm::client::{FencingToken, Locker};
+use jackrabbit_dlm::client::{Error, FencingToken, Locker, RenewingGuard};
 
-use super::{Outcome, fail};
-
-/// How soon to try a renewal again after the server could not be reached.
-const RENEW_RETRY: Duration = Duration::from_millis(200);
+use super::{Outcome, Report};
 
 /// How often to look whether the command has exited.
 const CHILD_POLL: Duration = Duration::from_millis(25);
@@ -44,42 +41,55 @@ static TERMINATE: AtomicBool = AtomicBool::new(false);
 /// signal stays ignored across `exec` and the command would not get Ctrl-C.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// `dlm run`'s options.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub expire: Duration,
+    pub wait: Duration,
+    pub conflict_exit_code: u8,
+    pub kill_after: Option<Duration>,
+}
+
 /// Runs `command` under the lock and returns the exit status for `dlm`.
-/// With `shared`, the hold is a share (`dlm run --shared`, `--limit N`).
-pub fn run(
-    mut locker: Locker,
-    expire: Duration,
-    wait: Duration,
-    shared: bool,
-    command: &[OsString],
-) -> u8 {
+pub fn run(mut locker: Locker, options: &Options, command: &[OsString], report: Report) -> u8 {
     let Some((program, args)) = command.split_first() else {
-        eprintln!("dlm: run needs a COMMAND after --");
+        eprintln!("dlm: run needs a COMMAND after -- (or -c 'shell command')");
         return Outcome::Usage as u8;
     };
     // The server queues us (first come, first served) for up to `wait`.
-    let taken = if shared {
-        locker.lock_shared_wait(expire, wait)
-    } else {
-        locker.lock_wait(expire, wait)
-    };
-    let token = match taken {
+    let token = match take(&mut locker, options) {
         Ok(token) => token,
-        Err(e) => return fail(&e),
+        Err(e) if e.is_not_owner() => {
+            eprintln!("dlm: {e}{}", report.hint(e.status()));
+            return options.conflict_exit_code;
+        }
+        Err(e) => return report.fail(&e),
+    };
+    let guard = match locker.keep_renewed(options.expire) {
+        Ok(guard) => guard,
+        Err(e) => {
+            let _ = locker.unlock();
+            return report.fail(&e);
+        }
     };
     if let Err(e) = catch_signals() {
-        release(&mut locker);
+        release(guard);
         eprintln!("dlm: cannot install signal handlers: {e}");
         return Outcome::Server as u8;
     }
-    let child = Command::new(program)
+    let mut child = Command::new(program);
+    child
         .args(args)
-        .env("DLM_TOKEN", token.to_string())
-        .spawn();
-    let status = match child {
-        Ok(child) => supervise(&mut locker, child, token, expire, shared),
+        .env("DLM_LOCK_NAME", locker.name())
+        .env("DLM_ID", locker.id());
+    match token {
+        Some(token) => child.env("DLM_TOKEN", token.to_string()),
+        None => child.env_remove("DLM_TOKEN"),
+    };
+    let status = match child.spawn() {
+        Ok(child) => supervise(child, &guard, options.kill_after),
         Err(e) => {
-            release(&mut locker);
+            release(guard);
             eprintln!("dlm: cannot run {}: {e}", program.to_string_lossy());
             // The shell's conventions: 127 not found, 126 not runnable.
             return if e.kind() == io::ErrorKind::NotFound {
@@ -89,7 +99,7 @@ pub fn run(
             };
         }
     };
-    release(&mut locker);
+    release(guard);
     match status {
         Ok(status) => exit_status(status),
         Err(e) => {
@@ -99,6 +109,46 @@ pub fn run(
     }
 }
 
+/// Takes the lock, queueing up to `--wait`; on a terminal, says that it is
+/// waiting and for how long while it does.
+fn take(locker: &mut Locker, options: &Options) -> Result<Option<FencingToken>, Error> {
+    if options.wait.is_zero() || !io::stderr().is_terminal() {
+        return locker.lock_wait(options.expire, options.wait);
+    }
+    let (done, finished) = mpsc::channel::<()>();
+    let name = locker.name().to_owned();
+    let wait = options.wait;
+    let ticker = thread::spawn(move || {
+        let start = Instant::now();
+        // The first second passes in silence: most locks are free.
+        while let Err(mpsc::RecvTimeoutError::Timeout) =
+            finished.recv_timeout(Duration::from_secs(1))
+        {
+            let mut err = io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r\x1b[K{}",
+                waiting_line(&name, start.elapsed(), wait)
+            );
+            let _ = err.flush();
+        }
+        let _ = write!(io::stderr().lock(), "\r\x1b[K");
+    });
+    let outcome = locker.lock_wait(options.expire, options.wait);
+    drop(done);
+    let _ = ticker.join();
+    outcome
+}
+
+/// What the terminal shows while `dlm run --wait` waits.
+pub fn waiting_line(name: &str, waited: Duration, wait: Duration) -> String {
+    format!(
+        "dlm: waiting for the lock {name:?}: {}s of up to {}s",
+        waited.as_secs(),
+        wait.as_secs_f64().ceil()
+    )
+}
+
 fn catch_signals() -> io::Result<()> {
     signal_hook::flag::register(libc::SIGTERM, &TERMINATE)?;
     signal_hook::flag::register(libc::SIGHUP, &TERMINATE)?;
@@ -106,103 +156,72 @@ fn catch_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Keeps the hold alive until the child exits, and returns how it exited.
+/// Watches the child and the hold until the child exits; returns how it
+/// exited.
 fn supervise(
-    locker: &mut Locker,
     mut child: Child,
-    token: FencingToken,
-    expire: Duration,
-    shared: bool,
+    guard: &RenewingGuard,
+    kill_after: Option<Duration>,
 ) -> io::Result<ExitStatus> {
-    let renew_every = expire / 3;
-    let mut next_renewal = Instant::now() + renew_every;
-    // The server granted `expire` from its reply; counting from our request
-    // instead errs on the side of thinking the hold shorter.
-    let mut held_until = Instant::now() + expire;
-    let mut holding = true;
+    // When the hold was lost, and whether SIGKILL went out since.
+    let mut lost_at: Option<Instant> = None;
+    let mut killed = false;
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(status);
         }
         if TERMINATE.swap(false, Ordering::SeqCst) {
-            terminate(&child);
+            signal(&child, libc::SIGTERM);
         }
-        let now = Instant::now();
-        if holding && now >= next_renewal {
-            match renew(locker, token, expire, shared, now, held_until) {
-                Renewal::Renewed => {
-                    held_until = now + expire;
-                    next_renewal = now + renew_every;
-                }
-                Renewal::Retry => next_renewal = now + RENEW_RETRY.min(renew_every),
-                Renewal::Lost(why) => {
+        match lost_at {
+            None => {
+                // Doubles as the poll interval: wakes at once on a loss.
+                if let Some(why) = guard.wait_lost(CHILD_POLL) {
                     eprintln!(
                         "dlm: lost the lock on {:?} ({why}); sending SIGTERM to the command",
-                        locker.name()
+                        guard.name()
                     );
-                    terminate(&child);
-                    holding = false;
+                    // try_wait said it runs; it cannot have been reaped since.
+                    if child.try_wait()?.is_none() {
+                        signal(&child, libc::SIGTERM);
+                    }
+                    lost_at = Some(Instant::now());
                 }
             }
+            Some(at) => {
+                if let Some(grace) = kill_after
+                    && !killed
+                    && at.elapsed() >= grace
+                {
+                    eprintln!(
+                        "dlm: the command ignored SIGTERM for {}s; sending SIGKILL",
+                        grace.as_secs_f64()
+                    );
+                    signal(&child, libc::SIGKILL);
+                    killed = true;
+                }
+                thread::sleep(CHILD_POLL);
+            }
         }
-        let until_renewal = next_renewal.saturating_duration_since(Instant::now());
-        thread::sleep(if holding {
-            until_renewal.min(CHILD_POLL)
-        } else {
-            CHILD_POLL
-        });
     }
 }
 
-/// What a renewal found.
-enum Renewal {
-    Renewed,
-    /// The server could not be asked, but the hold has time left.
-    Retry,
-    /// The hold is gone, for the reason given.
-    Lost(String),
-}
-
-fn renew(
-    locker: &mut Locker,
-    token: FencingToken,
-    expire: Duration,
-    shared: bool,
-    now: Instant,
-    held_until: Instant,
-) -> Renewal {
-    let renewed = if shared {
-        locker.try_lock_shared(expire)
-    } else {
-        locker.try_lock(expire)
-    };
-    match renewed {
-        Ok(renewed) if renewed == token => Renewal::Renewed,
-        Ok(_) => Renewal::Lost("the server granted a new hold: it forgot the old one".to_owned()),
-        Err(e) if e.is_io() && now < held_until => {
-            eprintln!("dlm: cannot renew the lock yet: {e}");
-            Renewal::Retry
-        }
-        Err(e) => Renewal::Lost(e.to_string()),
-    }
-}
-
-/// Sends SIGTERM to the child, which has not been reaped (so its pid is
+/// Sends `signal` to the child, which has not been reaped (so its pid is
 /// still its own).
-fn terminate(child: &Child) {
+fn signal(child: &Child, signal: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(child.id()) else {
         return;
     };
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe {
-        libc::kill(pid, libc::SIGTERM);
+        libc::kill(pid, signal);
     }
 }
 
-/// Releases the lock; a failure is reported but changes no exit status,
-/// since the hold ends with its TTL anyway.
-fn release(locker: &mut Locker) {
-    if let Err(e) = locker.unlock()
+/// Stops the renewals and releases the lock; a failure is reported but
+/// changes no exit status, since the hold ends with its TTL anyway.
+fn release(guard: RenewingGuard) {
+    if let Err(e) = guard.release()
         && !e.is_not_owner()
     {
         eprintln!("dlm: could not release the lock: {e}");
@@ -216,5 +235,23 @@ fn exit_status(status: ExitStatus) -> u8 {
         (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(1),
         (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(255),
         (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_waiting_line_says_what_and_how_long() {
+        let line = waiting_line(
+            "deploy",
+            Duration::from_millis(12_400),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            line,
+            r#"dlm: waiting for the lock "deploy": 12s of up to 60s"#
+        );
     }
 }

@@ -24,6 +24,15 @@ pub enum Status {
     BadAction,
     /// The memory guard refused to create or grow an entry.
     No,
+    /// Upstream's answer for a data item it cannot read back. This server
+    /// never sends it; clients know it.
+    NoData,
+    /// Upstream's answer for a damaged stored value. This server never
+    /// sends it; clients know it.
+    Corruption,
+    /// A cluster node could not commit the request in time (PROTOCOL.md,
+    /// Cluster): its effect is unknown. A single server never sends it.
+    Unavailable,
 }
 
 /// Each status's wire name, listed once. From the list come
@@ -66,6 +75,9 @@ wire_names! {
     BadPayload => "BadPayload",
     BadAction => "BadAction",
     No => "NO",
+    NoData => "NoData",
+    Corruption => "Corruption",
+    Unavailable => "Unavailable",
 }
 
 impl Status {
