@@ -905,3 +905,61 @@ mod tokio_client {
         assert_eq!(requests.join().unwrap().len(), 1);
     }
 }
+
+#[test]
+fn shared_locks_readers_together_writers_alone() {
+    let server = TestServer::start();
+    let mut r1 = locker(&server, "rw", "r1");
+    let mut r2 = locker(&server, "rw", "r2");
+    let mut w = locker(&server, "rw", "w");
+    let t1 = r1.try_lock_shared(MINUTE).unwrap();
+    let t2 = r2.try_lock_shared(MINUTE).unwrap();
+    assert!(t1.is_some() && t2 > t1);
+    // A renewal keeps its token; a writer is refused while readers hold it.
+    assert_eq!(r1.try_lock_shared(MINUTE).unwrap(), t1);
+    assert!(w.try_lock(MINUTE).unwrap_err().is_not_owner());
+    assert_eq!(r1.test_lock().unwrap(), Status::Locked);
+    assert_eq!(w.test_lock().unwrap(), Status::NotOwner);
+    // The guard ends only its own share.
+    {
+        let guard = r2.lock_shared_guard(MINUTE).unwrap();
+        assert_eq!(guard.token(), t2);
+    }
+    assert_eq!(r2.test_lock().unwrap(), Status::NotOwner);
+    assert_eq!(r1.test_lock().unwrap(), Status::Locked);
+    // The sole holder converts to exclusive, with a new token.
+    let te = r1.try_lock(MINUTE).unwrap();
+    assert!(te > t2);
+    assert!(r2.try_lock_shared(MINUTE).unwrap_err().is_not_owner());
+    assert!(r1.unlock().unwrap());
+    let tw = w.try_lock(MINUTE).unwrap();
+    assert!(tw > te);
+}
+
+#[test]
+fn a_limit_makes_a_semaphore() {
+    let server = InProcess::start();
+    let slot = |id: &str, limit: u32| {
+        locker_at(server.addr, "sem")
+            .id(id)
+            .limit(limit)
+            .build()
+            .unwrap()
+    };
+    let (mut a, mut b, mut c) = (slot("a", 2), slot("b", 2), slot("c", 2));
+    a.try_lock_shared(MINUTE).unwrap();
+    b.try_lock_shared(MINUTE).unwrap();
+    assert!(c.try_lock_shared(MINUTE).unwrap_err().is_not_owner());
+    // Another limit than the lock's is refused, even with room.
+    let mut d = slot("d", 3);
+    assert!(d.try_lock_shared(MINUTE).unwrap_err().is_not_owner());
+    // A waiter takes the place that frees up; while it waits nobody may
+    // join, since the queue is served in order.
+    let waiter = thread::spawn(move || c.lock_shared_wait(MINUTE, MINUTE).map(|_| c));
+    wait_for_parked(&server, 1);
+    let mut e = slot("e", 2);
+    assert!(a.unlock().unwrap());
+    let mut c = waiter.join().unwrap().unwrap();
+    assert_eq!(c.test_lock().unwrap(), Status::Locked);
+    assert!(e.try_lock_shared(MINUTE).unwrap_err().is_not_owner());
+}

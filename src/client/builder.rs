@@ -12,6 +12,7 @@ use super::setup::{Settings, settings_setters};
 pub struct LockerBuilder {
     name: String,
     settings: Settings,
+    limit: Option<u32>,
 }
 
 impl fmt::Debug for LockerBuilder {
@@ -30,10 +31,21 @@ impl LockerBuilder {
         LockerBuilder {
             name,
             settings: Settings::new(),
+            limit: None,
         }
     }
 
     settings_setters!();
+
+    /// The `Limit` of this locker's shared requests
+    /// ([`lock_shared`](Locker::lock_shared)): at most `limit` holders at
+    /// once, a counting semaphore. Every holder must ask with the same
+    /// limit (the server answers `NotOwner` to another). Default: none, the
+    /// server's `--max-holders`.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
 
     /// The locker. It connects on its first request.
     ///
@@ -42,6 +54,8 @@ impl LockerBuilder {
     /// (see [`name`](Self::name)).
     pub fn build(self) -> Result<Locker, Error> {
         let (setup, codec) = self.settings.finish()?;
-        Ok(Locker::new(self.name, setup, codec))
+        let mut locker = Locker::new(self.name, setup, codec);
+        locker.limit = self.limit;
+        Ok(locker)
     }
 }

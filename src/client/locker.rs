@@ -34,6 +34,8 @@ pub struct Locker {
     codec: Box<dyn ErasedCodec>,
     token: Option<FencingToken>,
     link: Link,
+    /// The `Limit` of shared requests (see [`LockerBuilder::limit`]).
+    pub(super) limit: Option<u32>,
 }
 
 impl fmt::Debug for Locker {
@@ -82,6 +84,7 @@ impl Locker {
             setup,
             codec,
             token: None,
+            limit: None,
         }
     }
 
@@ -177,13 +180,88 @@ impl Locker {
         self.acquire(expire, Some(wait).filter(|w| !w.is_zero()))
     }
 
+    /// Takes or renews a share of the lock for `expire` (`"Mode":"Shared"`,
+    /// with the builder's [`limit`](super::LockerBuilder::limit)): beside
+    /// other shared holders, up to the lock's limit, never beside an
+    /// exclusive one. Patient like [`lock`](Locker::lock). An exclusive hold
+    /// of this ID converts to a share (a new token), and
+    /// [`lock`](Locker::lock) converts a share back when this ID is the only
+    /// holder.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::Locker;
+    /// // At most 4 of these at once, across machines.
+    /// let mut slot = Locker::builder("render-farm").limit(4).build()?;
+    /// let token = slot.lock_shared(Duration::from_secs(30))?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
+    pub fn lock_shared(&mut self, expire: Duration) -> Result<Option<FencingToken>, Error> {
+        let mut retries_left = self.setup.retries;
+        loop {
+            match self.try_lock_shared(expire) {
+                Err(e) if retries_left > 0 && worth_retrying(&e) => {
+                    retries_left -= 1;
+                    thread::sleep(self.setup.retry_sleep);
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// A share of the lock with a single request, as
+    /// [`try_lock`](Locker::try_lock) is for an exclusive hold.
+    pub fn try_lock_shared(&mut self, expire: Duration) -> Result<Option<FencingToken>, Error> {
+        self.acquire_in(expire, None, Some(self.limit))
+    }
+
+    /// A share of the lock, waiting up to `wait` in the lock's queue, as
+    /// [`lock_wait`](Locker::lock_wait) does: the queue is first come first
+    /// served for both modes, so a share never overtakes an exclusive
+    /// request waiting ahead of it.
+    pub fn lock_shared_wait(
+        &mut self,
+        expire: Duration,
+        wait: Duration,
+    ) -> Result<Option<FencingToken>, Error> {
+        self.acquire_in(
+            expire,
+            Some(wait).filter(|w| !w.is_zero()),
+            Some(self.limit),
+        )
+    }
+
+    /// A share taken like [`lock_shared`](Locker::lock_shared), as a guard
+    /// that ends this ID's share (and only it) when dropped.
+    pub fn lock_shared_guard(&mut self, expire: Duration) -> Result<LockGuard<'_>, Error> {
+        let token = self.lock_shared(expire)?;
+        Ok(LockGuard::new(self, token))
+    }
+
     /// One `Lock` request, with the `Wait` extension if `wait` is given.
     fn acquire(
         &mut self,
         expire: Duration,
         wait: Option<Duration>,
     ) -> Result<Option<FencingToken>, Error> {
-        let reply = self.request(Action::Lock, Some(expire), wait, None)?;
+        self.acquire_in(expire, wait, None)
+    }
+
+    /// One `Lock` request: shared (with its `Limit`, if any) when `shared`
+    /// is given, else exclusive.
+    fn acquire_in(
+        &mut self,
+        expire: Duration,
+        wait: Option<Duration>,
+        shared: Option<Option<u32>>,
+    ) -> Result<Option<FencingToken>, Error> {
+        let request = Request {
+            expire: Some(expire),
+            wait,
+            shared,
+            ..self.setup.request(Action::Lock, &self.name)
+        };
+        let reply = self.link.round_trip(&request, self.setup.encoding)?;
         let outcome = answer::locked(reply, &self.name);
         match &outcome {
             Ok(token) => self.token = *token,

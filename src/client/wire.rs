@@ -50,6 +50,8 @@ pub(crate) struct Request<'a> {
     pub data: Option<&'a str>,
     /// `Name` and `Identity`, when the client authenticates.
     pub auth: Option<&'a Auth>,
+    /// `"Mode":"Shared"` on `Lock` (with `Limit` if given) when `Some`.
+    pub shared: Option<Option<u32>>,
 }
 
 impl<'a> Request<'a> {
@@ -63,6 +65,7 @@ impl<'a> Request<'a> {
             wait: None,
             data: None,
             auth: None,
+            shared: None,
         }
     }
 
@@ -99,6 +102,14 @@ impl<'a> Request<'a> {
         if let Some(data) = self.data {
             out.extend_from_slice(b",\"DataStore\":");
             write_json_string(out, data);
+        }
+        if let Some(limit) = self.shared {
+            out.extend_from_slice(b",\"Mode\":\"Shared\"");
+            if let Some(limit) = limit {
+                out.extend_from_slice(b",\"Limit\":\"");
+                write_u64(out, u64::from(limit));
+                out.push(b'"');
+            }
         }
         if let Some(auth) = self.auth {
             out.extend_from_slice(b",\"Name\":");
