@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import Server, dlm_binary, free_port, python_cli
 
-from jackrabbit_dlm import Client, IdentityCodec
+from jackrabbit_dlm import Client, IdentityCodec, TableCodec
 
 
 def cli(server: Server, *args: str, stdin: bytes = b"") -> "subprocess.CompletedProcess[bytes]":
@@ -42,8 +42,10 @@ def test_put_and_get_byte_for_byte(server: Server) -> None:
     got = cli(server, "get", "cfg", "--id", "a")
     assert (got.returncode, got.stdout) == (0, value)
     assert json.loads(cli(server, "--json", "get", "cfg", "--id", "a").stdout)["Value"] == value.decode()
-    # Stored as it is, as dlm stores it.
-    assert Client(server.endpoint, id="a", codec=IdentityCodec()).get("cfg") == value
+    # Stored through the table codec, as dlm and the Python client store it.
+    assert Client(server.endpoint, id="a", codec=TableCodec()).get("cfg") == value
+    assert cli(server, "put", "raw", "-", "--expire", "60", "--id", "a", "--codec", "identity", stdin=value).returncode == 0
+    assert Client(server.endpoint, id="a", codec=IdentityCodec()).get("raw") == value
     assert cli(server, "erase", "cfg", "--id", "a").stdout == b"Erased cfg\n"
     absent = cli(server, "get", "cfg", "--id", "a")
     assert (absent.returncode, absent.stderr) == (1, b'dlm: "cfg" has no data item\n')

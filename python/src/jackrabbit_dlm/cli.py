@@ -1,7 +1,8 @@
 """``python -m jackrabbit_dlm``: the ``dlm`` command line of the Rust
 package, in Python, with the same subcommands, options, output and exit
-statuses. Values are stored as they are (the identity codec), as ``dlm``
-stores them, so the two tools read each other's items.
+statuses. Values go through the table codec by default (``--codec
+table|identity|base64``), as ``dlm`` and the Python client store them, so
+the tools read each other's items.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
 from . import __version__
 from .client import Client, Hold
-from .codec import IdentityCodec
+from .codec import Base64Codec, Codec, IdentityCodec, TableCodec
 from .errors import BadPayload, ConnectionFailed, DLMError, NotOwner, Refused, quoted
 from .protocol import DEFAULT_PORT, PLAIN, TABLE
 
@@ -87,6 +88,12 @@ def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--port", type=int, default=default(DEFAULT_PORT), help="the server's port")
     parser.add_argument("--id", default=default(None), help="the ID to act as [default: $DLM_ID, else random]")
     parser.add_argument("--encoded", action="store_true", default=default(False), help="send table-encoded lines")
+    parser.add_argument(
+        "--codec",
+        choices=("table", "identity", "base64"),
+        default=default("table"),
+        help="how values are stored: table (the default, as the Python client), identity, base64",
+    )
     parser.add_argument("--json", action="store_true", default=default(False), help="print answers as JSON")
     parser.add_argument(
         "--timeout", type=_seconds, default=default(10.0), metavar="S", help="seconds for the connection and each reply"
@@ -158,6 +165,12 @@ class Report:
         return self.refused(f"{quoted(name)} has no data item", {"Status": "NotFound", "Name": name})
 
 
+def _codec(name: str) -> Codec:
+    """The value codec ``--codec`` names."""
+    codecs: Dict[str, Codec] = {"table": TableCodec(), "identity": IdentityCodec(), "base64": Base64Codec()}
+    return codecs[name]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
@@ -179,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         (args.host, args.port),
         id=identity,
         encoding=TABLE if args.encoded else PLAIN,
-        codec=IdentityCodec(),
+        codec=_codec(args.codec),
         timeout=args.timeout,
     )
     report = Report(args.json)
