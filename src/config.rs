@@ -108,7 +108,7 @@ pub struct Config {
     #[arg(long)]
     pub log_utc: bool,
 
-    /// Authenticate requests that carry a Name against the identity files DIR/<Name>.cfg (upstream's Config directory), read at start-up, when they change, and on SIGHUP; off without it
+    /// Authenticate requests that carry a Name against the identity files DIR/NAME.cfg (upstream's Config directory), read at start-up, when they change, and on SIGHUP; off without it
     #[arg(long, value_name = "DIR")]
     pub identity_dir: Option<PathBuf>,
 
