@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use common::{InProcess, TestServer, stats_until, temp_dir};
+use common::{InProcess, TestServer, stats_until, temp_dir, wait_for_parked};
 use jackrabbit_dlm::client::{
     Base64, Client, ClientBuilder, Encoding, ErrorKind, FencingToken, Identity, Locker,
     LockerBuilder, Lost, Outcome, Pipeline, Status, Table,
@@ -504,15 +504,6 @@ fn a_failed_request_in_a_pipeline_fails_alone() {
     assert!(results[1].as_ref().unwrap_err().is_not_owner());
     assert_eq!(results[2].as_ref().unwrap(), &Outcome::Stored);
     assert!(text.send(&Pipeline::new()).is_empty());
-}
-
-/// Asks Stats until `n` requests are parked (Waited counts them).
-fn wait_for_parked(server: &InProcess, n: u64) {
-    let mut probe = server.connect();
-    let stats = stats_until(&mut probe, Duration::from_secs(10), |s| {
-        s["Waited"].as_u64() >= Some(n)
-    });
-    assert!(stats["Waited"].as_u64() >= Some(n), "{stats}");
 }
 
 #[test]

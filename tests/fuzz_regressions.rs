@@ -165,3 +165,23 @@ fn connection_closed_mid_stream_after_reading_what_was_sent() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection/seed-closed-mid-stream");
     check("connection", &std::fs::read(seed).expect("read the seed"));
 }
+
+/// Found by `connection` in CI after lines over the limit are discarded: a
+/// stream that ended inside such a line left the framer discarding, so the
+/// connection still reported an unfinished line after end of input. Fixed
+/// in `Framer::take_rest`, which ends the discarding with the stream.
+#[test]
+fn connection_end_of_input_inside_a_discarded_line() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/connection/seed-eof-while-discarding");
+    check("connection", &std::fs::read(seed).expect("read the seed"));
+}
+
+/// Found by `request` in CI; the checker was wrong: its serde_json reading
+/// still refused `Expire` of zero or less, which PROTOCOL.md now grants with
+/// no time.
+#[test]
+fn request_expire_zero_is_granted_with_no_time() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request/seed-expire-zero");
+    check("request", &std::fs::read(seed).expect("read the seed"));
+}

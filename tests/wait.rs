@@ -5,18 +5,9 @@
 
 mod common;
 
-use common::{Client, InProcess, lock_wait, request, stats_request, stats_until};
+use common::{Client, InProcess, lock_wait, request, stats_request, stats_until, wait_for_parked};
 use serde_json::Value;
 use std::time::Duration;
-
-/// Asks Stats until `n` requests are parked (Waited counts them).
-fn wait_for_parked(server: &InProcess, n: u64) {
-    let mut probe = server.connect();
-    let stats = stats_until(&mut probe, Duration::from_secs(10), |s| {
-        s["Waited"].as_u64() >= Some(n)
-    });
-    assert!(stats["Waited"].as_u64() >= Some(n), "{stats}");
-}
 
 #[test]
 fn a_hundred_waiters_are_granted_in_arrival_order() {

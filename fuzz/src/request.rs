@@ -21,7 +21,7 @@
 //!   gives back the same bytes.
 
 use jackrabbit_dlm::protocol::codec;
-use jackrabbit_dlm::protocol::request::{MAX_FILE_NAME, MAX_ID, PADDING};
+use jackrabbit_dlm::protocol::request::{DEFAULT_MAX_HOLDERS, MAX_FILE_NAME, MAX_ID, PADDING};
 use jackrabbit_dlm::protocol::{Action, ParseError, Parser, Reply, Request, Status};
 use jackrabbit_dlm::store::{Outcome, Store, StoreConfig};
 use jackrabbit_dlm::time::{Millis, Moment};
@@ -83,23 +83,16 @@ pub fn parse_padded(parser: &mut Parser, line: &[u8], padding: &[u8]) -> Verdict
 
 /// The rules of PROTOCOL.md for an accepted request.
 pub fn assert_field_rules(r: &Owned, max_ttl_ms: u64) {
+    assert!(r.id.len() <= MAX_ID, "ID length {}", r.id.len());
     assert!(
-        (1..=MAX_ID).contains(&r.id.len()),
-        "ID length {}",
-        r.id.len()
-    );
-    assert!(
-        (1..=MAX_FILE_NAME).contains(&r.name.len()),
+        r.name.len() <= MAX_FILE_NAME,
         "FileName length {}",
         r.name.len()
     );
     match r.action {
         Action::Lock | Action::Put => {
-            assert!(
-                (1..=max_ttl_ms).contains(&r.expire_ms),
-                "expire_ms {}",
-                r.expire_ms
-            );
+            // Zero: asked for zero or less (granted, and over at once).
+            assert!(r.expire_ms <= max_ttl_ms, "expire_ms {}", r.expire_ms);
         }
         _ => assert_eq!(r.expire_ms, 0, "expire_ms on {:?}", r.action),
     }
@@ -184,7 +177,18 @@ pub fn reference(line: &[u8], max_ttl_ms: u64) -> Option<Verdict> {
     if members.iter().any(|(_, v)| depth(v) >= 30) {
         return None;
     }
-    let known = ["ID", "FileName", "Action", "Expire", "Wait", "DataStore"];
+    let known = [
+        "ID",
+        "FileName",
+        "Action",
+        "Expire",
+        "Wait",
+        "DataStore",
+        "Mode",
+        "Limit",
+        "Name",
+        "Identity",
+    ];
     for key in known {
         if members.iter().filter(|(k, _)| k == key).count() > 1 {
             return bad("duplicate key");
@@ -201,12 +205,19 @@ pub fn reference(line: &[u8], max_ttl_ms: u64) -> Option<Verdict> {
         },
         _ => return bad("Action"),
     };
+    // A string of at most `max` bytes, or an integer as its decimal text
+    // (PROTOCOL.md, Request fields); other numbers are left to the parser's
+    // own tests (`Err(true)`: no verdict here).
     let text = |key: &str, max: usize| match get(key) {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Some(s.clone()),
-        _ => None,
+        Some(Value::String(s)) if s.len() <= max => Ok(s.clone()),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+        Some(Value::Number(_)) => Err(true),
+        _ => Err(false),
     };
-    let (Some(id), Some(name)) = (text("ID", MAX_ID), text("FileName", MAX_FILE_NAME)) else {
-        return bad("ID or FileName");
+    let (id, name) = match (text("ID", MAX_ID), text("FileName", MAX_FILE_NAME)) {
+        (Ok(id), Ok(name)) => (id, name),
+        (Err(false), _) | (_, Err(false)) => return bad("ID or FileName"),
+        _ => return None,
     };
     let mut r = Owned {
         action,
@@ -217,8 +228,10 @@ pub fn reference(line: &[u8], max_ttl_ms: u64) -> Option<Verdict> {
         data: String::new(),
     };
     if matches!(action, Action::Lock | Action::Put) {
+        // Zero or less is no time at all (granted, and over at once).
         match get("Expire").and_then(seconds) {
-            Some(s) if s.is_finite() && s > 0.0 && s * 1000.0 <= max_ttl_ms as f64 => {
+            Some(s) if s.is_finite() && s <= 0.0 => r.expire_ms = 0,
+            Some(s) if s.is_finite() && s * 1000.0 <= max_ttl_ms as f64 => {
                 r.expire_ms = ms_from(s);
             }
             _ => return bad("Expire"),
@@ -236,6 +249,27 @@ pub fn reference(line: &[u8], max_ttl_ms: u64) -> Option<Verdict> {
                 r.wait_ms = ms_from(s);
             }
             _ => return bad("Wait"),
+        }
+    }
+    if action == Action::Lock {
+        // The shared-lock extension: Mode exactly "Shared" or "Exclusive",
+        // Limit only with Shared, a whole number from 1 to the default
+        // --max-holders.
+        let shared = match get("Mode") {
+            None => false,
+            Some(Value::String(m)) if m == "Shared" => true,
+            Some(Value::String(m)) if m == "Exclusive" => false,
+            Some(_) => return bad("Mode"),
+        };
+        if let Some(limit) = get("Limit") {
+            let n = match limit {
+                Value::String(s) => s.trim_ascii().parse::<u32>().ok(),
+                Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                _ => None,
+            };
+            if !shared || !n.is_some_and(|n| (1..=DEFAULT_MAX_HOLDERS).contains(&n)) {
+                return bad("Limit");
+            }
         }
     }
     if action == Action::Put {

@@ -156,9 +156,11 @@ impl Framer {
     pub fn take_rest(&mut self, buf: &[u8]) -> Option<Range<usize>> {
         let start = self.start;
         if start >= buf.len() || self.discarding {
-            // The tail of a line over the limit is no request.
+            // The tail of a line over the limit is no request; with the
+            // stream over, nothing is being discarded any more.
             self.start = buf.len();
             self.scanned = buf.len();
+            self.discarding = false;
             return None;
         }
         self.start = buf.len();

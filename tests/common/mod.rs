@@ -394,6 +394,16 @@ pub fn stats_until(
     }
 }
 
+/// Asks Stats until `n` requests are parked (`Waited` counts them): for
+/// tests that must know a waiter is queued before they go on.
+pub fn wait_for_parked(server: &InProcess, n: u64) {
+    let mut probe = server.connect();
+    let stats = stats_until(&mut probe, Duration::from_secs(10), |s| {
+        s["Waited"].as_u64() >= Some(n)
+    });
+    assert!(stats["Waited"].as_u64() >= Some(n), "{stats}");
+}
+
 /// Reads a whole file into a string, or empty.
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
