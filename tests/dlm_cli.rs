@@ -839,3 +839,39 @@ fn run_shows_its_wait_on_a_terminal() {
     assert_exit(&quiet, 0);
     assert!(!stderr(&quiet).contains("waiting"), "{}", stderr(&quiet));
 }
+
+/// `dlm lock --shared [--limit N]`: shares beside each other, never beside
+/// an exclusive holder; a limit makes a semaphore.
+#[test]
+fn lock_shared_and_a_semaphore() {
+    let server = TestServer::start();
+    let share = |id: &str, extra: &[&str]| {
+        let mut args = vec!["--id", id, "lock", "catalog", "--expire", "60", "--shared"];
+        args.extend_from_slice(extra);
+        dlm(&server, &args)
+    };
+    let a = share("a", &["--limit", "2"]);
+    assert_exit(&a, 0);
+    assert!(stdout(&a).contains("shared"), "{}", stdout(&a));
+    assert_exit(&share("b", &["--limit", "2"]), 0);
+    // Full: a third share of the semaphore is refused, and so is an
+    // exclusive hold.
+    assert_exit(&share("c", &["--limit", "2"]), 1);
+    assert_exit(
+        &dlm(&server, &["--id", "w", "lock", "catalog", "--expire", "60"]),
+        1,
+    );
+    let json = dlm(
+        &server,
+        &[
+            "--json", "--id", "a", "lock", "catalog", "--expire", "60", "--shared", "--limit", "2",
+        ],
+    );
+    let reply: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(reply["Mode"], "Shared");
+    // --limit needs --shared.
+    assert_exit(
+        &dlm(&server, &["lock", "x", "--expire", "5", "--limit", "2"]),
+        2,
+    );
+}

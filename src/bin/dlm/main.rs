@@ -155,8 +155,15 @@ enum Command {
         /// Seconds the hold lasts unless renewed.
         #[arg(long, env = "DLM_EXPIRE", value_name = "S", value_parser = positive_seconds)]
         expire: Duration,
+        /// Take a share, beside other shared holders (like `flock -s`)
+        #[arg(long)]
+        shared: bool,
+        /// With --shared: at most N holders at once, a semaphore (every holder must give the same N)
+        #[arg(long, value_name = "N", requires = "shared",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
     },
-    /// Release a lock.
+    /// Release a lock (this ID's own share, if it holds one).
     Unlock {
         /// The lock's name.
         name: String,
@@ -346,6 +353,10 @@ fn dispatch(cli: Cli) -> u8 {
         }
         Command::Chart { log, output } => return chart(log, output, Report { json, drawn: false }),
     };
+    let limit = match &command {
+        Command::Lock { limit, .. } => *limit,
+        _ => None,
+    };
     let mut builder = Locker::builder(name)
         .host(host)
         .port(port)
@@ -356,6 +367,9 @@ fn dispatch(cli: Cli) -> u8 {
         CodecChoice::Identity => builder.codec(Identity),
         CodecChoice::Base64 => builder.codec(Base64),
     };
+    if let Some(limit) = limit {
+        builder = builder.limit(limit);
+    }
     if let (Some(auth_name), Some(file)) = (auth_name, identity_file) {
         builder = builder.name(auth_name).identity_file(file);
     }
@@ -370,7 +384,7 @@ fn dispatch(cli: Cli) -> u8 {
         Err(e) => return report.fail(&e),
     };
     let outcome = match command {
-        Command::Lock { expire, .. } => lock(&mut locker, expire, report),
+        Command::Lock { expire, shared, .. } => lock(&mut locker, expire, shared, report),
         Command::Unlock { .. } => unlock(&mut locker, report),
         Command::Test { .. } => test(&mut locker, report),
         Command::Put { value, expire, .. } => put(&mut locker, &value, expire, report),
@@ -540,22 +554,38 @@ impl Report {
     }
 }
 
-fn lock(locker: &mut Locker, expire: Duration, report: Report) -> Result<Outcome, Error> {
-    match locker.try_lock(expire) {
+fn lock(
+    locker: &mut Locker,
+    expire: Duration,
+    shared: bool,
+    report: Report,
+) -> Result<Outcome, Error> {
+    let taken = if shared {
+        locker.try_lock_shared(expire)
+    } else {
+        locker.try_lock(expire)
+    };
+    match taken {
         Ok(token) => {
+            let mode = if shared { ", shared" } else { "" };
             let plain = match token {
                 Some(token) => format!(
-                    "Locked {} (token {token}, ID {})",
+                    "Locked {} (token {token}, ID {}{mode})",
                     locker.name(),
                     locker.id()
                 ),
-                None => format!("Locked {} (no token, ID {})", locker.name(), locker.id()),
+                None => format!(
+                    "Locked {} (no token, ID {}{mode})",
+                    locker.name(),
+                    locker.id()
+                ),
             };
-            report.answer(
-                &plain,
-                json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(),
-                       "Token": token.map(|t| t.get())}),
-            );
+            let mut fields = json!({"Status": "Locked", "Name": locker.name(), "ID": locker.id(),
+                                    "Token": token.map(|t| t.get())});
+            if shared {
+                fields["Mode"] = json!("Shared");
+            }
+            report.answer(&plain, fields);
             Ok(Outcome::Success)
         }
         Err(e) => report.refusal(locker, e),
