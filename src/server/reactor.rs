@@ -107,6 +107,15 @@ struct Limits {
     stats_interval: Millis,
 }
 
+/// When the periodic work is next due: set at bind, from the clock's time
+/// then, so a test that moves its clock before `run` starts loses nothing.
+#[derive(Debug, Clone, Copy)]
+struct Housekeeping {
+    next_stats: Moment,
+    next_sweep: Moment,
+    next_idle_check: Moment,
+}
+
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
     poll: Poll,
@@ -125,6 +134,7 @@ pub struct Server {
     unflushed: Vec<usize>,
     accept_paused_until: Option<Moment>,
     shutdown_at: Option<Moment>,
+    housekeeping: Housekeeping,
     /// `--close-after-reply`.
     close_after_reply: bool,
     /// `--pid-file`, written at bind and removed on a clean exit.
@@ -202,6 +212,12 @@ impl Server {
         if let Some(path) = &config.pid_file {
             system::write_pid_file(path)?;
         }
+        let bound_at = mode.clock.now();
+        let housekeeping = Housekeeping {
+            next_stats: bound_at.after(Millis::from_secs(config.stats_interval)),
+            next_sweep: bound_at.after(SWEEP_EVERY),
+            next_idle_check: bound_at.after(IDLE_SPAN),
+        };
         log.line(&format!("{} listening on {local_addr}", banner()));
         Ok(Server {
             poll,
@@ -223,6 +239,7 @@ impl Server {
             unflushed: Vec::new(),
             accept_paused_until: None,
             shutdown_at: None,
+            housekeeping,
             close_after_reply: config.close_after_reply,
             pid_file: config.pid_file.clone(),
             identity_dir,
@@ -253,9 +270,11 @@ impl Server {
     /// most a second and writes the shutdown line.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let mut next_stats = self.now().after(self.limits.stats_interval);
-        let mut next_sweep = self.now().after(SWEEP_EVERY);
-        let mut next_idle_check = self.now().after(IDLE_SPAN);
+        let Housekeeping {
+            mut next_stats,
+            mut next_sweep,
+            mut next_idle_check,
+        } = self.housekeeping;
         let mut requests_at_idle_check = 0;
         let mut expiry_behind = false;
         loop {
