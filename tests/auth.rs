@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{TestServer, status};
+use common::{InProcess, TestServer, status};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn secret(c: char) -> String {
     std::iter::repeat_n(c, 1364).collect()
@@ -172,25 +172,15 @@ fn anonymous_limits_and_max_size() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Asks until `line` is answered `want` or ten seconds pass.
-fn answered_within(c: &mut common::Client, line: &str, want: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if status(&c.call(line)) == want {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 #[test]
-fn the_directory_is_read_again_when_it_changes_and_on_sighup() {
+fn the_directory_is_read_again_when_it_changes() {
     let dir = common::temp_dir("ids");
     // A malformed file is no identity.
     std::fs::write(dir.join("broken.cfg"), "{not json").unwrap();
     std::fs::write(dir.join("short.cfg"), json!({"Identity":"abc"}).to_string()).unwrap();
-    let server = server_with(&dir, &[]);
+    // In-process, on a clock the test moves: the directory is looked at in
+    // the once-a-second sweep.
+    let server = InProcess::with_args(&["--identity-dir", dir.to_str().unwrap()]);
     let mut c = server.connect();
     for name in ["broken", "short"] {
         assert_eq!(
@@ -202,27 +192,100 @@ fn the_directory_is_read_again_when_it_changes_and_on_sighup() {
     let lock = named("Lock", "w", "late", "5", "late", &s);
     assert_eq!(status(&c.call(&lock)), "BadPayload");
     write_identity(&dir, "late", &s, None);
-    assert!(
-        answered_within(&mut c, &lock, "Locked"),
-        "a new file is noticed"
+    assert_eq!(status(&c.call(&lock)), "BadPayload", "not before the sweep");
+    server.advance(1000);
+    // The turn that answers this one ends with the sweep (if the wake-up's
+    // turn did not already run it): the next request comes after it.
+    assert_eq!(
+        status(&c.call(&anonymous("Version", "w", "v", "0"))),
+        "Version"
     );
-    // Changed in place and announced by SIGHUP: the old Identity stops working.
+    assert_eq!(status(&c.call(&lock)), "Locked", "a new file is noticed");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The server's `-v` diagnostics, line by line, from a thread that keeps
+/// its stderr drained.
+fn diagnostics(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr");
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// The next diagnostic line that says how many identities were read.
+fn next_reading(lines: &std::sync::mpsc::Receiver<String>) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server said it read the identities");
+        if line.contains(" identities") {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn sighup_reads_the_directory_at_once() {
+    let dir = common::temp_dir("ids");
+    let s = secret('s');
+    write_identity(&dir, "late", &s, None);
+    let log_dir = common::temp_dir("ids-log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"));
+    command
+        .args(["127.0.0.1", "0", "-v", "--identity-dir"])
+        .arg(&dir)
+        .arg("--log-dir")
+        .arg(&log_dir)
+        .stderr(std::process::Stdio::piped());
+    let (mut child, addr) = common::spawn_listening(&mut command);
+    let lines = diagnostics(&mut child);
+    assert!(next_reading(&lines).contains(": 1 identities"));
+    let mut c = common::Client::connect(addr);
+    assert_eq!(
+        status(&c.call(&named("Lock", "w", "a", "5", "late", &s))),
+        "Locked"
+    );
+    // Changed in place, same size, its time stamp put back: only SIGHUP can
+    // tell the server.
+    let path = dir.join("late.cfg");
+    let stamp = std::fs::metadata(&path).unwrap().modified().unwrap();
     let t = secret('t');
     write_identity(&dir, "late", &t, None);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(stamp)
+        .unwrap();
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
-        libc::kill(i32::try_from(server.pid()).unwrap(), libc::SIGHUP);
+        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGHUP);
     }
-    let relock = named("Lock", "w", "late2", "5", "late", &t);
-    assert!(
-        answered_within(&mut c, &relock, "Locked"),
-        "re-read on SIGHUP"
+    assert!(next_reading(&lines).contains(": 1 identities"));
+    assert_eq!(
+        status(&c.call(&named("Lock", "w", "b", "5", "late", &t))),
+        "Locked"
     );
     assert_eq!(
-        status(&c.call(&named("Lock", "w", "late3", "5", "late", &s))),
-        "BadPayload"
+        status(&c.call(&named("Lock", "w", "c", "5", "late", &s))),
+        "BadPayload",
+        "the old Identity no longer works"
     );
+    let _ = child.kill();
+    let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(log_dir);
 }
 
 #[test]

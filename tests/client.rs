@@ -944,8 +944,8 @@ fn a_limit_makes_a_semaphore() {
     // Another limit than the lock's is refused, even with room.
     let mut d = slot("d", 3);
     assert!(d.try_lock_shared(MINUTE).unwrap_err().is_not_owner());
-    // A waiter takes the place that frees up; while it waits nobody may
-    // join, since the queue is served in order.
+    // A waiter takes the place that frees up, in the turn it frees up, so
+    // a latecomer finds the semaphore full again.
     let waiter = thread::spawn(move || c.lock_shared_wait(MINUTE, MINUTE).map(|_| c));
     wait_for_parked(&server, 1);
     let mut e = slot("e", 2);

@@ -96,19 +96,6 @@ impl Server {
         parse(&body)
     }
 
-    /// Waits until a scrape satisfies `check`, or panics after PATIENCE.
-    fn scrape_until(&self, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
-        let start = Instant::now();
-        loop {
-            let scrape = self.scrape();
-            if check(&scrape) {
-                return scrape;
-            }
-            assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     fn rss_bytes(&self) -> u64 {
         common::proc_status_kib(self.child.id(), "VmRSS:") * 1024
     }
@@ -216,7 +203,12 @@ fn metrics_count_what_the_clients_did() {
     );
     call(&mut b, &request("Get", "secret-id-b", "secret-item", "0"));
     call(&mut a, "{not json");
-    drop(b);
+    // `b` closes its side and reads until the server has closed it too, so
+    // the server has let go of it before the scrape.
+    b.stream()
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    assert!(b.is_closed(), "the server closes a finished connection");
 
     let (code, body) = server.get("/metrics");
     assert_eq!(code, 200);
@@ -224,15 +216,7 @@ fn metrics_count_what_the_clients_did() {
         assert!(!body.contains(secret), "{secret} shows in /metrics");
     }
     let scrape = parse(&body);
-    // The closed connection is seen when the server reads its FIN: wait
-    // for it rather than for a while.
-    let scrape = if value(&scrape, "jackrabbit_dlm_connections") == 1.0 {
-        scrape
-    } else {
-        server.scrape_until("the closed connection", |s| {
-            value(s, "jackrabbit_dlm_connections") == 1.0
-        })
-    };
+    assert_eq!(value(&scrape, "jackrabbit_dlm_connections"), 1.0);
     let sent = f64::from(sent);
     for (name, expected) in [
         ("jackrabbit_dlm_lock_total", 3.0),
@@ -391,12 +375,15 @@ fn slow_requests_are_closed_by_the_timeout() {
 #[test]
 fn connection_floods_are_bounded() {
     let server = Server::start(&["--metrics-max-connections", "5"]);
-    // Hold four of the five slots with connections that never send, and
-    // wait until the server has them all (the scrape is the fifth).
-    let holders: Vec<TcpStream> = (0..4).map(|_| server.metrics_stream()).collect();
-    server.scrape_until("the holders accepted", |s| {
-        value(s, "jackrabbit_dlm_metrics_port_connections") == 5.0
-    });
+    // Hold four of the five slots with connections that never send. Their
+    // handshakes finished before the scrape connects, and the server
+    // accepts its queue in order, so when the scrape (the fifth) is
+    // answered, all four are in.
+    let mut holders: Vec<TcpStream> = (0..4).map(|_| server.metrics_stream()).collect();
+    assert_eq!(
+        value(&server.scrape(), "jackrabbit_dlm_metrics_port_connections"),
+        5.0
+    );
     server.assert_healthy();
     // A flood: the one free slot takes one at a time; the rest are closed
     // at once, without an answer.
@@ -414,12 +401,19 @@ fn connection_floods_are_bounded() {
         }
     }
     assert!(refused > 0, "no connection refused past the limit");
-    drop(holders);
-    // Once the holders are gone (the server reads their FIN), the slots
-    // are free again.
-    let scrape = server.scrape_until("free slots", |s| {
-        value(s, "jackrabbit_dlm_metrics_port_connections") == 1.0
-    });
+    // The holders close their side; each read to the end shows the server
+    // has closed it, and its slot is free again.
+    for holder in &mut holders {
+        holder
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        assert_eq!(read_to_close(holder), "", "a holder got an answer");
+    }
+    let scrape = server.scrape();
+    assert_eq!(
+        value(&scrape, "jackrabbit_dlm_metrics_port_connections"),
+        1.0
+    );
     let counted = value(&scrape, "jackrabbit_dlm_metrics_port_refused_total");
     assert!(
         counted >= f64::from(refused),

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Client, TestServer, put, request, stats_until, status};
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
@@ -681,78 +681,91 @@ fn an_empty_host_listens_on_every_ipv4_interface() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The start-up line's time stamp, as seconds since the epoch read as if
-/// it were UTC.
-fn stamp_secs(log: &str) -> i64 {
-    let stamp = &log[..19];
-    let num = |r: std::ops::Range<usize>| stamp[r].parse::<i64>().unwrap();
-    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
-    // Days from the civil date (Howard Hinnant's days_from_civil).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + num(11..13) * 3600 + num(14..16) * 60 + num(17..19)
+/// Checks that every statistics line of `text` (all but the start-up line)
+/// has pairs, each a name and a number, as upstream's ChartDLM splits them.
+fn assert_lines_have_pairs(text: &str) {
+    for line in text.lines().skip(1) {
+        let pairs = line[27..].trim_start_matches("Jackrabbit DLM ");
+        let pairs = pairs.rsplit_once("stopped. ").map_or(pairs, |(_, p)| p);
+        assert!(!pairs.is_empty(), "a line without pairs: {line:?}");
+        for piece in pairs.split(", ") {
+            let (name, value) = piece.split_once(": ").expect("Name: value");
+            assert!(
+                !name.is_empty() && value.parse::<f64>().is_ok(),
+                "{piece:?} in {line:?}"
+            );
+        }
+    }
 }
 
 /// PROTOCOL.md, Counters and the statistics log: local time as upstream
-/// writes it (`--log-utc` for UTC), and never a line without pairs.
+/// writes it (`--log-utc` for UTC), read off the start-up line (written
+/// before the server says it listens) and the shutdown line.
 #[test]
-fn log_time_stamps_are_local_or_utc_and_lines_always_have_pairs() {
+fn log_time_stamps_are_local_or_utc() {
     for (utc, expect_offset) in [(false, 3 * 3600), (true, 0)] {
         let dir = common::temp_dir("log-tz");
         let mut command = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"));
         // A POSIX TZ string needs no time zone database: 3 hours east.
         command
             .env("TZ", "XYZ-3")
-            .args(["127.0.0.1", "0", "--stats-interval", "1", "--log-dir"])
+            .args(["127.0.0.1", "0", "--log-dir"])
             .arg(&dir);
         if utc {
             command.arg("--log-utc");
         }
-        let (mut child, _) = common::spawn_listening(&mut command);
-        let now = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-        )
-        .unwrap();
+        // The stamps read as the project writes them at this offset: the
+        // format sorts as the time does, so a stamp between the one of
+        // before and the one of after is the right one.
+        let stamp = |at| jackrabbit_dlm::stats::timestamp_at_offset(at, expect_offset);
+        let before = stamp(std::time::SystemTime::now());
+        let (mut child, addr) = common::spawn_listening(&mut command);
         let path = dir.join("JackrabbitDLM.log");
-        // Wait for a statistics line (the second line) of an idle second.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let text = loop {
-            let text = common::read(&path);
-            if text.lines().count() >= 2 {
-                break text;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no statistics line: {text:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let offset = stamp_secs(&text) - now;
+        let started = common::read(&path);
+        let after = stamp(std::time::SystemTime::now());
         assert!(
-            (offset - expect_offset).abs() < 60,
-            "utc {utc}: the stamp is {offset} s from UTC"
+            before.as_str() <= &started[..26] && &started[..26] <= after.as_str(),
+            "utc {utc}: {started:?} is not between {before} and {after}"
         );
-        let stats = text.lines().nth(1).unwrap();
-        let pairs = &stats[27..];
-        assert!(!pairs.is_empty(), "a line without pairs: {stats:?}");
-        for piece in pairs.split(", ") {
-            let (name, value) = piece.split_once(": ").expect("Name: value");
-            assert!(
-                !name.is_empty() && value.parse::<f64>().is_ok(),
-                "{piece:?}"
-            );
+        assert_eq!(
+            status(&Client::connect(addr).call(&version_line())),
+            "Version"
+        );
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM);
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        assert!(child.wait().unwrap().success());
+        let stopped = stamp(std::time::SystemTime::now());
+        let text = common::read(&path);
+        let last = text.lines().last().unwrap();
+        assert!(last.contains("stopped."), "{text}");
+        assert!(
+            after.as_str() <= &last[..26] && &last[..26] <= stopped.as_str(),
+            "{last}"
+        );
+        assert_lines_have_pairs(&text);
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Statistics lines once a second on a clock the test moves: each has
+/// pairs (an interval with nothing counted writes `Idle: 0`; see the stats
+/// unit test for that line itself).
+#[test]
+fn statistics_lines_always_have_pairs() {
+    let server = common::InProcess::with_args(&["--stats-interval", "1"]);
+    let mut client = server.connect();
+    for _ in 0..3 {
+        server.advance(1000);
+        // The turn that answers the second request comes after the one
+        // that wrote the interval's line.
+        client.call(&version_line());
+        client.call(&version_line());
+    }
+    let text = server.log_text();
+    assert!(text.lines().count() >= 4, "{text}");
+    assert_lines_have_pairs(&text);
 }
 
 /// contrib/LaunchDLM starts the server in the upstream layout: Logs/ with
@@ -761,6 +774,22 @@ fn log_time_stamps_are_local_or_utc_and_lines_always_have_pairs() {
 #[test]
 fn the_launcher_serves_in_the_upstream_layout() {
     let home = common::temp_dir("launcher");
+    let logs = home.join("Logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // The launcher appends the server's output to Logs/LaunchDLM.out: make
+    // it a FIFO and read it line by line, so the test waits for what the
+    // server writes rather than polling a file.
+    let out = logs.join("LaunchDLM.out");
+    let c_out = std::ffi::CString::new(out.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_out.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (send, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let fifo = std::fs::File::open(out).expect("open the FIFO");
+        for line in BufReader::new(fifo).lines().map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
     let mut launcher = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/LaunchDLM"))
         .env("DLM_HOME", &home)
@@ -768,25 +797,19 @@ fn the_launcher_serves_in_the_upstream_layout() {
         .env("DLM_PORT", "0")
         .spawn()
         .expect("start the launcher");
-    let logs = home.join("Logs");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let (pid, port) = loop {
-        let out = common::read(&logs.join("LaunchDLM.out"));
-        let pid = common::read(&logs.join("JackrabbitDLM.pid"));
-        let port = out
-            .split_whitespace()
-            .last()
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .map(|a| a.port());
-        if let (Ok(pid), Some(port)) = (pid.trim().parse::<i32>(), port) {
-            break (pid, port);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the launcher never started: {out:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let pid_path = logs.join("JackrabbitDLM.pid");
+    // The server's start-up line (written after its pid file) comes through
+    // the FIFO, read as it is written.
+    let banner = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a start-up line");
+    let port = banner
+        .split_whitespace()
+        .last()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .map(|a| a.port())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"));
+    let pid: i32 = common::read(&pid_path).trim().parse().expect("a pid file");
     let mut client = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
     assert_eq!(status(&client.call(&version_line())), "Version");
     assert!(logs.join("JackrabbitDLM.log").exists());
@@ -798,6 +821,8 @@ fn the_launcher_serves_in_the_upstream_layout() {
         launcher.wait().unwrap().success(),
         "a clean stop ends the launcher"
     );
-    assert!(!logs.join("JackrabbitDLM.pid").exists());
+    assert!(!pid_path.exists());
+    // The server closed its end of the FIFO: the reader has seen it all.
+    reader.join().expect("the FIFO reader");
     let _ = std::fs::remove_dir_all(home);
 }
