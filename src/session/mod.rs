@@ -205,9 +205,7 @@ impl Session {
         count_reply(&mut store.counters, status);
         Answer::Replied
     }
-}
 
-impl Session {
     /// Answers a line over the limit, of which `start` is what arrived
     /// (PROTOCOL.md, Transport and framing): `BadPayload`, in the encoding
     /// its first byte announced, counted as `DataOverrun`.
