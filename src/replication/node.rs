@@ -1,0 +1,609 @@
+//! The Raft node of a cluster member (or of a single server with
+//! `--data-dir`): raft-rs's `RawNode`, driven one turn at a time by the
+//! reactor, and the cluster time the leader stamps on what it proposes.
+//!
+//! Each turn the reactor calls, in this order: [`Replica::tick`] (raft's
+//! logical clock, one tick per `--heartbeat-ms`), [`Replica::step`] for each
+//! peer message read and [`Replica::relayed`] for each batch a follower
+//! relayed, then [`Replica::end_turn`] once, with the commands the session
+//! gathered this turn. `end_turn` proposes them as one entry (group commit;
+//! a follower relays them to the leader instead), handles raft's `Ready`
+//! (entries and hard state written, then ONE `sync` of the log for the whole
+//! turn, messages queued in [`Replica::outbox`], committed entries handed to
+//! the caller to apply), and loops while raft has more ready.
+//!
+//! Cluster time: the leader stamps each entry with
+//! `base + (local now - became leader)`, where `base` is the cluster time of
+//! the last entry it had applied when it won; appliers take the running
+//! maximum of the stamps. So cluster time is the same on every node, never
+//! goes back, and stands still while there is no leader: TTLs outlast an
+//! outage and never end early (PROTOCOL.md, Cluster). The leader proposes an
+//! empty batch when the store's next deadline has come in cluster time, so
+//! TTLs expire on every node at the same point of the log.
+//!
+//! Boundary: no sockets and no clock: the local time is an argument and the
+//! messages go out through the outbox; storage is the [`LogStore`] given.
+
+use std::io;
+
+use raft::eraftpb::{Entry, EntryType, HardState, Message, Snapshot};
+use raft::{Config, RawNode, StateRole};
+
+use super::command;
+use crate::time::{Millis, Moment};
+
+/// What a Raft node persists: raft-rs's `Storage` (what it reads) plus the
+/// writes of a `Ready`, made durable together by [`LogStore::sync`].
+pub trait LogStore: raft::Storage {
+    /// Appends `entries`, replacing any conflicting suffix.
+    fn append(&mut self, entries: &[Entry]) -> io::Result<()>;
+    fn set_hard_state(&mut self, hard_state: &HardState) -> io::Result<()>;
+    fn set_commit(&mut self, commit: u64) -> io::Result<()>;
+    /// Installs a snapshot received from the leader in place of the log.
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> io::Result<()>;
+    /// Makes every write since the last sync durable (one fsync).
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// A node's part in the cluster, as `Stats` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub node_id: u64,
+    /// The leader this node knows of; 0 while none.
+    pub leader: u64,
+    pub term: u64,
+    pub committed: u64,
+    pub applied: u64,
+    pub is_leader: bool,
+}
+
+/// Something for the reactor to send to another member.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A raft message (its `to` names the member).
+    Raft(Message),
+    /// A follower's commands for the leader to propose.
+    Relay { to: u64, commands: Vec<u8> },
+}
+
+/// What the caller applies, in log order.
+pub enum Applied<'a> {
+    /// A committed entry of ours (a batch or a `Lead`), to apply at cluster
+    /// time `at` (the running maximum of the stamps).
+    Entry {
+        index: u64,
+        at: Moment,
+        data: &'a [u8],
+    },
+    /// The leader's snapshot replaced our state: restore the store from
+    /// `data`, taken at `index`.
+    Snapshot { index: u64, data: &'a [u8] },
+}
+
+/// Settings of a [`Replica`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub id: u64,
+    /// The time between two raft ticks (a heartbeat); an election takes
+    /// `election_ticks` to `2 * election_ticks` of them.
+    pub heartbeat: Millis,
+    pub election_ticks: usize,
+    /// Most bytes of relayed or unsent commands kept while no leader is
+    /// known; the rest are dropped (their requests end `Unavailable`).
+    pub max_waiting: usize,
+    /// The index applied before the node started (from the snapshot).
+    pub applied: u64,
+    /// Cluster time when the node started (the snapshot's, or 0).
+    pub cluster_time: Moment,
+}
+
+/// The leader's reckoning of cluster time.
+#[derive(Debug, Clone, Copy)]
+struct Reign {
+    since: Moment,
+    base: u64,
+}
+
+/// A Raft node and the turn-by-turn work around it.
+pub struct Replica<S: LogStore> {
+    raw: RawNode<S>,
+    heartbeat: Millis,
+    next_tick: Moment,
+    reign: Option<Reign>,
+    /// The highest stamp applied: cluster time as of the last applied entry.
+    applied_time: u64,
+    /// The stamp of the last batch this node proposed as leader.
+    last_stamp: u64,
+    /// Commands relayed by followers, or our own while no leader is known.
+    waiting: Vec<u8>,
+    max_waiting: usize,
+    /// Scratch for the entry being proposed.
+    batch: Vec<u8>,
+    /// Messages for other members, drained by the reactor.
+    pub outbox: Vec<Outgoing>,
+    /// Wall-clock microseconds, for a new leader's token floor.
+    wall_micros: fn() -> u64,
+}
+
+/// Raft-rs logs through slog; this hands its records to `log`.
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Drain::fuse(slog_stdlog::StdLog), slog::o!())
+}
+
+impl<S: LogStore> Replica<S> {
+    /// A node over `storage` (which holds the membership), starting at
+    /// local time `now`.
+    pub fn new(
+        settings: &Settings,
+        storage: S,
+        now: Moment,
+        wall_micros: fn() -> u64,
+    ) -> raft::Result<Replica<S>> {
+        let config = Config {
+            id: settings.id,
+            election_tick: settings.election_ticks,
+            heartbeat_tick: 1,
+            applied: settings.applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            // A leader that cannot hear a majority steps down (a paused
+            // leader resumed cannot keep serving), and a node cut off does
+            // not disrupt the rest with elections when it comes back.
+            check_quorum: true,
+            pre_vote: true,
+            ..Config::default()
+        };
+        config.validate()?;
+        let raw = RawNode::new(&config, storage, &logger())?;
+        Ok(Replica {
+            raw,
+            heartbeat: settings.heartbeat,
+            next_tick: now.after(settings.heartbeat),
+            reign: None,
+            applied_time: settings.cluster_time.as_ms(),
+            last_stamp: 0,
+            waiting: Vec::new(),
+            max_waiting: settings.max_waiting,
+            batch: Vec::new(),
+            outbox: Vec::new(),
+            wall_micros,
+        })
+    }
+
+    /// Starts an election at once (a single-member cluster needs no wait).
+    pub fn campaign(&mut self) -> raft::Result<()> {
+        self.raw.campaign()
+    }
+
+    /// This node's place in the cluster.
+    pub fn place(&self) -> Place {
+        let raft = &self.raw.raft;
+        Place {
+            node_id: raft.id,
+            leader: raft.leader_id,
+            term: raft.term,
+            committed: raft.raft_log.committed,
+            applied: raft.raft_log.applied,
+            is_leader: raft.state == StateRole::Leader,
+        }
+    }
+
+    /// The storage, for its counters.
+    pub fn storage(&self) -> &S {
+        self.raw.store()
+    }
+
+    /// Advances raft's clock to local time `now`.
+    pub fn tick(&mut self, now: Moment) {
+        while now >= self.next_tick {
+            self.raw.tick();
+            self.next_tick = self.next_tick.after(self.heartbeat);
+        }
+    }
+
+    /// Hands raft a message from another member. A message raft refuses
+    /// (from a stranger, out of date) is dropped: raft tolerates loss.
+    pub fn step(&mut self, message: Message) {
+        if let Err(e) = self.raw.step(message) {
+            log::debug!("raft refused a message: {e}");
+        }
+    }
+
+    /// Commands a follower relayed: proposed with ours at the end of the
+    /// turn if we lead, else dropped (the follower's requests time out).
+    pub fn relayed(&mut self, commands: &[u8]) {
+        if self.reign.is_none() {
+            return;
+        }
+        match command::check_commands(commands) {
+            Ok(_) => self.keep_waiting(commands),
+            Err(e) => log::warn!("a member relayed commands that do not decode: {e}"),
+        }
+    }
+
+    fn keep_waiting(&mut self, commands: &[u8]) {
+        if self.waiting.len() + commands.len() <= self.max_waiting {
+            self.waiting.extend_from_slice(commands);
+        }
+    }
+
+    /// Cluster time by the leader's reckoning at local time `now`.
+    fn cluster_now(&self, now: Moment) -> Option<u64> {
+        self.reign
+            .map(|r| r.base.saturating_add(now.since(r.since).as_ms()))
+    }
+
+    /// The local time at which the store's next deadline (in cluster time)
+    /// comes, if this node leads: when to wake to propose that time.
+    pub fn wake_for(&self, store_deadline: Option<Moment>) -> Option<Moment> {
+        let reign = self.reign?;
+        let deadline = store_deadline?.as_ms();
+        Some(
+            reign
+                .since
+                .after(Millis::new(deadline.saturating_sub(reign.base))),
+        )
+    }
+
+    /// When raft's clock next ticks.
+    pub fn next_tick(&self) -> Moment {
+        self.next_tick
+    }
+
+    /// Ends the turn at local time `now`: proposes (or relays) `commands`,
+    /// the session's for this turn, with what followers relayed; persists,
+    /// syncs once, queues messages, and hands every committed entry to
+    /// `apply`. `store_deadline` is the store's next deadline in cluster
+    /// time, which the leader proposes the time for when it has come.
+    pub fn end_turn(
+        &mut self,
+        now: Moment,
+        commands: &[u8],
+        store_deadline: Option<Moment>,
+        apply: &mut dyn FnMut(Applied<'_>),
+    ) -> io::Result<()> {
+        self.propose_turn(now, commands, store_deadline);
+        while self.raw.has_ready() {
+            self.handle_ready(now, apply)?;
+        }
+        Ok(())
+    }
+
+    fn propose_turn(&mut self, now: Moment, commands: &[u8], store_deadline: Option<Moment>) {
+        if let Some(stamp) = self.cluster_now(now) {
+            let stamp = stamp.max(self.last_stamp);
+            let time_due =
+                store_deadline.is_some_and(|d| d.as_ms() <= stamp && self.last_stamp < d.as_ms());
+            if commands.is_empty() && self.waiting.is_empty() && !time_due {
+                return;
+            }
+            command::begin_batch(&mut self.batch, stamp);
+            self.batch.extend_from_slice(&self.waiting);
+            self.batch.extend_from_slice(commands);
+            self.waiting.clear();
+            let data = std::mem::take(&mut self.batch);
+            match self.raw.propose(Vec::new(), data) {
+                Ok(()) => self.last_stamp = stamp,
+                Err(e) => log::warn!("cannot propose: {e}"),
+            }
+            return;
+        }
+        self.keep_waiting(commands);
+        let leader = self.raw.raft.leader_id;
+        if leader != 0 && !self.waiting.is_empty() {
+            let commands = std::mem::take(&mut self.waiting);
+            self.outbox.push(Outgoing::Relay {
+                to: leader,
+                commands,
+            });
+        }
+    }
+
+    fn handle_ready(&mut self, now: Moment, apply: &mut dyn FnMut(Applied<'_>)) -> io::Result<()> {
+        let mut ready = self.raw.ready();
+        // A leader's appends may go out before its own write: a follower's
+        // acknowledgement is what counts, and raft counts the leader's own
+        // only once it is persisted.
+        for m in ready.take_messages() {
+            self.outbox.push(Outgoing::Raft(m));
+        }
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            let index = snapshot.get_metadata().index;
+            self.raw.mut_store().apply_snapshot(snapshot.clone())?;
+            apply(Applied::Snapshot {
+                index,
+                data: snapshot.get_data(),
+            });
+        }
+        let committed = ready.take_committed_entries();
+        self.apply_entries(&committed, apply);
+        if !ready.entries().is_empty() {
+            self.raw.mut_store().append(ready.entries())?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.raw.mut_store().set_hard_state(hs)?;
+        }
+        let role_changed = ready.ss().map(|ss| ss.raft_state);
+        self.raw.mut_store().sync()?;
+        for m in ready.take_persisted_messages() {
+            self.outbox.push(Outgoing::Raft(m));
+        }
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+        }
+        for m in light.take_messages() {
+            self.outbox.push(Outgoing::Raft(m));
+        }
+        let committed = light.take_committed_entries();
+        self.apply_entries(&committed, apply);
+        self.raw.advance_apply();
+        match role_changed {
+            Some(StateRole::Leader) if self.reign.is_none() => self.begin_reign(now),
+            Some(StateRole::Leader) | None => {}
+            Some(_) => self.reign = None,
+        }
+        Ok(())
+    }
+
+    /// Won an election: reckon cluster time from the last applied stamp and
+    /// propose the `Lead` entry before anything else of this term.
+    fn begin_reign(&mut self, now: Moment) {
+        let base = self.applied_time.max(self.last_stamp);
+        self.reign = Some(Reign { since: now, base });
+        self.last_stamp = base;
+        let lead = command::lead(base, (self.wall_micros)(), self.raw.raft.id);
+        if let Err(e) = self.raw.propose(Vec::new(), lead) {
+            log::warn!("cannot propose the Lead entry: {e}");
+        }
+        log::info!(
+            "node {} leads (term {}) at cluster time {base} ms",
+            self.raw.raft.id,
+            self.raw.raft.term
+        );
+    }
+
+    fn apply_entries(&mut self, entries: &[Entry], apply: &mut dyn FnMut(Applied<'_>)) {
+        for entry in entries {
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.get_data().is_empty() {
+                // Raft's own empty entry of a new term, and (later)
+                // membership changes.
+                continue;
+            }
+            let data = entry.get_data();
+            if let Ok(decoded) = command::decode(data) {
+                self.applied_time = self.applied_time.max(decoded.stamp);
+            }
+            apply(Applied::Entry {
+                index: entry.index,
+                at: Moment::from_ms(self.applied_time),
+                data,
+            });
+        }
+    }
+}
+
+/// raft-rs's in-memory storage, for tests and tools: durable it is not.
+impl LogStore for raft::storage::MemStorage {
+    fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+        self.wl().append(entries).map_err(io::Error::other)
+    }
+
+    fn set_hard_state(&mut self, hard_state: &HardState) -> io::Result<()> {
+        self.wl().set_hardstate(hard_state.clone());
+        Ok(())
+    }
+
+    fn set_commit(&mut self, commit: u64) -> io::Result<()> {
+        self.wl().mut_hard_state().set_commit(commit);
+        Ok(())
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> io::Result<()> {
+        self.wl().apply_snapshot(snapshot).map_err(io::Error::other)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Action, Request};
+    use command::{Command, EntryKind, Origin};
+    use raft::eraftpb::ConfState;
+    use raft::storage::MemStorage;
+
+    fn settings(id: u64) -> Settings {
+        Settings {
+            id,
+            heartbeat: Millis::new(100),
+            election_ticks: 10,
+            max_waiting: 1 << 20,
+            applied: 0,
+            cluster_time: Moment::from_ms(0),
+        }
+    }
+
+    fn node(id: u64, voters: &[u64]) -> Replica<MemStorage> {
+        let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
+        Replica::new(&settings(id), storage, Moment::from_ms(0), || 42).unwrap()
+    }
+
+    /// Applied entries, decoded: (kind, cluster time, origins of requests).
+    type Log = Vec<(EntryKind, u64, Vec<Origin>)>;
+
+    fn collect(log: &mut Log) -> impl FnMut(Applied<'_>) + '_ {
+        move |applied| {
+            if let Applied::Entry { at, data, .. } = applied {
+                let entry = command::decode(data).unwrap();
+                let origins = entry
+                    .commands()
+                    .map(|c| match c.unwrap() {
+                        Command::Request(o, _) => o,
+                        Command::Cancel(o) => o,
+                    })
+                    .collect();
+                log.push((entry.kind, at.as_ms(), origins));
+            }
+        }
+    }
+
+    fn one_request(origin: Origin) -> Vec<u8> {
+        let mut out = Vec::new();
+        let request = Request::new(Action::Lock, "me", "door").unwrap();
+        command::push_request(&mut out, origin, &request);
+        out
+    }
+
+    #[test]
+    fn a_single_node_leads_and_commits_a_turn_in_the_same_turn() {
+        let mut replica = node(1, &[1]);
+        replica.campaign().unwrap();
+        let mut log = Log::new();
+        let t0 = Moment::from_ms(0);
+        replica
+            .end_turn(t0, &[], None, &mut collect(&mut log))
+            .unwrap();
+        assert!(replica.place().is_leader);
+        assert!(matches!(
+            log[0].0,
+            EntryKind::Lead {
+                token_floor: 42,
+                node: 1
+            }
+        ));
+        let origin = Origin::new(1, 1);
+        let t = Moment::from_ms(250);
+        replica
+            .end_turn(t, &one_request(origin), None, &mut collect(&mut log))
+            .unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[1], (EntryKind::Batch, 250, vec![origin]));
+        assert!(replica.outbox.is_empty());
+    }
+
+    #[test]
+    fn the_leader_proposes_the_time_when_a_deadline_comes() {
+        let mut replica = node(1, &[1]);
+        replica.campaign().unwrap();
+        let mut log = Log::new();
+        replica
+            .end_turn(Moment::from_ms(0), &[], None, &mut collect(&mut log))
+            .unwrap();
+        let deadline = Some(Moment::from_ms(500));
+        assert_eq!(replica.wake_for(deadline), Some(Moment::from_ms(500)));
+        replica
+            .end_turn(Moment::from_ms(400), &[], deadline, &mut collect(&mut log))
+            .unwrap();
+        assert_eq!(log.len(), 1, "nothing due yet");
+        replica
+            .end_turn(Moment::from_ms(500), &[], deadline, &mut collect(&mut log))
+            .unwrap();
+        assert_eq!(log[1], (EntryKind::Batch, 500, vec![]));
+        replica
+            .end_turn(Moment::from_ms(600), &[], deadline, &mut collect(&mut log))
+            .unwrap();
+        assert_eq!(log.len(), 2, "that time was proposed once");
+    }
+
+    /// Three nodes in memory, messages carried by hand: the leader's turn
+    /// commits on every node, relayed commands included, and a new leader
+    /// resumes cluster time where the old one's entries left it.
+    #[test]
+    fn three_nodes_agree_and_time_resumes_after_a_change_of_leader() {
+        let voters = [1, 2, 3];
+        let mut nodes: Vec<Replica<MemStorage>> =
+            voters.iter().map(|&id| node(id, &voters)).collect();
+        let mut logs: Vec<Log> = vec![Log::new(), Log::new(), Log::new()];
+        let mut down = [false; 3];
+        let turn = |nodes: &mut Vec<Replica<MemStorage>>,
+                    logs: &mut Vec<Log>,
+                    down: &[bool; 3],
+                    now: u64,
+                    commands: &[(usize, Vec<u8>)]| {
+            for round in 0..10 {
+                for i in 0..3 {
+                    if down[i] {
+                        continue;
+                    }
+                    let mine: Vec<u8> = commands
+                        .iter()
+                        .filter(|(n, _)| *n == i && round == 0)
+                        .flat_map(|(_, c)| c.clone())
+                        .collect();
+                    let now = Moment::from_ms(now);
+                    nodes[i].tick(now);
+                    nodes[i]
+                        .end_turn(now, &mine, None, &mut collect(&mut logs[i]))
+                        .unwrap();
+                }
+                let mut mail = Vec::new();
+                for node in nodes.iter_mut() {
+                    mail.append(&mut node.outbox);
+                }
+                for m in mail {
+                    match m {
+                        Outgoing::Raft(m) => {
+                            let to = usize::try_from(m.to - 1).unwrap();
+                            if !down[to] {
+                                nodes[to].step(m);
+                            }
+                        }
+                        Outgoing::Relay { to, commands } => {
+                            let to = usize::try_from(to - 1).unwrap();
+                            if !down[to] {
+                                nodes[to].relayed(&commands);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        nodes[0].campaign().unwrap();
+        turn(&mut nodes, &mut logs, &down, 0, &[]);
+        assert!(nodes[0].place().is_leader);
+        let a = Origin::new(1, 1);
+        let b = Origin::new(3, 1);
+        turn(
+            &mut nodes,
+            &mut logs,
+            &down,
+            1000,
+            &[(0, one_request(a)), (2, one_request(b))],
+        );
+        for log in &logs {
+            let origins: Vec<Origin> = log.iter().flat_map(|e| e.2.clone()).collect();
+            assert!(origins.contains(&a) && origins.contains(&b), "{log:?}");
+            assert_eq!(log, &logs[0]);
+        }
+        let before = logs[1].last().unwrap().1;
+        // The leader dies; another wins and leads from the last stamp.
+        down[0] = true;
+        let mut now = 2000;
+        while !(nodes[1].place().is_leader || nodes[2].place().is_leader) {
+            assert!(now < 60_000, "no new leader");
+            now += 100;
+            turn(&mut nodes, &mut logs, &down, now, &[]);
+        }
+        let new = usize::from(nodes[2].place().is_leader) + 1;
+        let lead = logs[new].last().unwrap();
+        assert!(matches!(lead.0, EntryKind::Lead { node, .. } if node == new as u64 + 1));
+        assert_eq!(lead.1, before, "time stood still through the change");
+        let c = Origin::new(2, 1);
+        turn(
+            &mut nodes,
+            &mut logs,
+            &down,
+            now + 300,
+            &[(1, one_request(c))],
+        );
+        let last = logs[2].last().unwrap();
+        assert_eq!(last.2, vec![c]);
+        assert_eq!(last.1, before + 300);
+        assert_eq!(logs[1], logs[2]);
+    }
+}
