@@ -148,6 +148,75 @@ pub struct Config {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub metrics_timeout: u64,
+
+    /// Keep every acknowledged change in DIR (a log with checksums and snapshots), fsynced before the reply; a restart resumes from it. Required with --peers [default: memory only]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Serve as one member of a cluster: every member's replication address, this node's included, as ID=HOST:PORT,... (IDs 1 to 65535)
+    #[arg(long, value_name = "ID=HOST:PORT,...", value_parser = parse_peers)]
+    pub peers: Option<Peers>,
+
+    /// This node's ID among --peers
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..))]
+    pub node_id: Option<u16>,
+
+    /// Answer Unavailable to a request that is not committed within this many seconds (its effect is then unknown)
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub commit_timeout: u64,
+
+    /// Milliseconds between two heartbeats of the leader; a follower that hears none for 10 to 20 of them starts an election
+    #[arg(long, value_name = "MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub heartbeat_ms: u64,
+
+    /// Write a snapshot of the store and drop the log before it every this many applied entries
+    #[arg(long, value_name = "ENTRIES", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_after: u64,
+
+    /// Longest message a member accepts from another, in bytes (raft batches and snapshots); a longer one closes that replication connection
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30,
+          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 32))]
+    pub max_peer_message: u64,
+}
+
+/// The members of a cluster: `(id, address)` by ID, each address as given
+/// (resolved at start-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peers(pub Vec<(u16, String)>);
+
+/// `1=HOST:PORT,2=HOST:PORT,...`: IDs from 1 to 65535, each once.
+fn parse_peers(text: &str) -> Result<Peers, String> {
+    let mut peers = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}' is not ID=HOST:PORT"))?;
+        let id: u16 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&id| id > 0)
+            .ok_or_else(|| format!("'{id}' is not a node ID from 1 to 65535"))?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            return Err(format!("'{addr}' is not HOST:PORT"));
+        }
+        if peers.iter().any(|&(other, _)| other == id) {
+            return Err(format!("node {id} is listed twice"));
+        }
+        peers.push((id, addr.to_owned()));
+    }
+    if peers.is_empty() {
+        return Err("no members listed".to_owned());
+    }
+    peers.sort_by_key(|&(id, _)| id);
+    Ok(Peers(peers))
 }
 
 /// The prefix of the environment variables that set options:
@@ -216,6 +285,26 @@ impl Config {
     /// tests and embedding (the environment is not read).
     pub fn for_tests() -> Config {
         Config::parse_from(["jackrabbit-dlm", "127.0.0.1", "0"])
+    }
+
+    /// Checks what clap cannot: the cluster options belong together.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.peers, self.node_id) {
+            (Some(peers), Some(id)) => {
+                if !peers.0.iter().any(|&(member, _)| member == id) {
+                    return Err(format!("--node-id {id} is not among --peers"));
+                }
+                if self.data_dir.is_none() {
+                    return Err(
+                        "--peers needs --data-dir: a member that forgets its votes and log on restart could break the cluster's guarantees".to_owned(),
+                    );
+                }
+                Ok(())
+            }
+            (Some(_), None) => Err("--peers needs --node-id".to_owned()),
+            (None, Some(_)) => Err("--node-id needs --peers".to_owned()),
+            (None, None) => Ok(()),
+        }
     }
 
     /// Bytes freed before a compaction.
@@ -310,6 +399,40 @@ mod tests {
         let page = String::from_utf8(page).unwrap();
         assert!(page.contains(".TH jackrabbit-dlm 1"), "{page}");
         assert!(page.contains("max\\-line"), "{page}");
+    }
+
+    #[test]
+    fn cluster_options() {
+        let c = Config::from_args(["x"]).unwrap();
+        assert_eq!(
+            (c.peers.clone(), c.node_id, c.commit_timeout, c.heartbeat_ms),
+            (None, None, 5, 100)
+        );
+        assert_eq!(c.check(), Ok(()));
+        let c = Config::from_args([
+            "x",
+            "--peers",
+            "2=127.0.0.1:7002, 1=localhost:7001,3=[::1]:7003",
+            "--node-id",
+            "2",
+            "--data-dir",
+            "/tmp/d",
+        ])
+        .unwrap();
+        let peers = c.peers.clone().unwrap().0;
+        assert_eq!(peers[0], (1, "localhost:7001".to_owned()));
+        assert_eq!(peers[2], (3, "[::1]:7003".to_owned()));
+        assert_eq!(c.check(), Ok(()));
+        for bad in ["1=a:1,1=b:2", "0=a:1", "1=nohost", "x", ""] {
+            assert!(Config::from_args(["x", "--peers", bad]).is_err(), "{bad}");
+        }
+        let c = Config::from_args(["x", "--peers", "1=a:1", "--node-id", "2", "--data-dir", "d"])
+            .unwrap();
+        assert!(c.check().unwrap_err().contains("not among"));
+        let c = Config::from_args(["x", "--peers", "1=a:1", "--node-id", "1"]).unwrap();
+        assert!(c.check().unwrap_err().contains("--data-dir"));
+        let c = Config::from_args(["x", "--node-id", "1"]).unwrap();
+        assert!(c.check().is_err());
     }
 
     #[test]

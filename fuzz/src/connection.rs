@@ -132,6 +132,8 @@ impl Run {
                     encoding,
                 }
             }
+            // The oracle's session is never replicated.
+            Answer::Proposed { .. } => unreachable!("an unreplicated session proposed"),
         };
         self.clients[c].held.push_back(slot);
         self.release(c);

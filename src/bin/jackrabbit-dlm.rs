@@ -78,6 +78,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = config.check() {
+        eprintln!("jackrabbit-dlm: {e}");
+        return ExitCode::from(2);
+    }
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(match config.verbose {
         0 => log::LevelFilter::Warn,
@@ -104,6 +108,10 @@ fn main() -> ExitCode {
     // Tests and scripts read the bound address (port 0 picks one) from here.
     println!("{} listening on {}", banner(), server.local_addr());
     let _ = std::io::stdout().flush();
+    if let Some(addr) = server.members_addr() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "replicating on {addr}").and_then(|()| out.flush());
+    }
     if let Some(addr) = server.metrics_addr() {
         // The second line; a reader that stopped after the first must not
         // make this fail.

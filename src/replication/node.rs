@@ -209,6 +209,12 @@ impl<S: LogStore> Replica<S> {
         }
     }
 
+    /// The connection to member `id` broke: raft stops streaming to it
+    /// until it answers again.
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+
     /// Commands a follower relayed: proposed with ours at the end of the
     /// turn if we lead, else dropped (the follower's requests time out).
     pub fn relayed(&mut self, commands: &[u8]) {

@@ -15,7 +15,9 @@
 //! - [`systemd`]: socket activation (adopting fd 3) and `READY=1`.
 
 pub mod clock;
+pub mod cluster;
 pub mod identity_dir;
+pub mod members;
 pub mod metrics;
 pub mod reactor;
 pub mod start;

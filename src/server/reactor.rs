@@ -45,6 +45,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use super::clock::Clock;
+use super::cluster::Cluster;
 use super::identity_dir::IdentityDir;
 use super::metrics::{self, Metrics};
 pub use super::start::{Control, RunMode, StartError};
@@ -53,7 +54,7 @@ use super::system;
 use super::systemd;
 use crate::config::Config;
 use crate::session::auth;
-use crate::session::{Connection, Served, Session};
+use crate::session::{Connection, Delivery, Served, Session};
 use crate::stats::format_pairs;
 use crate::store::{Store, StoreConfig};
 use crate::time::{Millis, Moment};
@@ -143,6 +144,8 @@ pub struct Server {
     identity_dir: Option<IdentityDir>,
     /// The metrics port (`--metrics`), if asked for.
     metrics: Option<Metrics>,
+    /// With `--peers` or `--data-dir`: the Raft node and the members.
+    cluster: Option<Cluster>,
 }
 
 impl Server {
@@ -179,16 +182,28 @@ impl Server {
         }
         let control = Control::new(waker);
 
+        // Replicated, the store runs on cluster time from 0 and its tokens
+        // start where the log says (each leader's Lead entry raises them
+        // past its wall clock), identically on every node.
+        let replicated = config.peers.is_some() || config.data_dir.is_some();
         let store = Store::new(
             StoreConfig {
                 max_bytes: config.max_memory.unwrap_or_else(system::default_max_memory),
                 compact_after: config.compact_threshold(),
-                first_token: system::first_token(),
+                first_token: if replicated {
+                    crate::protocol::FencingToken::new(1)
+                } else {
+                    system::first_token()
+                },
                 max_waiters_per_lock: config.max_waiters_per_lock,
                 max_waiters_total: usize::try_from(config.max_waiters_total).unwrap_or(usize::MAX),
                 max_holders: config.max_holders,
             },
-            mode.clock.now(),
+            if replicated {
+                Moment::from_ms(0)
+            } else {
+                mode.clock.now()
+            },
         );
         let mut session = Session::new(
             store,
@@ -209,6 +224,7 @@ impl Server {
             }
             None => None,
         };
+        let cluster = Cluster::start(config, &mut session, mode.clock.now(), poll.registry())?;
         if let Some(path) = &config.pid_file {
             system::write_pid_file(path)?;
         }
@@ -219,6 +235,9 @@ impl Server {
             next_idle_check: bound_at.after(IDLE_SPAN),
         };
         log.line(&format!("{} listening on {local_addr}", banner()));
+        if let Some(addr) = cluster.as_ref().and_then(Cluster::members_addr) {
+            log.line(&format!("replicating on {addr}"));
+        }
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -244,7 +263,13 @@ impl Server {
             pid_file: config.pid_file.clone(),
             identity_dir,
             metrics,
+            cluster,
         })
+    }
+
+    /// The replication address, for a cluster member.
+    pub fn members_addr(&self) -> Option<SocketAddr> {
+        self.cluster.as_ref().and_then(Cluster::members_addr)
     }
 
     /// The metrics port's address, when `--metrics` asked for one.
@@ -279,11 +304,17 @@ impl Server {
         let mut expiry_behind = false;
         loop {
             let now = self.now();
+            // Replicated, the store's deadlines are in cluster time: the
+            // cluster says when its work is due, in local time.
+            let store_wake = match &self.cluster {
+                Some(cluster) => cluster.next_wake(&self.session),
+                None => self.session.store.next_deadline(),
+            };
             let wake = [
                 Some(next_stats),
                 Some(next_sweep),
                 Some(next_idle_check),
-                self.session.store.next_deadline(),
+                store_wake,
                 self.accept_paused_until,
                 self.shutdown_at,
             ]
@@ -311,6 +342,11 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(now),
                     token if metrics::owns(token) => self.metrics_event(event, now),
+                    token if Cluster::owns(token) => {
+                        if let Some(cluster) = self.cluster.as_mut() {
+                            cluster.on_event(event, now, self.poll.registry());
+                        }
+                    }
                     SIGNALS => {
                         let pending: Vec<i32> = self
                             .signals
@@ -353,14 +389,19 @@ impl Server {
                 self.metrics_accept_backlog(now);
             }
 
-            // 3. to 5. Expire, deliver completed waits, write.
-            expiry_behind = self.session.store.expire(now, EXPIRE_BATCH);
+            // 3. to 5. Expire (replicated: the turn through the log, whose
+            // entries carry the time), deliver completed waits, write.
+            if self.cluster.is_some() {
+                self.replicated_turn(now)?;
+            } else {
+                expiry_behind = self.session.store.expire(now, EXPIRE_BATCH);
+            }
             self.deliver_completions();
             self.flush_turn();
             self.metrics_turn_end(turn);
 
-            // 6. Housekeeping.
-            if self.session.store.maybe_compact() {
+            // 6. Housekeeping (replicated, compaction is part of applying).
+            if self.cluster.is_none() && self.session.store.maybe_compact() {
                 self.session.shrink();
             }
             if now >= next_stats {
@@ -543,11 +584,39 @@ impl Server {
         }
     }
 
-    /// Closes connection `key`, withdrawing its requests from lock queues.
+    /// Closes connection `key`, withdrawing its requests from lock queues
+    /// (and, replicated, from the log's replies).
     fn close(&mut self, key: usize) {
         if let Some(mut peer) = self.peers.try_remove(key) {
             peer.conn.withdraw_waits(&mut self.session);
+            peer.conn.abandon_proposals(&mut self.session);
         }
+    }
+
+    /// The replicated turn (`cluster.rs`), then the replies it owes this
+    /// node's connections, written with the rest of the turn's.
+    fn replicated_turn(&mut self, now: Moment) -> io::Result<()> {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = cluster.turn(&mut self.session, now, self.poll.registry()) {
+            self.log
+                .line(&format!("cannot write the replicated log, stopping: {e}"));
+            return Err(e);
+        }
+        for delivery in std::mem::take(&mut cluster.deliveries) {
+            let key = match &delivery {
+                Delivery::Reply { conn, .. } | Delivery::Parked { conn, .. } => *conn,
+            };
+            if let Some(peer) = self.peers.get_mut(key) {
+                peer.conn.deliver(&mut self.session, delivery);
+                if !peer.flush_queued {
+                    peer.flush_queued = true;
+                    self.unflushed.push(key);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Delivers the replies of parked requests that were granted or timed

@@ -11,8 +11,8 @@
 
 use std::ops::Range;
 
-use super::replies::ParkedReplies;
-use super::{Answer, ConnKey, Session, count_reply, write_reply};
+use super::replies::{Awaited, ParkedReplies};
+use super::{Answer, ConnKey, Delivery, Session, count_reply, write_reply};
 use crate::protocol::frame::{Frame, Framer};
 use crate::protocol::request::PADDING;
 use crate::protocol::{Mode, Reply, Status};
@@ -192,8 +192,35 @@ impl Connection {
                 encoding,
             } => {
                 session.parked.insert(ticket, self.key);
-                self.parked.park(ticket, id, encoding);
+                self.parked.park(Awaited::Wait(ticket), id, encoding);
                 true
+            }
+            Answer::Proposed {
+                origin,
+                id,
+                encoding,
+            } => {
+                if let Some(replicated) = session.replicated.as_mut() {
+                    replicated.track(origin, self.key, encoding, now);
+                }
+                self.parked.park(Awaited::Commit(origin), id, encoding);
+                true
+            }
+        }
+    }
+
+    /// What applying the log (or the commit timeout) owes this connection:
+    /// a proposed request's reply, released in order, or the news that it
+    /// now waits in a lock's queue.
+    pub fn deliver(&mut self, session: &mut Session, delivery: Delivery) {
+        match delivery {
+            Delivery::Reply { origin, bytes, .. } => {
+                self.parked
+                    .answer(Awaited::Commit(origin), bytes, &mut self.output);
+            }
+            Delivery::Parked { origin, ticket, .. } => {
+                self.parked.committed_parked(origin, ticket);
+                session.parked.insert(ticket, self.key);
             }
         }
     }
@@ -201,7 +228,8 @@ impl Connection {
     /// Writes the reply of a parked request that completed, and releases
     /// every reply that no longer waits behind an unanswered one.
     pub fn complete(&mut self, session: &mut Session, completion: Completion) {
-        let Some((id, encoding)) = self.parked.waiting(completion.ticket) else {
+        let awaited = Awaited::Wait(completion.ticket);
+        let Some((id, encoding)) = self.parked.waiting(awaited) else {
             return;
         };
         let reply = match completion.granted {
@@ -212,17 +240,27 @@ impl Connection {
         let mut bytes = Vec::new();
         write_reply(reply, encoding, &mut session.plain, &mut bytes);
         count_reply(&mut session.store.counters, reply.status());
-        self.parked
-            .answer(completion.ticket, bytes, &mut self.output);
+        self.parked.answer(awaited, bytes, &mut self.output);
     }
 
     /// Takes this connection's requests out of every lock queue, answering
     /// them `NotOwner` so the replies behind them can still go out: for a
     /// client that closed its side (it cannot be granted a lock it would
     /// never hear of) and for a connection being closed.
+    /// In a cluster the withdrawal goes through the log, so that every
+    /// node's queue loses the request.
     pub fn withdraw_waits(&mut self, session: &mut Session) {
-        for ticket in self.parked.waiting_tickets() {
-            session.store.cancel_wait(ticket);
+        for (awaited, origin) in self.parked.unanswered() {
+            let Awaited::Wait(ticket) = awaited else {
+                // Proposed, not applied yet: its reply is still to come.
+                continue;
+            };
+            match (origin, session.replicated.as_mut()) {
+                (Some(origin), Some(replicated)) => replicated.withdraw(origin),
+                _ => {
+                    session.store.cancel_wait(ticket);
+                }
+            }
             session.parked.remove(&ticket);
             self.complete(
                 session,
@@ -232,6 +270,21 @@ impl Connection {
                     mode: Mode::Exclusive,
                 },
             );
+        }
+    }
+
+    /// For a connection being closed, in a cluster: its proposed requests
+    /// that are not applied yet are withdrawn after them (should they park)
+    /// and their replies forgotten, so a later connection with the same key
+    /// never receives them.
+    pub fn abandon_proposals(&mut self, session: &mut Session) {
+        let Some(replicated) = session.replicated.as_mut() else {
+            return;
+        };
+        for (awaited, _) in self.parked.unanswered() {
+            if let Awaited::Commit(origin) = awaited {
+                replicated.withdraw(origin);
+            }
         }
     }
 

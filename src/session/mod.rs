@@ -23,7 +23,10 @@
 
 pub mod auth;
 mod connection;
+mod replicated;
 mod replies;
+mod store_shim;
+use store_shim::ReplicatedStore as _;
 
 use std::ops::Range;
 
@@ -31,12 +34,14 @@ use hashbrown::HashMap;
 
 use crate::protocol::codec::{self, Encoding};
 use crate::protocol::request::PADDING;
-use crate::protocol::{ParseError, Parser, Reply, Status};
+use crate::protocol::{FencingToken, ParseError, Parser, Reply, Request, Status};
+use crate::replication::command::{self, Command, EntryKind, Origin};
 use crate::stats::Counters;
 use crate::store::{Completion, Outcome, Store, Ticket};
 use crate::time::{Millis, Moment};
 
 pub use connection::{Connection, Served};
+pub use replicated::{Delivery, Replicated};
 
 /// Identifies a connection to the session: the reactor's slab key.
 pub type ConnKey = usize;
@@ -59,6 +64,8 @@ pub struct Session {
     parked: HashMap<Ticket, ConnKey>,
     /// With `--identity-dir`: the identities and the anonymous limits.
     auth: Option<auth::Policy>,
+    /// In a cluster or with `--data-dir`: requests go through the log.
+    pub replicated: Option<Replicated>,
 }
 
 /// What [`Session::answer_line`] did with a line.
@@ -74,6 +81,18 @@ pub enum Answer {
         id: Box<str>,
         encoding: Encoding,
     },
+    /// The request was proposed to the log; its reply comes once applied.
+    Proposed {
+        origin: Origin,
+        id: Box<str>,
+        encoding: Encoding,
+    },
+}
+
+/// What the request path decided: the store's outcome now, or a proposal.
+enum Decided<'a> {
+    Now(Outcome<'a>),
+    Proposed(Origin),
 }
 
 impl Session {
@@ -91,7 +110,14 @@ impl Session {
             max_line,
             parked: HashMap::new(),
             auth: None,
+            replicated: None,
         }
+    }
+
+    /// Sends every request the store decides through the log from now on
+    /// (see `replicated.rs`).
+    pub fn replicate(&mut self, replicated: Replicated) {
+        self.replicated = Some(replicated);
     }
 
     /// Authenticates every request from now on as `policy` says (PROTOCOL.md,
@@ -118,6 +144,104 @@ impl Session {
             if let Some(conn) = self.parked.remove(&completion.ticket) {
                 out.push((conn, completion));
             }
+        }
+    }
+
+    /// Applies one committed log entry at cluster time `at` (replicated
+    /// mode): the store expires what is due then, then decides each command;
+    /// the replies this node owes its own clients are pushed to `out`.
+    /// Every node runs exactly this on the same entries, so their stores
+    /// agree (no local clock, no connection state decides anything here).
+    pub fn apply_entry(&mut self, at: Moment, data: &[u8], out: &mut Vec<Delivery>) {
+        let Session {
+            store,
+            plain,
+            replicated,
+            ..
+        } = self;
+        let Some(replicated) = replicated.as_mut() else {
+            return;
+        };
+        let entry = match command::decode(data) {
+            Ok(entry) => entry,
+            Err(e) => {
+                // Every node holds the same bytes and skips them alike.
+                log::error!("a committed entry does not decode ({e}); skipped");
+                return;
+            }
+        };
+        replicated.cluster_time = replicated.cluster_time.max(at);
+        let at = replicated.cluster_time;
+        store.expire(at, usize::MAX);
+        if let EntryKind::Lead { token_floor, node } = entry.kind {
+            log::debug!("node {node} leads from cluster time {} ms", at.as_ms());
+            store.cancel_all_waits();
+            store.raise_token_floor(FencingToken::new(token_floor));
+        }
+        for command in entry.commands() {
+            let command = match command {
+                Ok(command) => command,
+                Err(e) => {
+                    log::error!("a committed command does not decode ({e}); rest skipped");
+                    break;
+                }
+            };
+            match command {
+                Command::Cancel(origin) => {
+                    store.cancel_origin(origin);
+                }
+                Command::Request(origin, request) => {
+                    let mine = if origin.node() == u64::from(replicated.node) {
+                        replicated.proposals.remove(&origin)
+                    } else {
+                        None
+                    };
+                    let outcome = store.apply_from(at, &request, origin);
+                    let Some(proposal) = mine else {
+                        continue;
+                    };
+                    match outcome {
+                        Outcome::Reply(reply) => {
+                            let mut bytes = Vec::new();
+                            let status = reply.status();
+                            write_reply(reply, proposal.encoding, plain, &mut bytes);
+                            count_reply(&mut store.counters, status);
+                            out.push(Delivery::Reply {
+                                conn: proposal.conn,
+                                origin,
+                                bytes,
+                            });
+                        }
+                        Outcome::Parked(ticket) => out.push(Delivery::Parked {
+                            conn: proposal.conn,
+                            origin,
+                            ticket,
+                        }),
+                    }
+                }
+            }
+        }
+        store.maybe_compact();
+    }
+
+    /// Answers `Unavailable` to this node's proposals that were not applied
+    /// within `--commit-timeout` of local time `now`.
+    pub fn expire_proposals(&mut self, now: Moment, out: &mut Vec<Delivery>) {
+        let Some(replicated) = self.replicated.as_mut() else {
+            return;
+        };
+        let mut late = Vec::new();
+        replicated.timed_out(now, &mut late);
+        for (origin, proposal) in late {
+            let mut bytes = Vec::new();
+            let reply = Reply::Bare(Status::Unavailable);
+            write_reply(reply, proposal.encoding, &mut self.plain, &mut bytes);
+            count_reply(&mut self.store.counters, Status::Unavailable);
+            out.push(Delivery::Reply {
+                conn: proposal.conn,
+                origin,
+                bytes,
+            });
         }
     }
 
@@ -162,18 +286,24 @@ impl Session {
             decoded,
             plain,
             auth,
+            replicated,
             ..
         } = self;
         let auth = auth.as_ref();
+        let replicated = replicated.as_mut();
         store.counters.requests_in += 1;
         let encoding = Encoding::of_first_byte(buf[start]);
         let mut parked_id = "";
-        let outcome = match encoding {
+        let context = Context {
+            auth,
+            replicated,
+            now,
+        };
+        let decided = match encoding {
             Encoding::Plain => answer(
                 store,
                 parser,
-                auth,
-                now,
+                context,
                 &mut buf[start..],
                 len,
                 &mut parked_id,
@@ -184,17 +314,24 @@ impl Session {
                     Ok(()) => {
                         let len = decoded.len();
                         decoded.resize(len + PADDING, b' ');
-                        answer(store, parser, auth, now, decoded, len, &mut parked_id)
+                        answer(store, parser, context, decoded, len, &mut parked_id)
                     }
-                    Err(_) => Outcome::Reply(Reply::Bare(Status::BadPayload)),
+                    Err(_) => Decided::Now(Outcome::Reply(Reply::Bare(Status::BadPayload))),
                 }
             }
         };
-        let reply = match outcome {
-            Outcome::Reply(reply) => reply,
-            Outcome::Parked(ticket) => {
+        let reply = match decided {
+            Decided::Now(Outcome::Reply(reply)) => reply,
+            Decided::Now(Outcome::Parked(ticket)) => {
                 return Answer::Parked {
                     ticket,
+                    id: parked_id.into(),
+                    encoding,
+                };
+            }
+            Decided::Proposed(origin) => {
+                return Answer::Proposed {
+                    origin,
                     id: parked_id.into(),
                     encoding,
                 };
@@ -229,18 +366,30 @@ impl Session {
     }
 }
 
-/// Parses `buf[..len]` and applies it, or names what was wrong with it.
-/// A parked request's ID (which its reply needs later, when the request is
-/// gone) is left in `parked_id`.
+/// What the path of one line needs besides the store and the parser.
+struct Context<'s> {
+    auth: Option<&'s auth::Policy>,
+    replicated: Option<&'s mut Replicated>,
+    now: Moment,
+}
+
+/// Parses `buf[..len]` and applies it (or proposes it, replicated), or
+/// names what was wrong with it. A parked or proposed request's ID (which
+/// its reply needs later, when the request is gone) is left in `parked_id`.
 fn answer<'a>(
     store: &'a mut Store,
     parser: &'a mut Parser,
-    auth: Option<&auth::Policy>,
-    now: Moment,
+    context: Context<'_>,
     buf: &'a mut [u8],
     len: usize,
     parked_id: &mut &'a str,
-) -> Outcome<'a> {
+) -> Decided<'a> {
+    let Context {
+        auth,
+        replicated,
+        now,
+    } = context;
+    let refused = |status| Decided::Now(Outcome::Reply(Reply::Bare(status)));
     match parser.parse(buf, len) {
         Ok(mut request) => {
             if let Some(policy) = auth {
@@ -249,7 +398,7 @@ fn answer<'a>(
                     Ok(None) => {}
                     Err(auth::AuthFailed) => {
                         store.counters.auth_failed += 1;
-                        return Outcome::Reply(Reply::Bare(Status::BadPayload));
+                        return refused(Status::BadPayload);
                     }
                 }
             }
@@ -259,18 +408,43 @@ fn answer<'a>(
                 request.name(),
                 request.id()
             );
+            if let Some(replicated) = replicated {
+                return propose(store, replicated, &request, parked_id);
+            }
             let outcome = store.apply(now, &request);
             if let Outcome::Parked(_) = outcome {
                 *parked_id = request.id();
             }
-            outcome
+            Decided::Now(outcome)
         }
-        Err(ParseError::BadAction) => Outcome::Reply(Reply::Bare(Status::BadAction)),
+        Err(ParseError::BadAction) => refused(Status::BadAction),
         Err(ParseError::BadPayload(why)) => {
             log::debug!("bad payload: {why}");
-            Outcome::Reply(Reply::Bare(Status::BadPayload))
+            refused(Status::BadPayload)
         }
     }
+}
+
+/// A request in replicated mode: into the turn's commands, unless it is one
+/// this node answers alone (`Version`, and `Stats` with its place).
+fn propose<'a>(
+    store: &'a Store,
+    replicated: &mut Replicated,
+    request: &Request<'a>,
+    parked_id: &mut &'a str,
+) -> Decided<'a> {
+    let action = request.action();
+    if Replicated::replicates(action) {
+        *parked_id = request.id();
+        return Decided::Proposed(replicated.propose(request));
+    }
+    let reply = match action {
+        crate::protocol::Action::Stats => {
+            Reply::ClusterStats(&store.counters, replicated.place_fields())
+        }
+        _ => Reply::Version,
+    };
+    Decided::Now(Outcome::Reply(reply))
 }
 
 /// Appends `reply` and its newline to `out` in `encoding`; `plain` is

@@ -14,11 +14,23 @@
 use std::collections::VecDeque;
 
 use crate::protocol::codec::Encoding;
+use crate::replication::command::Origin;
 use crate::store::Ticket;
+
+/// What a slot waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Awaited {
+    /// A request parked in a lock's queue.
+    Wait(Ticket),
+    /// In a cluster: a request proposed and not yet applied.
+    Commit(Origin),
+}
 
 /// A reply slot for a parked request.
 struct Slot {
-    ticket: Ticket,
+    awaited: Awaited,
+    /// In a cluster, the request's origin (kept once it parks, to withdraw it).
+    origin: Option<Origin>,
     /// The ID its `Locked` reply names.
     id: Box<str>,
     encoding: Encoding,
@@ -60,10 +72,16 @@ impl ParkedReplies {
         self.held += bytes;
     }
 
-    /// A new parked request, behind every earlier one.
-    pub(super) fn park(&mut self, ticket: Ticket, id: Box<str>, encoding: Encoding) {
+    /// A new parked (or, in a cluster, proposed) request, behind every
+    /// earlier one.
+    pub(super) fn park(&mut self, awaited: Awaited, id: Box<str>, encoding: Encoding) {
+        let origin = match awaited {
+            Awaited::Commit(origin) => Some(origin),
+            Awaited::Wait(_) => None,
+        };
         self.slots.push_back(Slot {
-            ticket,
+            awaited,
+            origin,
             id,
             encoding,
             reply: None,
@@ -71,28 +89,44 @@ impl ParkedReplies {
         });
     }
 
-    /// The ID and encoding of the waiting request `ticket`, if it is one of
+    /// The ID and encoding of the waiting request `awaited`, if it is one of
     /// this connection's and still unanswered.
-    pub(super) fn waiting(&self, ticket: Ticket) -> Option<(&str, Encoding)> {
+    pub(super) fn waiting(&self, awaited: Awaited) -> Option<(&str, Encoding)> {
         self.slots
             .iter()
-            .find(|s| s.ticket == ticket && s.reply.is_none())
+            .find(|s| s.awaited == awaited && s.reply.is_none())
             .map(|s| (&*s.id, s.encoding))
     }
 
-    /// The tickets of requests still waiting, oldest first.
-    pub(super) fn waiting_tickets(&self) -> Vec<Ticket> {
+    /// The requests still unanswered, oldest first, with their origins.
+    pub(super) fn unanswered(&self) -> Vec<(Awaited, Option<Origin>)> {
         self.slots
             .iter()
             .filter(|s| s.reply.is_none())
-            .map(|s| s.ticket)
+            .map(|s| (s.awaited, s.origin))
             .collect()
     }
 
-    /// Gives parked request `ticket` its reply, then moves every slot at the
+    /// A proposed request was applied and parked in a lock's queue: from now
+    /// on it waits for `ticket`.
+    pub(super) fn committed_parked(&mut self, origin: Origin, ticket: Ticket) {
+        if let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.awaited == Awaited::Commit(origin))
+        {
+            slot.awaited = Awaited::Wait(ticket);
+        }
+    }
+
+    /// Gives request `awaited` its reply, then moves every slot at the
     /// front that has its reply, and the replies behind it, to `output`.
-    pub(super) fn answer(&mut self, ticket: Ticket, reply: Vec<u8>, output: &mut Vec<u8>) {
-        let Some(slot) = self.slots.iter_mut().find(|s| s.ticket == ticket) else {
+    pub(super) fn answer(&mut self, awaited: Awaited, reply: Vec<u8>, output: &mut Vec<u8>) {
+        let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.awaited == awaited && s.reply.is_none())
+        else {
             return;
         };
         self.held += reply.len();

@@ -141,6 +141,9 @@ pub enum Reply<'a> {
     Version,
     /// `{"Status":"Stats",...}` with every counter.
     Stats(&'a Counters),
+    /// `Stats` of a cluster member: every counter, then `NodeId`, `Leader`,
+    /// `Term`, `Committed` and `Applied` (PROTOCOL.md, Cluster).
+    ClusterStats(&'a Counters, [(&'static str, u64); 5]),
 }
 
 impl Reply<'_> {
@@ -153,7 +156,7 @@ impl Reply<'_> {
             }
             Reply::Value { .. } => Status::Done,
             Reply::Version => Status::Version,
-            Reply::Stats(_) => Status::Stats,
+            Reply::Stats(_) | Reply::ClusterStats(..) => Status::Stats,
         }
     }
 
@@ -223,14 +226,24 @@ impl Reply<'_> {
             }
             Reply::Stats(counters) => {
                 write_head(out, Status::Stats);
-                for (name, value) in counters.fields() {
-                    out.extend_from_slice(b",\"");
-                    out.extend_from_slice(name.as_bytes());
-                    out.extend_from_slice(b"\":");
-                    write_u64(out, value);
-                }
+                write_number_fields(out, counters.fields());
+            }
+            Reply::ClusterStats(counters, place) => {
+                write_head(out, Status::Stats);
+                write_number_fields(out, counters.fields());
+                write_number_fields(out, place.into_iter());
             }
         }
+    }
+}
+
+/// Appends `,"Name":value` for each field.
+fn write_number_fields(out: &mut Vec<u8>, fields: impl Iterator<Item = (&'static str, u64)>) {
+    for (name, value) in fields {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_u64(out, value);
     }
 }
 

@@ -1,0 +1,226 @@
+//! The reactor's replicated turn: the Raft node, the members' connections,
+//! and the glue between them and the session.
+//!
+//! With `--peers` (a cluster) or `--data-dir` (one durable server) every
+//! request the store decides goes through the Raft log. Each turn, after
+//! the connections were served, [`Cluster::turn`]: ticks raft's clock, hands
+//! it what members sent, proposes the session's commands of the turn as
+//! one entry (a follower relays them to the leader), persists and syncs
+//! once, applies what was committed (the session writes the replies owed to
+//! this node's clients), answers `Unavailable` what outlived
+//! `--commit-timeout`, and sends what raft has for other members.
+//!
+//! Boundary: the only code that moves data between the Raft node, the
+//! members' sockets and the session; the store is reached only through the
+//! session.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use mio::{Registry, event::Event};
+use raft::eraftpb::ConfState;
+use raft::storage::MemStorage;
+
+use super::members::{self, Members, Received};
+use crate::config::Config;
+use crate::replication::node::{Applied, Outgoing, Replica, Settings};
+use crate::session::{Delivery, Replicated, Session};
+use crate::time::{Millis, Moment};
+
+/// What the Raft node keeps its log in.
+pub type Storage = MemStorage;
+
+/// Most bytes of commands kept while no leader is known.
+const MAX_WAITING_COMMANDS: usize = 64 << 20;
+/// Heartbeats without one from the leader before a follower campaigns.
+const ELECTION_TICKS: usize = 10;
+
+/// The replicated part of a server.
+pub struct Cluster {
+    replica: Replica<Storage>,
+    /// `None` for a single server with `--data-dir`.
+    members: Option<Members>,
+    received: Vec<Received>,
+    /// Replies and parkings owed to this node's connections.
+    pub deliveries: Vec<Delivery>,
+    /// The turn's commands, taken from the session (kept for its capacity).
+    commands: Vec<u8>,
+}
+
+impl Cluster {
+    /// Sets up replication when the configuration asks for it, and puts
+    /// the session in replicated mode.
+    pub fn start(
+        config: &Config,
+        session: &mut Session,
+        now: Moment,
+        registry: &Registry,
+    ) -> io::Result<Option<Cluster>> {
+        let (me, voters, peers) = match (&config.peers, config.node_id) {
+            (Some(peers), Some(id)) => (
+                id,
+                peers.0.iter().map(|&(id, _)| u64::from(id)).collect(),
+                Some(peers),
+            ),
+            _ if config.data_dir.is_some() => (1, vec![1], None),
+            _ => return Ok(None),
+        };
+        let storage = MemStorage::new_with_conf_state(ConfState::from((voters.clone(), vec![])));
+        let settings = Settings {
+            id: u64::from(me),
+            heartbeat: Millis::new(config.heartbeat_ms),
+            election_ticks: ELECTION_TICKS,
+            max_waiting: MAX_WAITING_COMMANDS,
+            applied: 0,
+            cluster_time: Moment::from_ms(0),
+        };
+        let mut replica =
+            Replica::new(&settings, storage, now, wall_micros).map_err(io::Error::other)?;
+        if voters == [u64::from(me)] {
+            replica.campaign().map_err(io::Error::other)?;
+        }
+        let members = match peers {
+            Some(peers) => {
+                let mut listen = None;
+                let mut others = Vec::new();
+                for (id, addr) in &peers.0 {
+                    let resolved = resolve(addr)?;
+                    if *id == me {
+                        listen = Some(resolved);
+                    } else {
+                        others.push((u64::from(*id), resolved));
+                    }
+                }
+                let listen =
+                    listen.ok_or_else(|| io::Error::other("--node-id is not among --peers"))?;
+                let max = usize::try_from(config.max_peer_message).unwrap_or(usize::MAX);
+                Some(Members::bind(u64::from(me), listen, others, max, registry)?)
+            }
+            None => None,
+        };
+        session.replicate(Replicated::new(
+            me,
+            Millis::from_secs(config.commit_timeout),
+        ));
+        Ok(Some(Cluster {
+            replica,
+            members,
+            received: Vec::new(),
+            deliveries: Vec::new(),
+            commands: Vec::new(),
+        }))
+    }
+
+    /// The replication address, in a cluster.
+    pub fn members_addr(&self) -> Option<SocketAddr> {
+        self.members.as_ref().map(Members::local_addr)
+    }
+
+    /// The earliest local time the cluster has work: raft's next tick, the
+    /// leader's next store deadline, a reconnection, a commit timeout.
+    pub fn next_wake(&self, session: &Session) -> Option<Moment> {
+        let deadline = self.replica.wake_for(session.store.next_deadline());
+        let timeout = session
+            .replicated
+            .as_ref()
+            .and_then(Replicated::next_timeout);
+        let retry = self.members.as_ref().and_then(Members::next_retry);
+        [Some(self.replica.next_tick()), deadline, timeout, retry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// An event on a replication token.
+    pub fn on_event(&mut self, event: &Event, now: Moment, registry: &Registry) {
+        if let Some(members) = self.members.as_mut() {
+            members.on_event(event, now, registry, &mut self.received);
+        }
+    }
+
+    /// Whether `token` is one of the replication connections'.
+    pub fn owns(token: mio::Token) -> bool {
+        members::owns(token)
+    }
+
+    /// The replicated turn (see the module's doc). Fails only when the log
+    /// cannot be written: the server must then stop, since it could no
+    /// longer keep what it acknowledges.
+    pub fn turn(
+        &mut self,
+        session: &mut Session,
+        now: Moment,
+        registry: &Registry,
+    ) -> io::Result<()> {
+        self.replica.tick(now);
+        for received in self.received.drain(..) {
+            match received {
+                Received::Raft(m) => self.replica.step(*m),
+                Received::Relay(commands) => self.replica.relayed(&commands),
+            }
+        }
+        if let Some(members) = self.members.as_mut() {
+            for id in members.take_unreachable() {
+                self.replica.report_unreachable(id);
+            }
+        }
+        if let Some(replicated) = session.replicated.as_mut() {
+            self.commands.clear();
+            self.commands.extend_from_slice(replicated.turn_commands());
+            replicated.clear_turn();
+        }
+        let deadline = session.store.next_deadline();
+        let deliveries = &mut self.deliveries;
+        self.replica.end_turn(
+            now,
+            &self.commands,
+            deadline,
+            &mut |applied| match applied {
+                Applied::Entry { at, data, .. } => session.apply_entry(at, data, deliveries),
+                Applied::Snapshot { index, .. } => {
+                    log::error!(
+                        "a snapshot at index {index} arrived; snapshots are not restored yet"
+                    );
+                }
+            },
+        )?;
+        session.expire_proposals(now, &mut self.deliveries);
+        if let Some(replicated) = session.replicated.as_mut() {
+            replicated.set_place(self.replica.place());
+        }
+        let outbox = std::mem::take(&mut self.replica.outbox);
+        if let Some(members) = self.members.as_mut() {
+            for out in &outbox {
+                match out {
+                    Outgoing::Raft(m) => members.send_raft(m),
+                    Outgoing::Relay { to, commands } => {
+                        members.send_relay(*to, commands);
+                    }
+                }
+            }
+            members.flush(now);
+            members.reconnect(now, registry);
+        }
+        Ok(())
+    }
+}
+
+/// `HOST:PORT` to one address.
+fn resolve(addr: &str) -> io::Result<SocketAddr> {
+    let bare = addr.replace(['[', ']'], "");
+    let (host, port) = bare
+        .rsplit_once(':')
+        .ok_or_else(|| io::Error::other(format!("{addr} is not HOST:PORT")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| io::Error::other(format!("{addr}: bad port")))?;
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other(format!("{addr} does not resolve")))
+}
+
+/// Wall-clock microseconds, for a new leader's token floor.
+fn wall_micros() -> u64 {
+    super::system::first_token().get()
+}

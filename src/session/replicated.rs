@@ -1,0 +1,169 @@
+//! The session's side of a cluster (or of a durable single server): the
+//! requests this node proposes, and the replies it owes once they are
+//! applied.
+//!
+//! In replicated mode a request that the store decides is not applied when
+//! it arrives: [`Replicated::propose`] encodes it (already parsed and
+//! authenticated) into this turn's commands with a fresh [`Origin`], and
+//! its connection keeps a slot for the reply (replies still leave in
+//! request order). The Raft node proposes the turn's commands as one entry;
+//! every node applies every committed entry to its store
+//! ([`super::Session::apply_entry`]), and the node that holds the client's
+//! connection writes the reply, in the request's encoding. A request whose
+//! entry is not applied within `--commit-timeout` is answered
+//! `Unavailable` ([`super::Session::expire_proposals`]): its effect is
+//! unknown (PROTOCOL.md, Cluster).
+//!
+//! Bounds: one pending entry per unanswered request, which the
+//! connections' `--max-output` and `--batch` bound; the turn's commands are
+//! cleared every turn.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+
+use super::ConnKey;
+use crate::protocol::codec::Encoding;
+use crate::protocol::{Action, Request};
+use crate::replication::command::{self, Origin};
+use crate::replication::node::Place;
+use crate::store::Ticket;
+use crate::time::{Millis, Moment};
+
+/// A request this node proposed, not yet answered.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Proposal {
+    pub(super) conn: ConnKey,
+    pub(super) encoding: Encoding,
+}
+
+/// What applying entries (or the commit timeout) owes a connection.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The reply to the proposed request `origin`, encoded.
+    Reply {
+        conn: ConnKey,
+        origin: Origin,
+        bytes: Vec<u8>,
+    },
+    /// The proposed request `origin` was applied and waits in a queue as
+    /// `ticket`.
+    Parked {
+        conn: ConnKey,
+        origin: Origin,
+        ticket: Ticket,
+    },
+}
+
+/// The replicated mode's state in a session.
+pub struct Replicated {
+    pub(super) node: u16,
+    next_seq: u64,
+    /// This turn's commands, for the Raft node.
+    commands: Vec<u8>,
+    pub(super) proposals: HashMap<Origin, Proposal>,
+    /// When each proposal times out, oldest first (the local clock only
+    /// moves forward, so this is deadline order).
+    timeouts: VecDeque<(Moment, Origin)>,
+    commit_timeout: Millis,
+    /// Cluster time as of the last applied entry.
+    pub(super) cluster_time: Moment,
+    /// This node's place, for `Stats`.
+    pub(super) place: Place,
+}
+
+impl Replicated {
+    /// Replicated mode for node `node`, answering `Unavailable` after
+    /// `commit_timeout`.
+    pub fn new(node: u16, commit_timeout: Millis) -> Replicated {
+        Replicated {
+            node,
+            next_seq: 0,
+            commands: Vec::new(),
+            proposals: HashMap::new(),
+            timeouts: VecDeque::new(),
+            commit_timeout,
+            cluster_time: Moment::from_ms(0),
+            place: Place {
+                node_id: u64::from(node),
+                leader: 0,
+                term: 0,
+                committed: 0,
+                applied: 0,
+                is_leader: false,
+            },
+        }
+    }
+
+    /// Whether `action` goes through the log: everything the store
+    /// decides, reads included (so they are linearizable).
+    pub(super) fn replicates(action: Action) -> bool {
+        !matches!(action, Action::Version | Action::Stats)
+    }
+
+    /// Adds `request` to this turn's commands under a new origin.
+    pub(super) fn propose(&mut self, request: &Request<'_>) -> Origin {
+        self.next_seq += 1;
+        let origin = Origin::new(self.node, self.next_seq);
+        command::push_request(&mut self.commands, origin, request);
+        origin
+    }
+
+    /// Records who is owed the reply to `origin`, from local time `now`.
+    pub(super) fn track(&mut self, origin: Origin, conn: ConnKey, encoding: Encoding, now: Moment) {
+        self.proposals.insert(origin, Proposal { conn, encoding });
+        self.timeouts
+            .push_back((now.after(self.commit_timeout), origin));
+    }
+
+    /// Withdraws `origin`'s request from its queue on every node (its
+    /// connection is gone or closed its side) and forgets its reply.
+    pub(super) fn withdraw(&mut self, origin: Origin) {
+        command::push_cancel(&mut self.commands, origin);
+        self.proposals.remove(&origin);
+    }
+
+    /// The commands gathered this turn; cleared by [`Replicated::clear_turn`].
+    pub fn turn_commands(&self) -> &[u8] {
+        &self.commands
+    }
+
+    pub fn clear_turn(&mut self) {
+        self.commands.clear();
+    }
+
+    /// The proposals whose time ran out by `now`, oldest first, removed.
+    pub(super) fn timed_out(&mut self, now: Moment, out: &mut Vec<(Origin, Proposal)>) {
+        while let Some(&(deadline, origin)) = self.timeouts.front() {
+            if deadline > now {
+                break;
+            }
+            self.timeouts.pop_front();
+            if let Some(p) = self.proposals.remove(&origin) {
+                out.push((origin, p));
+            }
+        }
+    }
+
+    /// When the oldest proposal times out.
+    pub fn next_timeout(&self) -> Option<Moment> {
+        self.timeouts.front().map(|&(t, _)| t)
+    }
+
+    /// Updates this node's place, for `Stats`.
+    pub fn set_place(&mut self, place: Place) {
+        self.place = place;
+    }
+
+    /// The fields a member's `Stats` adds.
+    pub(super) fn place_fields(&self) -> [(&'static str, u64); 5] {
+        let p = &self.place;
+        [
+            ("NodeId", p.node_id),
+            ("Leader", p.leader),
+            ("Term", p.term),
+            ("Committed", p.committed),
+            ("Applied", p.applied),
+        ]
+    }
+}
