@@ -1,0 +1,198 @@
+//! Real clusters for end-to-end tests: N `jackrabbit-dlm` processes on
+//! loopback, each with its own data directory, which a test kills
+//! (SIGKILL), pauses (SIGSTOP), resumes and restarts.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Client, spawn_listening, status, temp_dir};
+
+/// How long a test waits for a cluster to settle (a leader, a catch-up).
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// One member process.
+struct Member {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// A cluster of real processes; every live member is killed when dropped.
+pub struct TestCluster {
+    members: Vec<Option<Member>>,
+    peers: String,
+    pub dirs: Vec<PathBuf>,
+    args: Vec<String>,
+}
+
+/// Free loopback ports, found by binding port 0 (all held at once, so they
+/// differ), for the members' replication addresses.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+impl TestCluster {
+    /// `n` members with `args` added to each (e.g. a short heartbeat).
+    pub fn start(n: usize, args: &[&str]) -> TestCluster {
+        let ports = free_ports(n);
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = TestCluster {
+            members: (0..n).map(|_| None).collect(),
+            peers,
+            dirs: (0..n)
+                .map(|i| temp_dir(&format!("member{}", i + 1)))
+                .collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster
+    }
+
+    /// Starts member `i` (0-based) again, on its data directory.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.members[i].is_none(), "member {i} is running");
+        let dir = &self.dirs[i];
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"));
+        command
+            .args(["127.0.0.1", "0", "--log-dir"])
+            .arg(dir)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--peers", &self.peers, "--node-id", &(i + 1).to_string()])
+            .args(&self.args)
+            .stderr(Stdio::null());
+        let (child, addr) = spawn_listening(&mut command);
+        self.members[i] = Some(Member { child, addr });
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.members[i].is_some()
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.members[i].as_ref().expect("member is up").addr
+    }
+
+    pub fn client(&self, i: usize) -> Client {
+        Client::connect(self.addr(i))
+    }
+
+    fn pid(&self, i: usize) -> i32 {
+        let pid = self.members[i].as_ref().expect("member is up").child.id();
+        i32::try_from(pid).expect("pid")
+    }
+
+    fn signal(&self, i: usize, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(i), signal) };
+        assert_eq!(rc, 0, "kill({signal})");
+    }
+
+    /// `kill -9` of member `i`, reaped.
+    pub fn kill(&mut self, i: usize) {
+        self.signal(i, libc::SIGKILL);
+        let mut member = self.members[i].take().expect("member is up");
+        member.child.wait().expect("reap");
+    }
+
+    pub fn pause(&self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    pub fn resume(&self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
+    /// Member `i`'s `Stats` reply (a fresh connection each time, so a
+    /// paused member never holds a test's connection).
+    pub fn stats(&self, i: usize) -> serde_json::Value {
+        self.client(i)
+            .call(r#"{"Action":"Stats","ID":"t","FileName":"t"}"#)
+    }
+
+    /// Waits until one of `among` says it leads and every other member in
+    /// `among` knows it; its index.
+    pub fn leader_among(&self, among: &[usize]) -> usize {
+        let start = Instant::now();
+        loop {
+            let leaders: Vec<u64> = among
+                .iter()
+                .map(|&i| self.stats(i)["Leader"].as_u64().unwrap_or(0))
+                .collect();
+            if let Some(&first) = leaders.first() {
+                let index = usize::try_from(first).unwrap_or(0).wrapping_sub(1);
+                if first != 0 && leaders.iter().all(|&l| l == first) && among.contains(&index) {
+                    return index;
+                }
+            }
+            assert!(
+                start.elapsed() < SETTLE,
+                "no leader among {among:?}: {leaders:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The leader among the members that are up.
+    pub fn leader(&self) -> usize {
+        let up: Vec<usize> = (0..self.len()).filter(|&i| self.is_up(i)).collect();
+        self.leader_among(&up)
+    }
+
+    /// Waits until member `i` has applied at least `index`.
+    pub fn wait_applied(&self, i: usize, index: u64) {
+        let start = Instant::now();
+        while self.stats(i)["Applied"].as_u64().unwrap_or(0) < index {
+            assert!(start.elapsed() < SETTLE, "member {i} never applied {index}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `request` to member `i` until it is answered with something
+    /// other than `Unavailable` (a cluster between leaders), and returns it.
+    pub fn call_settled(&self, i: usize, request: &str) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let reply = self.client(i).call(request);
+            if status(&reply) != "Unavailable" {
+                return reply;
+            }
+            assert!(start.elapsed() < SETTLE, "still Unavailable: {request}");
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for member in self.members.iter_mut().flatten() {
+            let pid = i32::try_from(member.child.id()).unwrap_or(0);
+            // SAFETY: kill(2) on our own child's pid; a paused one must be
+            // resumed to die by SIGTERM, SIGKILL needs no resume.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let _ = member.child.wait();
+        }
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
