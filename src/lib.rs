@@ -46,6 +46,8 @@ pub mod client;
 #[cfg(feature = "server")]
 pub mod config;
 pub mod protocol;
+#[cfg(feature = "server")]
+pub mod replication;
 pub mod rng;
 #[cfg(feature = "server")]
 pub mod server;

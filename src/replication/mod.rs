@@ -1,0 +1,3 @@
+//! Replication and durable state: the Raft log and snapshots on disk.
+
+pub mod storage;
