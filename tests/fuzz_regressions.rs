@@ -25,6 +25,7 @@ fn check(target: &str, data: &[u8]) {
         "request" => checks::request::check(data),
         "store" => checks::store::check(data),
         "connection" => checks::connection::check(data),
+        "peer" => checks::peer::check(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -66,6 +67,11 @@ fn request_seeds() {
 #[test]
 fn store_seeds() {
     replay_seeds("store");
+}
+
+#[test]
+fn peer_seeds() {
+    replay_seeds("peer");
 }
 
 #[test]

@@ -16,5 +16,6 @@ pub mod codec;
 pub mod connection;
 pub mod frame;
 pub mod input;
+pub mod peer;
 pub mod request;
 pub mod store;

@@ -45,6 +45,11 @@ pub trait LogStore: raft::Storage {
     fn sync(&mut self) -> io::Result<()>;
 }
 
+/// How many entries back from the end of the log a new leader looks for
+/// the last stamp (raft's own empty entries and membership changes carry
+/// none; a run this long of them does not happen).
+const STAMP_SEARCH: usize = 64;
+
 /// A node's part in the cluster, as `Stats` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Place {
@@ -356,7 +361,10 @@ impl<S: LogStore> Replica<S> {
     /// Won an election: reckon cluster time from the last applied stamp and
     /// propose the `Lead` entry before anything else of this term.
     fn begin_reign(&mut self, now: Moment) {
-        let base = self.applied_time.max(self.last_stamp);
+        let base = self
+            .applied_time
+            .max(self.last_stamp)
+            .max(self.last_stamp_in_log());
         self.reign = Some(Reign { since: now, base });
         self.last_stamp = base;
         let lead = command::lead(base, (self.wall_micros)(), self.raw.raft.id);
@@ -368,6 +376,35 @@ impl<S: LogStore> Replica<S> {
             self.raw.raft.id,
             self.raw.raft.term
         );
+    }
+
+    /// The stamp of the last entry of the log that has one: the highest
+    /// cluster time in the log (each leader stamps from the highest it
+    /// found), which a new leader must not go below, even before it has
+    /// applied its log (a node that restarts and wins at once).
+    fn last_stamp_in_log(&self) -> u64 {
+        let store = self.raw.store();
+        let (Ok(first), Ok(last)) = (store.first_index(), store.last_index()) else {
+            return 0;
+        };
+        let mut index = last;
+        for _ in 0..STAMP_SEARCH {
+            if index < first || index == 0 {
+                break;
+            }
+            let context = raft::GetEntriesContext::empty(false);
+            if let Ok(entries) = store.entries(index, index + 1, None, context) {
+                if let Some(stamp) = entries
+                    .first()
+                    .and_then(|e| command::decode(e.get_data()).ok())
+                    .map(|e| e.stamp)
+                {
+                    return stamp;
+                }
+            }
+            index -= 1;
+        }
+        0
     }
 
     fn apply_entries(&mut self, entries: &[Entry], apply: &mut dyn FnMut(Applied<'_>)) {
@@ -387,6 +424,30 @@ impl<S: LogStore> Replica<S> {
                 data,
             });
         }
+    }
+}
+
+impl LogStore for super::storage::DiskStorage {
+    fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+        super::storage::DiskStorage::append(self, entries).map_err(io::Error::other)
+    }
+
+    fn set_hard_state(&mut self, hard_state: &HardState) -> io::Result<()> {
+        super::storage::DiskStorage::set_hard_state(self, hard_state);
+        Ok(())
+    }
+
+    fn set_commit(&mut self, commit: u64) -> io::Result<()> {
+        super::storage::DiskStorage::set_commit(self, commit);
+        Ok(())
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot) -> io::Result<()> {
+        super::storage::DiskStorage::apply_snapshot(self, snapshot).map_err(io::Error::other)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        super::storage::DiskStorage::sync(self).map_err(io::Error::other)
     }
 }
 

@@ -18,17 +18,16 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use mio::{Registry, event::Event};
-use raft::eraftpb::ConfState;
-use raft::storage::MemStorage;
 
 use super::members::{self, Members, Received};
 use crate::config::Config;
 use crate::replication::node::{Applied, Outgoing, Replica, Settings};
+use crate::replication::storage::DiskStorage;
 use crate::session::{Delivery, Replicated, Session};
 use crate::time::{Millis, Moment};
 
 /// What the Raft node keeps its log in.
-pub type Storage = MemStorage;
+pub type Storage = DiskStorage;
 
 /// Most bytes of commands kept while no leader is known.
 const MAX_WAITING_COMMANDS: usize = 64 << 20;
@@ -65,15 +64,35 @@ impl Cluster {
             _ if config.data_dir.is_some() => (1, vec![1], None),
             _ => return Ok(None),
         };
-        let storage = MemStorage::new_with_conf_state(ConfState::from((voters.clone(), vec![])));
+        let dir = config
+            .data_dir
+            .as_ref()
+            .ok_or_else(|| io::Error::other("replication needs --data-dir"))?;
+        let mut storage = DiskStorage::open(dir).map_err(|e| io::Error::other(e.to_string()))?;
+        if storage.is_fresh() {
+            storage
+                .bootstrap(&voters)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        // Nothing is applied at start-up but what the snapshot holds: the
+        // committed entries after it are applied again, on a store made
+        // from the snapshot, so the store ends where it was.
+        let snapshot = storage.latest_snapshot().clone();
+        let applied = snapshot.get_metadata().index;
+        if applied > 0 {
+            return Err(io::Error::other(
+                "this data directory holds a snapshot; restoring snapshots is not built yet",
+            ));
+        }
         let settings = Settings {
             id: u64::from(me),
             heartbeat: Millis::new(config.heartbeat_ms),
             election_ticks: ELECTION_TICKS,
             max_waiting: MAX_WAITING_COMMANDS,
-            applied: 0,
+            applied,
             cluster_time: Moment::from_ms(0),
         };
+
         let mut replica =
             Replica::new(&settings, storage, now, wall_micros).map_err(io::Error::other)?;
         if voters == [u64::from(me)] {
@@ -101,6 +120,7 @@ impl Cluster {
         session.replicate(Replicated::new(
             me,
             Millis::from_secs(config.commit_timeout),
+            wall_micros(),
         ));
         Ok(Some(Cluster {
             replica,

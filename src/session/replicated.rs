@@ -74,11 +74,13 @@ pub struct Replicated {
 
 impl Replicated {
     /// Replicated mode for node `node`, answering `Unavailable` after
-    /// `commit_timeout`.
-    pub fn new(node: u16, commit_timeout: Millis) -> Replicated {
+    /// `commit_timeout`. `first_seq` must differ from every earlier run of
+    /// this node (the wall clock's microseconds do): entries of an earlier
+    /// run, applied again at start-up, must never match a new request.
+    pub fn new(node: u16, commit_timeout: Millis, first_seq: u64) -> Replicated {
         Replicated {
             node,
-            next_seq: 0,
+            next_seq: first_seq,
             commands: Vec::new(),
             proposals: HashMap::new(),
             timeouts: VecDeque::new(),
