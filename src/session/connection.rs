@@ -228,6 +228,7 @@ impl Connection {
                 session,
                 Completion {
                     ticket,
+                    origin: None,
                     granted: None,
                     mode: Mode::Exclusive,
                 },

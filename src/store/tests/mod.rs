@@ -9,6 +9,7 @@ use crate::time::Millis;
 use std::collections::HashMap;
 
 mod model;
+mod origins;
 mod shared;
 mod waiting;
 
