@@ -16,7 +16,8 @@
 //! - `shared.rs`: the shares of locks held shared; `sharing.rs`: `Lock`,
 //!   `Unlock` and `TestLock` on them, conversions, and granting a queue of
 //!   both modes;
-//! - [`wheel`]: the hierarchical timer wheel.
+//! - [`wheel`]: the hierarchical timer wheel;
+//! - [`snapshot`]: the whole logical state as bytes, and back.
 //!
 //! Invariants: each entry and each waiter has exactly one timer, and each
 //! timer one owner; a refreshed TTL moves its timer. Expiry is also checked
@@ -37,12 +38,14 @@
 //! mode, limit, TTL, wait deadline and origin; the data items; the next
 //! token; which shared queues await a grant after a withdrawal) and of the
 //! calls made, never of its layout (slab keys, the wheel's insertion order,
-//! hash tables, whether it was compacted). Two stores in the same logical state, given the same
+//! hash tables, whether it was compacted or restored from a
+//! [`snapshot`]). Two stores in the same logical state, given the same
 //! calls to [`Store::apply_from`] (or [`Store::apply`]),
 //! [`Store::expire`]`(now, usize::MAX)`, [`Store::cancel_origin`],
 //! [`Store::cancel_all_waits`] and [`Store::maybe_compact`], with times
 //! that never go back, give the same replies (statuses, tokens, values), the
-//! same completions (origin, grant, mode) in the same order. What is not logical: tickets (one store's slots), the
+//! same completions (origin, grant, mode) in the same order, and the same
+//! snapshot bytes. What is not logical: tickets (one store's slots), the
 //! counters, and `expire` with a `limit` below what is due (which timers
 //! fire first is the wheel's choice; the single server does not mind).
 //! Where the code meets many things at once it orders them by logical
@@ -61,6 +64,7 @@ mod locks;
 mod packed;
 mod shared;
 mod sharing;
+pub mod snapshot;
 mod table;
 mod waiters;
 pub mod wheel;
@@ -80,6 +84,7 @@ use table::{Entry, HoldKey, HolderKey, ItemKey, SetKey, SlabKey, Table, WaiterKe
 use waiters::Waiter;
 use wheel::Wheel;
 
+pub use snapshot::{SnapshotError, SnapshotErrorKind};
 pub use waiters::{Completion, Origin, Ticket};
 
 /// Bytes charged to every entry beyond its strings: the slab slot, the index

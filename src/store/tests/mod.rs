@@ -11,6 +11,7 @@ use std::collections::HashMap;
 mod model;
 mod origins;
 mod shared;
+mod snapshot;
 mod waiting;
 
 const FIRST_TOKEN: u64 = 1_000;
