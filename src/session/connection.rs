@@ -266,6 +266,7 @@ impl Connection {
                 session,
                 Completion {
                     ticket,
+                    origin: None,
                     granted: None,
                     mode: Mode::Exclusive,
                 },

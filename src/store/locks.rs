@@ -41,6 +41,8 @@ pub(super) struct Hold {
     pub(super) queue: Queue,
     /// The shares of a lock held shared; `SetKey::NIL` when exclusive.
     pub(super) shared: SetKey,
+    /// In `Store::unblocked`: its queue may have become grantable.
+    pub(super) pending: bool,
 }
 
 impl Hold {
@@ -143,6 +145,7 @@ impl Store {
                 timer,
                 queue: Queue::EMPTY,
                 shared: SetKey::NIL,
+                pending: false,
             },
         );
         self.counters.lock += 1;
@@ -245,6 +248,7 @@ impl Store {
                 let token = self.take_token();
                 self.completed.push(Completion {
                     ticket: waiter.ticket(head),
+                    origin: waiter.origin,
                     granted: Some(token),
                     mode: Mode::Exclusive,
                 });
@@ -306,6 +310,7 @@ impl Store {
         self.bytes = self.bytes.saturating_add(new_cost);
         self.completed.push(Completion {
             ticket: waiter.ticket(head),
+            origin: waiter.origin,
             granted: Some(token),
             mode: Mode::Exclusive,
         });

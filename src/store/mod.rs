@@ -16,7 +16,8 @@
 //! - `shared.rs`: the shares of locks held shared; `sharing.rs`: `Lock`,
 //!   `Unlock` and `TestLock` on them, conversions, and granting a queue of
 //!   both modes;
-//! - [`wheel`]: the hierarchical timer wheel.
+//! - [`wheel`]: the hierarchical timer wheel;
+//! - [`snapshot`]: the whole logical state as bytes, and back.
 //!
 //! Invariants: each entry and each waiter has exactly one timer, and each
 //! timer one owner; a refreshed TTL moves its timer. Expiry is also checked
@@ -28,19 +29,47 @@
 //! [`ENTRY_OVERHEAD`]; a `Lock` or `Put` that would create or grow an entry
 //! past `max_bytes` is answered `NO` and changes nothing.
 //!
+//! # Determinism
+//!
+//! In a cluster every node applies the same log to its own store, so what a
+//! store does is a function of its *logical* state (the holds with their
+//! owners, Name tags, deadlines and tokens; the shares of each lock held
+//! shared, with its limit; each queue's waiters in order, with their owner,
+//! mode, limit, TTL, wait deadline and origin; the data items; the next
+//! token; which shared queues await a grant after a withdrawal) and of the
+//! calls made, never of its layout (slab keys, the wheel's insertion order,
+//! hash tables, whether it was compacted or restored from a
+//! [`snapshot`]). Two stores in the same logical state, given the same
+//! calls to [`Store::apply_from`] (or [`Store::apply`]),
+//! [`Store::expire`]`(now, usize::MAX)`, [`Store::cancel_origin`],
+//! [`Store::cancel_all_waits`] and [`Store::maybe_compact`], with times
+//! that never go back, give the same replies (statuses, tokens, values), the
+//! same completions (origin, grant, mode) in the same order, and the same
+//! snapshot bytes. What is not logical: tickets (one store's slots), the
+//! counters, and `expire` with a `limit` below what is due (which timers
+//! fire first is the wheel's choice; the single server does not mind).
+//! Where the code meets many things at once it orders them by logical
+//! state: a batch of fired timers (`order_due`), the shared locks to settle
+//! (by name), the waiters answered by `cancel_all_waits` (by lock name, then
+//! queue order). Only what is due is sorted, so the single server's path
+//! costs what it did.
+//!
 //! Boundary: the store builds replies but neither writes nor counts them by
 //! status (the session does, in one place); it counts what it decides
 //! (`Lock`, `Relock`, `PutNew`, expiries, ...).
 
+mod audit;
 mod data;
 mod locks;
 mod packed;
 mod shared;
 mod sharing;
+pub mod snapshot;
 mod table;
 mod waiters;
 pub mod wheel;
 
+use hashbrown::HashMap;
 use slab::Slab;
 
 use crate::protocol::request::DEFAULT_MAX_HOLDERS;
@@ -55,7 +84,8 @@ use table::{Entry, HoldKey, HolderKey, ItemKey, SetKey, SlabKey, Table, WaiterKe
 use waiters::Waiter;
 use wheel::Wheel;
 
-pub use waiters::{Completion, Ticket};
+pub use snapshot::{SnapshotError, SnapshotErrorKind};
+pub use waiters::{Completion, Origin, Ticket};
 
 /// Bytes charged to every entry beyond its strings: the slab slot, the index
 /// slot, the timer node and the allocator's headers, rounded up.
@@ -144,8 +174,14 @@ pub struct Store {
     holders: Holders,
     /// Shared locks whose queue may have become grantable since the last
     /// request or expiry (a withdrawn waiter at the front), granted at the
-    /// next one.
-    unblocked: Vec<SetKey>,
+    /// next one; each is marked `Hold::pending` (a key here whose lock is
+    /// not marked is stale and skipped).
+    unblocked: Vec<HoldKey>,
+    /// The waiters that have an origin, by origin.
+    origins: HashMap<Origin, WaiterKey>,
+    /// The origin of the request [`Store::apply_from`] is applying, for
+    /// `park`; `None` on every other path.
+    parking_origin: Option<Origin>,
     /// Every counter of PROTOCOL.md; the session and the reactor add theirs
     /// (`In`, `Out`, statuses, `Connections`, ...) here too, so `Stats`
     /// reports one set.
@@ -170,6 +206,8 @@ impl Store {
             recycler: Recycler::default(),
             holders: Holders::new(),
             unblocked: Vec::new(),
+            origins: HashMap::new(),
+            parking_origin: None,
             counters: Counters::default(),
         }
     }
@@ -209,10 +247,22 @@ impl Store {
         &self.config
     }
 
+    /// The token the next new hold or share gets.
+    pub fn next_token(&self) -> FencingToken {
+        self.next_token
+    }
+
+    /// Makes the next token at least `floor` (never lowers it): a node that
+    /// becomes leader, or restores state, keeps tokens above every token
+    /// the cluster may have handed out.
+    pub fn raise_token_floor(&mut self, floor: FencingToken) {
+        self.next_token = self.next_token.max(floor);
+    }
+
     /// Answers one request at time `now`.
     pub fn apply<'a>(&'a mut self, now: Moment, req: &Request<'a>) -> Outcome<'a> {
         if !self.unblocked.is_empty() {
-            self.grant_unblocked(now);
+            self.settle_unblocked(now);
         }
         let reply = match req.action() {
             Action::Lock => return self.lock(now, req),
@@ -225,6 +275,30 @@ impl Store {
             Action::Stats => Reply::Stats(&self.counters),
         };
         Outcome::Reply(reply)
+    }
+
+    /// Answers a replicated request as [`Store::apply`] does; when it parks,
+    /// the waiter keeps `origin`, which its [`Completion`] carries and
+    /// [`Store::cancel_origin`] withdraws it by. A `Lock` whose origin is
+    /// already parked is answered `NotOwner` (an origin names one waiter).
+    pub fn apply_from<'a>(
+        &'a mut self,
+        now: Moment,
+        req: &Request<'a>,
+        origin: Origin,
+    ) -> Outcome<'a> {
+        if req.action() != Action::Lock {
+            return self.apply(now, req);
+        }
+        if !self.unblocked.is_empty() {
+            self.settle_unblocked(now);
+        }
+        // Only `park` reads it; `lock` borrows nothing of the store in its
+        // outcome, so it is cleared before anything else runs.
+        self.parking_origin = Some(origin);
+        let outcome = self.lock(now, req);
+        self.parking_origin = None;
+        outcome
     }
 
     /// Reserves `bytes` under the memory cap; false (and nothing reserved)
@@ -250,36 +324,26 @@ impl Store {
         let mut due = std::mem::take(&mut self.expired);
         due.clear();
         let more = self.wheel.advance(now.as_ms(), limit, &mut due);
+        // The wheel fires a batch in the order of its own layout: put it in
+        // an order of the logical state alone (see "Determinism" above).
+        if due.len() > 1 {
+            self.order_due(&mut due);
+        }
         // The wheel has already dropped these timers: entries are freed
-        // without cancelling them again. Waiters go first, so that a lock
-        // whose hold ends in the same batch never hands itself to a waiter
-        // whose fired timer is still on the list.
-        let mut touched = std::mem::take(&mut self.unblocked);
-        for &timer in &due {
-            if let Due::Waiter(wkey) = timer {
-                if let Some(set) = self.time_out(wkey) {
-                    touched.push(set);
-                }
-            }
-        }
-        // Shares whose timers fired leave first, all of them, so that no
-        // later step touches a timer the wheel has dropped; their locks are
-        // settled below.
-        for &timer in &due {
-            if let Due::Holder(hkey) = timer {
-                self.counters.expired_lock += 1;
-                touched.push(self.end_share(hkey));
-            }
-        }
-        // Holds that ended earlier hand over (and take tokens) first; the
-        // wheel itself fires a batch in no particular order.
-        let locks = &self.locks;
-        due.sort_by_key(|&timer| match timer {
-            Due::Lock(key) => (0, locks[key].deadline, locks[key].token),
-            _ => (1, Moment::START, FencingToken::new(0)),
-        });
+        // without cancelling them again.
         for &timer in &due {
             match timer {
+                Due::Waiter(wkey) => {
+                    if let Some(key) = self.time_out(wkey) {
+                        self.mark_unblocked(key);
+                    }
+                }
+                Due::Holder(hkey) => {
+                    self.counters.expired_lock += 1;
+                    let set = self.end_share(hkey);
+                    let key = self.holders.set(set).lock;
+                    self.mark_unblocked(key);
+                }
                 Due::Lock(key) if self.locks[key].shared != SetKey::NIL => {
                     // A shared lock's own timer stands at the end of time
                     // (its shares have the real ones): schedule it again.
@@ -296,15 +360,64 @@ impl Store {
                     self.discard_item(key, self.data.hash_of(key));
                     self.counters.expired_data += 1;
                 }
-                Due::Waiter(_) | Due::Holder(_) => {}
             }
         }
-        self.settle(now, &mut touched);
-        self.unblocked = touched;
+        self.settle_unblocked(now);
         self.counters.a_lock = self.locks.len() as u64;
         self.counters.a_data = self.data.len() as u64;
         self.expired = due;
         more
+    }
+
+    /// Puts a batch of fired timers in the order they are handled, a
+    /// function of the logical state only. Waiters go first, by wait
+    /// deadline, lock name and place in the queue, so that a lock whose
+    /// hold ends in the same batch never hands itself to a waiter whose
+    /// fired timer is still on the list. Then every share whose timer fired
+    /// leaves (in any order: removing shares commutes), so that no later
+    /// step touches a timer the wheel has dropped; their locks are settled
+    /// at the end, by name. Then exclusive holds, by deadline and token
+    /// (each hold's token is its own), so that holds that ended earlier
+    /// hand over, and take tokens, first; a shared lock's own timer is only
+    /// scheduled again, in any order. Data items last, in any order:
+    /// removing them commutes.
+    fn order_due(&self, due: &mut [Due]) {
+        use std::cmp::Ordering;
+        fn phase(due: Due) -> u8 {
+            match due {
+                Due::Waiter(_) => 0,
+                Due::Holder(_) => 1,
+                Due::Lock(_) => 2,
+                Due::Data(_) => 3,
+            }
+        }
+        let (locks, waiters) = (&self.locks, &self.waiters);
+        due.sort_unstable_by(|&a, &b| {
+            phase(a).cmp(&phase(b)).then_with(|| match (a, b) {
+                (Due::Waiter(a), Due::Waiter(b)) => {
+                    let (a, b) = (&waiters[a.index()], &waiters[b.index()]);
+                    a.until
+                        .cmp(&b.until)
+                        .then_with(|| locks[a.hold].packed.name().cmp(locks[b.hold].packed.name()))
+                        .then(a.seq.cmp(&b.seq))
+                }
+                (Due::Lock(a), Due::Lock(b)) => {
+                    let (a, b) = (&locks[a], &locks[b]);
+                    (a.deadline, a.token).cmp(&(b.deadline, b.token))
+                }
+                _ => Ordering::Equal,
+            })
+        });
+    }
+
+    /// Marks lock `key` (held shared) as one whose queue may have become
+    /// grantable, to be settled at the next request or expiry.
+    fn mark_unblocked(&mut self, key: HoldKey) {
+        let hold = &mut self.locks[key];
+        if !hold.pending {
+            hold.pending = true;
+            self.unblocked.push(key);
+        }
     }
 
     /// Shrinks the tables back toward what is in use once enough was freed
@@ -350,6 +463,10 @@ impl Store {
             Due::Holder(k) => holders[k].timer = timer,
         });
         self.holders.compact();
+        // The marked locks may have moved.
+        self.unblocked.clear();
+        let pending = self.locks.iter().filter(|(_, hold)| hold.pending);
+        self.unblocked.extend(pending.map(|(key, _)| key));
         // Waiter keys live on in tickets held by connections, so the
         // waiters' slab is never renumbered; it is only released when empty.
         if self.waiters.is_empty() {

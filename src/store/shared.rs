@@ -50,10 +50,19 @@ impl Holder {
         &*self.owner == id && self.owner_name == name
     }
 
-    /// The owner (for the store's tests).
-    #[cfg(test)]
+    /// The owner.
     pub(super) fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// The Name the owner was authenticated as, if it was.
+    pub(super) fn owner_name(&self) -> Option<NameTag> {
+        self.owner_name
+    }
+
+    /// Its place in its set's members (for the audit).
+    pub(super) fn place(&self) -> u32 {
+        self.at
     }
 
     /// Bytes charged to the memory guard for this share.
@@ -105,6 +114,11 @@ impl Holders {
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
         }
+    }
+
+    /// Sets (locks held shared) now.
+    pub(super) fn set_count(&self) -> usize {
+        self.sets.len()
     }
 
     /// Shares held now, on all locks.
@@ -223,11 +237,6 @@ impl Holders {
                 self.hasher.hash_one((h.set.index(), &*h.owner))
             });
         }
-    }
-
-    /// Whether set `set` exists (a key kept across calls may be stale).
-    pub(super) fn has_set(&self, set: SetKey) -> bool {
-        self.sets.contains(set.index())
     }
 }
 

@@ -23,7 +23,7 @@
 
 use super::locks::HoldTimer;
 use super::shared::holder_cost;
-use super::table::{HoldKey, HolderKey, SetKey, SlabKey, WaiterKey};
+use super::table::{Entry, HoldKey, HolderKey, SetKey, SlabKey, WaiterKey};
 use super::waiters::{Completion, Queue};
 use super::{Due, ENTRY_OVERHEAD, Outcome, Store, locks::Hold};
 use crate::protocol::request::NameTag;
@@ -32,7 +32,7 @@ use crate::time::Moment;
 
 /// Where the own timer of a lock held shared stands: the end of time (its
 /// shares have the real ones).
-const NEVER: u64 = u64::MAX;
+pub(super) const NEVER: u64 = u64::MAX;
 
 impl Store {
     /// The limit a shared request asks for: its `Limit`, or `max_holders`;
@@ -83,6 +83,7 @@ impl Store {
                 timer,
                 queue: Queue::EMPTY,
                 shared: set,
+                pending: false,
             },
         );
         let token = self.add_share(key, hkey, (req.id(), req.owner_name()), deadline);
@@ -241,11 +242,16 @@ impl Store {
             return Reply::Bare(Status::No);
         };
         let hold = &mut self.locks[key];
+        let old_cost = hold.cost();
         self.recycler
             .recycle(std::mem::replace(&mut hold.packed, packed));
+        // The owner's Name tag, if it had one, left with it: the share
+        // keeps its tag apart, uncharged, as every share does.
+        let tag = (old_cost + ENTRY_OVERHEAD).saturating_sub(hold.cost() + holder_cost(req.id()));
         hold.shared = set;
         hold.deadline = deadline;
         self.wheel.reschedule(hold.timer, NEVER);
+        self.release(tag);
         let token = self.add_share(key, hkey, (req.id(), req.owner_name()), deadline);
         self.counters.lock += 1;
         // Shared waiters at the front may join it now.
@@ -276,15 +282,21 @@ impl Store {
         let share = self.holders.remove(hkey);
         self.wheel.cancel(share.timer);
         self.holders.remove_set(share.set);
-        self.release(ENTRY_OVERHEAD);
         let token = self.take_token();
         let hold = &mut self.locks[key];
+        // The share's charge and the lock's are the hold's now, which may
+        // be more than the two by a Name tag: a transfer, as in
+        // `hand_over`, that the memory guard is not asked about.
+        let old_cost = hold.cost() + share.cost();
         self.recycler
             .recycle(std::mem::replace(&mut hold.packed, packed));
+        let new_cost = hold.cost();
         hold.shared = SetKey::NIL;
         hold.token = token;
         hold.deadline = deadline;
         self.wheel.reschedule(hold.timer, deadline.as_ms());
+        self.release(old_cost);
+        self.bytes = self.bytes.saturating_add(new_cost);
         self.counters.lock += 1;
         Reply::Locked {
             id: req.id(),
@@ -419,10 +431,11 @@ impl Store {
         let deadline = now.after(waiter.expire);
         let hold = &mut self.locks[key];
         // The waiter's charge (an entry's overhead and its owner) is the
-        // share's; the previous owner's bytes leave the lock.
-        let old_owner = hold.packed.owner().len() as u64;
+        // share's; the previous owner's bytes (and Name tag) leave the lock.
+        let old_cost = hold.cost();
         self.recycler
             .recycle(std::mem::replace(&mut hold.packed, packed));
+        let old_owner = old_cost.saturating_sub(hold.cost());
         hold.shared = set;
         hold.deadline = deadline;
         match timer {
@@ -433,6 +446,7 @@ impl Store {
         let token = self.add_share(key, hkey, (&waiter.owner, waiter.owner_name), deadline);
         self.completed.push(Completion {
             ticket: waiter.ticket(head),
+            origin: waiter.origin,
             granted: Some(token),
             mode: Mode::Shared,
         });
@@ -509,6 +523,7 @@ impl Store {
             };
             self.completed.push(Completion {
                 ticket: waiter.ticket(head),
+                origin: waiter.origin,
                 granted: Some(token),
                 mode: Mode::Shared,
             });
@@ -516,25 +531,33 @@ impl Store {
     }
 
     /// Share `hkey`, whose timer the wheel has just fired (and dropped),
-    /// leaves its lock; returns its set, for [`Store::settle`].
+    /// leaves its lock; returns its set (its lock is settled at the end of
+    /// the expiry).
     pub(super) fn end_share(&mut self, hkey: HolderKey) -> SetKey {
         let share = self.holders.remove(hkey);
         self.release(share.cost());
         share.set
     }
 
-    /// After shares left or a front waiter went away: each shared lock in
-    /// `sets` (emptied, stale keys skipped) passes on if no share is left,
-    /// or grants its queue.
-    pub(super) fn settle(&mut self, now: Moment, sets: &mut Vec<SetKey>) {
-        sets.sort_unstable();
-        sets.dedup();
-        for set in sets.drain(..) {
-            if !self.holders.has_set(set) {
-                continue;
-            }
-            let key = self.holders.set(set).lock;
-            if self.locks[key].shared != set {
+    /// After shares left or a front waiter went away: each lock marked in
+    /// `unblocked` (stale keys skipped) that is still held shared passes on
+    /// if no share is left, or grants its queue. In the order of the locks'
+    /// names, since each may hand out tokens: never in the order of keys,
+    /// which depend on the tables' layout.
+    pub(super) fn settle_unblocked(&mut self, now: Moment) {
+        let mut keys = std::mem::take(&mut self.unblocked);
+        let locks = &self.locks;
+        keys.retain(|&key| locks.get(key).is_some_and(|hold| hold.pending));
+        if keys.len() > 1 {
+            keys.sort_unstable_by(|&a, &b| locks[a].packed.name().cmp(locks[b].packed.name()));
+            keys.dedup();
+        }
+        for &key in &keys {
+            // Nothing below removes or marks a lock other than `key`.
+            let hold = &mut self.locks[key];
+            hold.pending = false;
+            let set = hold.shared;
+            if set == SetKey::NIL {
                 continue;
             }
             if self.holders.set(set).len() == 0 {
@@ -544,14 +567,7 @@ impl Store {
                 self.grant_queue(now, key);
             }
         }
-    }
-
-    /// Grants the queues that a withdrawn waiter may have unblocked (see
-    /// `cancel_wait`), before anything else happens at `now`.
-    #[cold]
-    pub(super) fn grant_unblocked(&mut self, now: Moment) {
-        let mut sets = std::mem::take(&mut self.unblocked);
-        self.settle(now, &mut sets);
-        self.unblocked = sets;
+        keys.clear();
+        self.unblocked = keys;
     }
 }

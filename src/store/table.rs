@@ -126,8 +126,8 @@ impl<E: Entry> Table<E> {
         self.entries.len()
     }
 
-    /// Every entry with its key (for the store's tests).
-    #[cfg(test)]
+    /// Every entry with its key, in slab order (which says nothing of the
+    /// logical state: callers that need an order sort).
     pub(super) fn iter(&self) -> impl Iterator<Item = (E::Key, &E)> {
         self.entries
             .iter()
@@ -138,6 +138,12 @@ impl<E: Entry> Table<E> {
     /// compacting would give memory back.
     pub(super) fn is_sparse(&self) -> bool {
         self.entries.capacity() >= 2 * self.entries.len() + 64
+    }
+
+    /// Entry `key`, if that slot is in use (a key kept across calls may be
+    /// stale).
+    pub(super) fn get(&self, key: E::Key) -> Option<&E> {
+        self.entries.get(key.index())
     }
 
     /// The hash of `name` in this table.

@@ -10,12 +10,22 @@
 //! runs out completes without a grant. [`Store::cancel_wait`] withdraws the
 //! waiters of a connection that closed.
 //!
+//! A replicated request parks with an [`Origin`] ([`Store::apply_from`]):
+//! which node asked, and which of its requests, the same on every node,
+//! where a ticket is one node's slot. Its completion carries the origin, and
+//! [`Store::cancel_origin`] withdraws it by origin, through a map kept only
+//! for waiters that have one (the single server's waiters never touch it).
+//! [`Store::cancel_all_waits`] answers every waiter at once (a leader
+//! change).
+//!
 //! Invariant: the waiters' slab is never renumbered (tickets held by
 //! connections name its slots); a ticket's generation tells a stale ticket
 //! from the waiter that reuses its slot. Bounds: `max_waiters_per_lock`
 //! and `max_waiters_total`, and each waiter is charged to the memory guard.
 //!
 //! Boundary: nothing here knows connections or writes replies.
+
+use std::num::NonZeroU64;
 
 use super::table::{HoldKey, SetKey, SlabKey, WaiterKey, key_at};
 use super::wheel::TimerId;
@@ -33,10 +43,18 @@ pub struct Ticket {
     generation: u32,
 }
 
+/// Where a replicated request came from: an opaque non-zero number (which
+/// node, which of its requests) that is the same on every node applying the
+/// log, unlike a [`Ticket`]. At most one parked waiter has a given origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin(pub NonZeroU64);
+
 /// How a parked request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Completion {
     pub ticket: Ticket,
+    /// The origin it was parked with ([`Store::apply_from`]), if any.
+    pub origin: Option<Origin>,
     /// `Some(token)`: the lock was granted (`Locked`); `None`: the wait ran
     /// out or was refused (`NotOwner`).
     pub granted: Option<FencingToken>,
@@ -49,8 +67,8 @@ pub struct Completion {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Queue {
     pub(super) head: WaiterKey,
-    tail: WaiterKey,
-    len: u32,
+    pub(super) tail: WaiterKey,
+    pub(super) len: u32,
 }
 
 impl Queue {
@@ -75,10 +93,29 @@ pub(super) struct Waiter {
     /// The limit a shared request asked for (the default when it gave none).
     pub(super) limit: u32,
     pub(super) timer: TimerId,
-    prev: WaiterKey,
+    /// When its wait runs out (its timer's deadline, kept here too so that
+    /// a batch of fired timers can be put in order).
+    pub(super) until: Moment,
+    /// Its place in its queue: greater than every waiter's ahead of it.
+    /// Only compared within one queue, so it says nothing of other locks.
+    pub(super) seq: u64,
+    /// Where a replicated request came from.
+    pub(super) origin: Option<Origin>,
+    pub(super) prev: WaiterKey,
     pub(super) next: WaiterKey,
     /// Distinguishes successive waiters that reuse one slab slot.
     generation: u32,
+}
+
+/// What a waiter is made of, for [`Store::enqueue`]: the request's side.
+pub(super) struct Parking {
+    pub(super) owner: Box<str>,
+    pub(super) owner_name: Option<NameTag>,
+    pub(super) expire: Millis,
+    pub(super) mode: Mode,
+    pub(super) limit: u32,
+    pub(super) until: Moment,
+    pub(super) origin: Option<Origin>,
 }
 
 impl Waiter {
@@ -97,7 +134,10 @@ impl Waiter {
 
 impl Store {
     /// Parks `req` on lock `key`, unless a bound or the memory cap refuses;
-    /// `limit` is the shared request's (unused for an exclusive one).
+    /// `limit` is the shared request's (unused for an exclusive one). The
+    /// origin is [`Store::apply_from`]'s, if it called; a second waiter with
+    /// the origin of one still parked is refused `NotOwner`, so that an
+    /// origin always names one waiter.
     pub(super) fn park<'a>(
         &mut self,
         now: Moment,
@@ -111,25 +151,58 @@ impl Store {
         };
         if queue.len >= self.config.max_waiters_per_lock
             || self.waiters.len() >= self.config.max_waiters_total
+            || self
+                .parking_origin
+                .is_some_and(|origin| self.origins.contains_key(&origin))
         {
             return Outcome::Reply(Reply::Bare(Status::NotOwner));
         }
         if !self.charge(ENTRY_OVERHEAD + req.id().len() as u64) {
             return Outcome::Reply(Reply::Bare(Status::No));
         }
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let timer = self
-            .wheel
-            .schedule(now.after(req.wait()).as_ms(), Due::Waiter(wkey));
-        self.waiters.insert(Waiter {
-            hold: key,
+        let parking = Parking {
             owner: req.id().into(),
             owner_name: req.owner_name(),
             expire: req.expire(),
             mode: req.mode(),
             limit,
+            until: now.after(req.wait()),
+            origin: self.parking_origin,
+        };
+        let ticket = self.enqueue(key, wkey, parking);
+        self.counters.waited += 1;
+        Outcome::Parked(ticket)
+    }
+
+    /// Adds a waiter (already charged) at the end of lock `key`'s queue,
+    /// with its timer, at `wkey`, the slab's vacant key (from [`key_at`]);
+    /// the caller has checked that its origin, if any, is free.
+    pub(super) fn enqueue(&mut self, key: HoldKey, wkey: WaiterKey, parking: Parking) -> Ticket {
+        debug_assert_eq!(wkey.index(), self.waiters.vacant_key());
+        let queue = self.locks[key].queue;
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let timer = self
+            .wheel
+            .schedule(parking.until.as_ms(), Due::Waiter(wkey));
+        let seq = match queue.tail {
+            WaiterKey::NIL => 0,
+            tail => self.waiters[tail.index()].seq.wrapping_add(1),
+        };
+        if let Some(origin) = parking.origin {
+            self.origins.insert(origin, wkey);
+        }
+        self.waiters.insert(Waiter {
+            hold: key,
+            owner: parking.owner,
+            owner_name: parking.owner_name,
+            expire: parking.expire,
+            mode: parking.mode,
+            limit: parking.limit,
             timer,
+            until: parking.until,
+            seq,
+            origin: parking.origin,
             prev: queue.tail,
             next: WaiterKey::NIL,
             generation,
@@ -142,11 +215,10 @@ impl Store {
         }
         hold.queue.tail = wkey;
         hold.queue.len += 1;
-        self.counters.waited += 1;
-        Outcome::Parked(Ticket {
+        Ticket {
             waiter: wkey,
             generation,
-        })
+        }
     }
 
     /// Takes waiter `wkey` out of its hold's queue and the waiters' slab.
@@ -165,36 +237,41 @@ impl Store {
             self.waiters[waiter.next.index()].prev = waiter.prev;
         }
         queue.len -= 1;
+        if let Some(origin) = waiter.origin {
+            self.origins.remove(&origin);
+        }
         waiter
     }
 
     /// Completes waiter `wkey` without a grant (its wait ran out) and drops
-    /// it. Its timer is left to the caller. Returns the set of the shared
-    /// lock whose queue it headed: the waiters behind it may be grantable.
-    pub(super) fn time_out(&mut self, wkey: WaiterKey) -> Option<SetKey> {
+    /// it. Its timer is left to the caller. Returns the shared lock whose
+    /// queue it headed: the waiters behind it may be grantable.
+    pub(super) fn time_out(&mut self, wkey: WaiterKey) -> Option<HoldKey> {
         self.counters.wait_timeout += 1;
         self.refuse_waiter(wkey)
     }
 
     /// Completes waiter `wkey` with `NotOwner` and drops it, as
     /// [`Store::time_out`] does, without counting a time-out.
-    pub(super) fn refuse_waiter(&mut self, wkey: WaiterKey) -> Option<SetKey> {
+    pub(super) fn refuse_waiter(&mut self, wkey: WaiterKey) -> Option<HoldKey> {
         let unblocks = self.unblocks(wkey);
         let waiter = self.unqueue(wkey);
         self.release(waiter.cost());
         self.completed.push(Completion {
             ticket: waiter.ticket(wkey),
+            origin: waiter.origin,
             granted: None,
             mode: waiter.mode,
         });
         unblocks
     }
 
-    /// The set of the shared lock whose queue waiter `wkey` heads, if any:
-    /// when the front of such a queue leaves, the next may be granted.
-    fn unblocks(&self, wkey: WaiterKey) -> Option<SetKey> {
-        let hold = &self.locks[self.waiters[wkey.index()].hold];
-        (hold.queue.head == wkey && hold.shared != SetKey::NIL).then_some(hold.shared)
+    /// The shared lock whose queue waiter `wkey` heads, if any: when the
+    /// front of such a queue leaves, the next may be granted.
+    fn unblocks(&self, wkey: WaiterKey) -> Option<HoldKey> {
+        let key = self.waiters[wkey.index()].hold;
+        let hold = &self.locks[key];
+        (hold.queue.head == wkey && hold.shared != SetKey::NIL).then_some(key)
     }
 
     /// Withdraws a parked request whose connection went away: it leaves the
@@ -206,12 +283,52 @@ impl Store {
             .get(wkey.index())
             .is_some_and(|w| w.generation == ticket.generation)
         {
-            if let Some(set) = self.unblocks(wkey) {
-                self.unblocked.push(set);
+            self.withdraw(wkey);
+        }
+    }
+
+    /// Withdraws the parked request that has `origin`, as
+    /// [`Store::cancel_wait`] does with its ticket; false if no waiter has
+    /// it (it was never parked, or has completed or been withdrawn).
+    pub fn cancel_origin(&mut self, origin: Origin) -> bool {
+        match self.origins.get(&origin) {
+            Some(&wkey) => {
+                self.withdraw(wkey);
+                true
             }
-            let waiter = self.unqueue(wkey);
-            self.wheel.cancel(waiter.timer);
-            self.release(waiter.cost());
+            None => false,
+        }
+    }
+
+    /// Takes waiter `wkey` out, never to be granted and with no completion.
+    fn withdraw(&mut self, wkey: WaiterKey) {
+        if let Some(key) = self.unblocks(wkey) {
+            self.mark_unblocked(key);
+        }
+        let waiter = self.unqueue(wkey);
+        self.wheel.cancel(waiter.timer);
+        self.release(waiter.cost());
+    }
+
+    /// Answers every parked request `NotOwner` (a completion without a
+    /// grant for each), as a leader change must: lock by lock in the order
+    /// of their names' bytes, each queue from its front, so the order of
+    /// the completions depends on the logical state only.
+    pub fn cancel_all_waits(&mut self) {
+        let mut locks: Vec<HoldKey> = self.waiters.iter().map(|(_, w)| w.hold).collect();
+        let table = &self.locks;
+        locks.sort_unstable_by(|&a, &b| table[a].packed.name().cmp(table[b].packed.name()));
+        locks.dedup();
+        for key in locks {
+            loop {
+                let head = self.locks[key].queue.head;
+                if head == WaiterKey::NIL {
+                    break;
+                }
+                let timer = self.waiters[head.index()].timer;
+                self.wheel.cancel(timer);
+                self.refuse_waiter(head);
+            }
         }
     }
 

@@ -9,7 +9,9 @@ use crate::time::Millis;
 use std::collections::HashMap;
 
 mod model;
+mod origins;
 mod shared;
+mod snapshot;
 mod waiting;
 
 const FIRST_TOKEN: u64 = 1_000;

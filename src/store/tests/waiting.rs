@@ -53,6 +53,7 @@ fn unlock_hands_over_in_arrival_order() {
         completions(&mut s),
         vec![Completion {
             ticket: t2,
+            origin: None,
             granted: Some(tok(FIRST_TOKEN + 2)),
             mode: Mode::Exclusive,
         }]
@@ -74,6 +75,7 @@ fn expiry_of_the_holder_grants_the_first_waiter_without_a_request() {
         completions(&mut s),
         vec![Completion {
             ticket: waiter,
+            origin: None,
             granted: Some(tok(FIRST_TOKEN + 1)),
             mode: Mode::Exclusive,
         }]
@@ -97,6 +99,7 @@ fn a_waiter_times_out_with_not_owner() {
         completions(&mut s),
         vec![Completion {
             ticket: waiter,
+            origin: None,
             granted: None,
             mode: Mode::Exclusive,
         }]
@@ -124,11 +127,13 @@ fn a_waiter_whose_time_ran_out_is_not_granted() {
         vec![
             Completion {
                 ticket: late,
+                origin: None,
                 granted: None,
                 mode: Mode::Exclusive,
             },
             Completion {
                 ticket: next,
+                origin: None,
                 granted: Some(tok(FIRST_TOKEN + 1)),
                 mode: Mode::Exclusive,
             },
@@ -149,6 +154,7 @@ fn a_withdrawn_waiter_is_skipped() {
         completions(&mut s),
         vec![Completion {
             ticket: stays,
+            origin: None,
             granted: Some(tok(FIRST_TOKEN + 1)),
             mode: Mode::Exclusive,
         }]
@@ -200,6 +206,7 @@ fn queues_survive_compaction() {
         completions(&mut s),
         vec![Completion {
             ticket: waiter,
+            origin: None,
             granted: Some(tok(FIRST_TOKEN + 300)),
             mode: Mode::Exclusive,
         }]
