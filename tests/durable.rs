@@ -13,7 +13,13 @@ use common::cluster::TestCluster;
 use common::{TestServer, put, request, status, temp_dir, token};
 
 fn start(dir: &Path) -> TestServer {
-    TestServer::with_args(&["--data-dir", dir.to_str().unwrap()])
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &Path, args: &[&str]) -> TestServer {
+    let mut all = vec!["--data-dir", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    TestServer::with_args(&all)
 }
 
 fn kill9(server: &mut TestServer) {
@@ -87,6 +93,27 @@ fn a_killed_server_restarts_with_every_acknowledged_lock_token_and_item() {
 }
 
 #[test]
+fn a_killed_server_restarts_from_its_snapshot_and_the_log_after_it() {
+    let dir = temp_dir("snapshot");
+    let mut server = start_with(&dir, &["--snapshot-after", "7"]);
+    let held = fill(&server);
+    kill9(&mut server);
+    let snapshots = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "snap")
+        })
+        .count();
+    assert_eq!(snapshots, 1, "the log was compacted into one snapshot");
+    let server = start_with(&dir, &["--snapshot-after", "7"]);
+    check_kept(&server, &held);
+}
+
+#[test]
 fn a_torn_tail_is_dropped_and_everything_before_it_kept() {
     let dir = temp_dir("torn");
     let mut server = start(&dir);
@@ -136,11 +163,26 @@ fn a_corrupt_record_stops_start_up_naming_the_file_and_offset() {
 /// cluster keeps every lock, including those taken while it was down.
 #[test]
 fn a_killed_member_restarted_catches_up_from_its_data_dir() {
-    let mut cluster = TestCluster::start(3, &["--heartbeat-ms", "50", "--commit-timeout", "2"]);
+    // Compacting every 5 entries: what it missed reaches it as a snapshot.
+    let fast = [
+        "--heartbeat-ms",
+        "50",
+        "--commit-timeout",
+        "2",
+        "--snapshot-after",
+        "5",
+    ];
+    let mut cluster = TestCluster::start(3, &fast);
     let leader = cluster.leader();
     let down = (leader + 1) % 3;
     let before = cluster.call_settled(leader, &request("Lock", "a", "before", "600"));
     cluster.kill(down);
+    let mut more = Vec::new();
+    for n in 0..20 {
+        let name = format!("more{n}");
+        let reply = cluster.call_settled(leader, &request("Lock", "c", &name, "600"));
+        more.push((name, token(&reply)));
+    }
     let during = cluster.call_settled(leader, &request("Lock", "b", "during", "600"));
     let stored = cluster.call_settled(leader, &put("b", "item", "eA==", "600"));
     assert_eq!(status(&stored), "Done");
@@ -155,4 +197,8 @@ fn a_killed_member_restarted_catches_up_from_its_data_dir() {
     }
     let got = cluster.call_settled(down, &request("Get", "b", "item", "0"));
     assert_eq!(got["DataStore"], "eA==", "{got}");
+    for (name, tok) in more {
+        let renewed = cluster.call_settled(down, &request("Lock", "c", &name, "600"));
+        assert_eq!(token(&renewed), tok, "{name}: {renewed}");
+    }
 }

@@ -77,6 +77,12 @@ impl Origin {
     }
 }
 
+impl From<Origin> for crate::store::Origin {
+    fn from(origin: Origin) -> crate::store::Origin {
+        crate::store::Origin(origin.0)
+    }
+}
+
 /// The two kinds of entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {

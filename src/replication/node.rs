@@ -26,7 +26,7 @@
 
 use std::io;
 
-use raft::eraftpb::{Entry, EntryType, HardState, Message, Snapshot};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
 use raft::{Config, RawNode, StateRole};
 
 use super::command;
@@ -43,6 +43,9 @@ pub trait LogStore: raft::Storage {
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> io::Result<()>;
     /// Makes every write since the last sync durable (one fsync).
     fn sync(&mut self) -> io::Result<()>;
+    /// Keeps `data`, the state machine's snapshot at applied `index`, and
+    /// drops the log before it.
+    fn compact(&mut self, index: u64, conf_state: ConfState, data: Vec<u8>) -> io::Result<()>;
 }
 
 /// How many entries back from the end of the log a new leader looks for
@@ -196,6 +199,19 @@ impl<S: LogStore> Replica<S> {
     /// The storage, for its counters.
     pub fn storage(&self) -> &S {
         self.raw.store()
+    }
+
+    /// The index applied last.
+    pub fn applied(&self) -> u64 {
+        self.raw.raft.raft_log.applied
+    }
+
+    /// Hands the storage `data`, the store's snapshot as of the last
+    /// applied entry, so it drops the log before it.
+    pub fn compact(&mut self, data: Vec<u8>) -> io::Result<()> {
+        let index = self.applied();
+        let conf_state = self.raw.raft.prs().conf().to_conf_state();
+        self.raw.mut_store().compact(index, conf_state, data)
     }
 
     /// Advances raft's clock to local time `now`.
@@ -449,6 +465,11 @@ impl LogStore for super::storage::DiskStorage {
     fn sync(&mut self) -> io::Result<()> {
         super::storage::DiskStorage::sync(self).map_err(io::Error::other)
     }
+
+    fn compact(&mut self, index: u64, conf_state: ConfState, data: Vec<u8>) -> io::Result<()> {
+        super::storage::DiskStorage::compact(self, index, conf_state, data)
+            .map_err(io::Error::other)
+    }
 }
 
 /// raft-rs's in-memory storage, for tests and tools: durable it is not.
@@ -473,6 +494,10 @@ impl LogStore for raft::storage::MemStorage {
 
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn compact(&mut self, index: u64, _: ConfState, _: Vec<u8>) -> io::Result<()> {
+        self.wl().compact(index).map_err(io::Error::other)
     }
 }
 

@@ -44,6 +44,10 @@ pub struct Cluster {
     pub deliveries: Vec<Delivery>,
     /// The turn's commands, taken from the session (kept for its capacity).
     commands: Vec<u8>,
+    /// `--snapshot-after`: applied entries between two snapshots.
+    snapshot_after: u64,
+    /// The index of the last snapshot.
+    snapshot_at: u64,
 }
 
 impl Cluster {
@@ -77,12 +81,16 @@ impl Cluster {
         // Nothing is applied at start-up but what the snapshot holds: the
         // committed entries after it are applied again, on a store made
         // from the snapshot, so the store ends where it was.
-        let snapshot = storage.latest_snapshot().clone();
+        let snapshot = storage.latest_snapshot();
         let applied = snapshot.get_metadata().index;
+        let mut cluster_time = Moment::from_ms(0);
         if applied > 0 {
-            return Err(io::Error::other(
-                "this data directory holds a snapshot; restoring snapshots is not built yet",
-            ));
+            cluster_time = restore(session, snapshot.get_data()).map_err(|e| {
+                io::Error::other(format!(
+                    "{}: the snapshot at index {applied} does not restore: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         let settings = Settings {
             id: u64::from(me),
@@ -90,7 +98,7 @@ impl Cluster {
             election_ticks: ELECTION_TICKS,
             max_waiting: MAX_WAITING_COMMANDS,
             applied,
-            cluster_time: Moment::from_ms(0),
+            cluster_time,
         };
 
         let mut replica =
@@ -117,17 +125,18 @@ impl Cluster {
             }
             None => None,
         };
-        session.replicate(Replicated::new(
-            me,
-            Millis::from_secs(config.commit_timeout),
-            wall_micros(),
-        ));
+        let mut replicated =
+            Replicated::new(me, Millis::from_secs(config.commit_timeout), wall_micros());
+        replicated.cluster_time = cluster_time;
+        session.replicate(replicated);
         Ok(Some(Cluster {
             replica,
             members,
             received: Vec::new(),
             deliveries: Vec::new(),
             commands: Vec::new(),
+            snapshot_after: config.snapshot_after,
+            snapshot_at: applied,
         }))
     }
 
@@ -191,19 +200,39 @@ impl Cluster {
         }
         let deadline = session.store.next_deadline();
         let deliveries = &mut self.deliveries;
+        let mut failed: Option<crate::store::SnapshotError> = None;
         self.replica.end_turn(
             now,
             &self.commands,
             deadline,
             &mut |applied| match applied {
                 Applied::Entry { at, data, .. } => session.apply_entry(at, data, deliveries),
-                Applied::Snapshot { index, .. } => {
-                    log::error!(
-                        "a snapshot at index {index} arrived; snapshots are not restored yet"
-                    );
-                }
+                Applied::Snapshot { index, data } => match restore(session, data) {
+                    Ok(_) => log::info!("installed the leader's snapshot at index {index}"),
+                    // The leader's own store wrote it: a snapshot that does
+                    // not restore is a bug or a corrupt transfer, and
+                    // serving on from a store that is not the log's would
+                    // give wrong answers.
+                    Err(e) => failed = Some(e),
+                },
             },
         )?;
+        if let Some(e) = failed {
+            return Err(io::Error::other(format!(
+                "cannot install the leader's snapshot: {e}"
+            )));
+        }
+        let applied = self.replica.applied();
+        if applied >= self.snapshot_at.saturating_add(self.snapshot_after) {
+            let mut data = Vec::new();
+            let at = session
+                .replicated
+                .as_ref()
+                .map_or(Moment::from_ms(0), |r| r.cluster_time);
+            session.store.write_snapshot(at, &mut data);
+            self.replica.compact(data)?;
+            self.snapshot_at = applied;
+        }
         session.expire_proposals(now, &mut self.deliveries);
         if let Some(replicated) = session.replicated.as_mut() {
             replicated.set_place(self.replica.place());
@@ -223,6 +252,18 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// Replaces the session's store by the one `data` (a store snapshot)
+/// describes; its cluster time.
+fn restore(session: &mut Session, data: &[u8]) -> Result<Moment, crate::store::SnapshotError> {
+    let config = session.store.config().clone();
+    let (store, at) = crate::store::Store::read_snapshot(config, data)?;
+    session.store = store;
+    if let Some(replicated) = session.replicated.as_mut() {
+        replicated.cluster_time = at;
+    }
+    Ok(at)
 }
 
 /// `HOST:PORT` to one address.

@@ -25,8 +25,6 @@ pub mod auth;
 mod connection;
 mod replicated;
 mod replies;
-mod store_shim;
-use store_shim::ReplicatedStore as _;
 
 use std::ops::Range;
 
@@ -188,7 +186,7 @@ impl Session {
             };
             match command {
                 Command::Cancel(origin) => {
-                    store.cancel_origin(origin);
+                    store.cancel_origin(origin.into());
                 }
                 Command::Request(origin, request) => {
                     let mine = if origin.node() == u64::from(replicated.node) {
@@ -196,7 +194,7 @@ impl Session {
                     } else {
                         None
                     };
-                    let outcome = store.apply_from(at, &request, origin);
+                    let outcome = store.apply_from(at, &request, origin.into());
                     let Some(proposal) = mine else {
                         continue;
                     };

@@ -67,7 +67,7 @@ pub struct Replicated {
     timeouts: VecDeque<(Moment, Origin)>,
     commit_timeout: Millis,
     /// Cluster time as of the last applied entry.
-    pub(super) cluster_time: Moment,
+    pub cluster_time: Moment,
     /// This node's place, for `Stats`.
     pub(super) place: Place,
 }
