@@ -74,6 +74,18 @@ def main():
     waits = bytes([0x00, 0x00, 100, 0x50, 0x01, 20, 0x60, 0x02, 20, 0x70, 0x03, 20,
                    0x02, 0x00, 6, 1, 4, 250, 5, 0x50, 0x04, 3, 9, 5, 4, 250, 4, 250, 5, 7])
     write("store", "waits", bytes([0x40]) + struct.pack("<I", 77) + waits)
+    # shared mode (top two bits): Lock is [0][who = ID + 6 * name][how: bit 0
+    # shared, bits 1-2 Limit, bits 3-4 Wait / 30 ms][expire / 5 ms]; Unlock [3][who];
+    # TestLock [4][who]; time [5][ms] or [0x85][u16 * 997 ms]; sweep [6];
+    # withdraw [7][pick]; compact [0x87]
+    readers = bytes([0, 0, 13, 100, 0, 1, 13, 100, 0, 2, 13, 100, 0, 3, 16, 100,
+                     0, 0, 13, 100, 0, 4, 7, 100, 3, 0, 5, 40, 6, 4, 3, 0, 1, 0, 50,
+                     0x85, 10, 0, 6, 0, 6, 0, 50, 0, 6, 1, 50, 0, 7, 9, 50, 0, 8, 24, 50,
+                     7, 0, 0x87, 5, 200, 6])
+    write("store", "shared", bytes([0xc0]) + struct.pack("<I", 5) + readers)
+    semaphore = bytes([0, 12, 3, 20, 0, 13, 11, 20, 0, 14, 8, 20, 0, 15, 11, 20, 0, 16, 3, 20,
+                       5, 30, 0, 12, 3, 20, 6, 5, 90, 6, 3, 13, 4, 14, 5, 255, 6, 0x85, 1, 0, 6])
+    write("store", "semaphore", bytes([0xc1]) + struct.pack("<I", 90) + semaphore)
 
     # connection: [limit][batch][output][connections][seed u32][payload]
     write("connection", "plain", bytes([20, 3, 4, 0]) + struct.pack("<I", 5) + plain)

@@ -459,6 +459,8 @@ fn options_come_from_the_environment_too() {
         "--kill-after",
         "--command",
         "DLM_LOCK_NAME",
+        "--shared",
+        "--limit",
     ] {
         assert!(
             run_help.contains(text),
@@ -874,4 +876,185 @@ fn lock_shared_and_a_semaphore() {
         &dlm(&server, &["lock", "x", "--expire", "5", "--limit", "2"]),
         2,
     );
+}
+
+/// A `dlm run` whose command prints `started` and then waits for a line on
+/// its stdin: the test knows when it holds, and ends it when it chooses.
+struct Running {
+    child: std::process::Child,
+}
+
+impl Running {
+    /// Starts `dlm --id ID run NAME ARGS... -- sh -c 'echo started; read x'`
+    /// and returns once the command has started (so dlm holds), or `None`
+    /// if dlm exited first, with its output.
+    fn start(server: &TestServer, id: &str, name: &str, args: &[&str]) -> Result<Running, Output> {
+        use std::io::{BufRead, BufReader};
+        let mut all = vec!["--id", id, "run", name];
+        all.extend_from_slice(args);
+        all.extend(["--", "sh", "-c", "echo started; read x; echo ended"]);
+        let mut child = dlm_command(server.addr.port(), &all)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        if line == "started\n" {
+            child.stdout = Some(out.into_inner());
+            Ok(Running { child })
+        } else {
+            Err(child.wait_with_output().unwrap())
+        }
+    }
+
+    /// Lets the command finish; dlm's output once it has exited.
+    fn finish(mut self) -> Output {
+        self.child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        self.child.wait_with_output().unwrap()
+    }
+}
+
+/// What `TestLock` by `id` on `name` answers, over a raw connection.
+fn test_lock_as(server: &TestServer, id: &str, name: &str) -> serde_json::Value {
+    server
+        .connect()
+        .call(&common::request("TestLock", id, name, "0"))
+}
+
+/// `dlm run --shared`: two commands hold the lock at once; an exclusive
+/// `dlm lock` or `dlm run` is refused meanwhile, and takes it once both
+/// have exited.
+#[test]
+fn run_shared_commands_hold_at_once_and_keep_writers_out() {
+    let server = TestServer::start();
+    let shared = ["--shared", "--expire", "30"];
+    let r1 = Running::start(&server, "r1", "catalog", &shared).expect("r1 runs");
+    let r2 = Running::start(&server, "r2", "catalog", &shared).expect("r2 runs beside r1");
+    let tested = test_lock_as(&server, "r2", "catalog");
+    assert_eq!(tested["Mode"], "Shared", "{tested}");
+    assert_eq!(tested["Holders"], 2, "{tested}");
+
+    let writer = dlm(&server, &["--id", "w", "lock", "catalog", "--expire", "30"]);
+    assert_exit(&writer, 1);
+    let exclusive = dlm(
+        &server,
+        &[
+            "--id", "w", "run", "catalog", "--expire", "30", "-E", "9", "--", "true",
+        ],
+    );
+    assert_eq!(exclusive.status.code(), Some(9), "{}", stderr(&exclusive));
+
+    for run in [r1, r2] {
+        let output = run.finish();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert_eq!(stdout(&output), "ended\n");
+    }
+    // Each released its own share: the lock is free for a writer.
+    assert_exit(
+        &dlm(&server, &["--id", "w", "lock", "catalog", "--expire", "30"]),
+        0,
+    );
+}
+
+/// `dlm run --limit 2`: two run at once, a third gives up at once with
+/// --conflict-exit-code (no --wait), or queues with --wait and runs as
+/// soon as one of the two has exited.
+#[test]
+fn run_limit_lets_n_run_and_the_next_waits_or_gives_up() {
+    let server = TestServer::start();
+    let limit = ["--limit", "2", "--expire", "30"];
+    let first = Running::start(&server, "a", "farm", &limit).expect("first runs");
+    let second = Running::start(&server, "b", "farm", &limit).expect("second runs");
+
+    let third = dlm(
+        &server,
+        &[
+            "--id", "c", "run", "farm", "--limit", "2", "--expire", "30", "-E", "9", "--", "echo",
+            "ran",
+        ],
+    );
+    assert_eq!(third.status.code(), Some(9), "{}", stderr(&third));
+    assert_eq!(stdout(&third), "", "the third command did not run");
+
+    // With --wait it queues on the server; once it is parked, the first
+    // lets go and the third gets its place.
+    let mut waiting = dlm_command(
+        server.addr.port(),
+        &[
+            "--id", "c", "run", "farm", "--limit", "2", "--expire", "30", "--wait", "60", "--",
+            "echo", "ran",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut probe = server.connect();
+    let stats = common::stats_until(&mut probe, std::time::Duration::from_secs(20), |s| {
+        s["Waited"].as_u64() >= Some(1)
+    });
+    assert_eq!(stats["Waited"], 1, "{stats}");
+    assert!(waiting.try_wait().unwrap().is_none(), "it waits");
+    let output = first.finish();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = waiting.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "ran\n");
+    assert_eq!(second.finish().status.code(), Some(0));
+    // A semaphore's holders must agree on N.
+    let r = Running::start(&server, "d", "farm", &limit).expect("d runs");
+    let other_n = dlm(
+        &server,
+        &[
+            "--id", "e", "run", "farm", "--limit", "3", "--expire", "30", "--", "true",
+        ],
+    );
+    assert_exit(&other_n, 1);
+    assert_eq!(r.finish().status.code(), Some(0));
+}
+
+/// A share held by `dlm run --shared` outlives its TTL while the command
+/// runs: renewals (every expire/3) keep it, with its token, and the lock
+/// is free once the command has exited.
+#[test]
+fn run_shared_renews_its_share_past_the_ttl() {
+    let server = TestServer::start();
+    let run = Running::start(
+        &server,
+        "renewer",
+        "nightly",
+        &["--shared", "--limit", "3", "--expire", "1.2"],
+    )
+    .expect("runs");
+    let before = test_lock_as(&server, "renewer", "nightly");
+    assert_eq!(before["Mode"], "Shared", "{before}");
+    // Renewals come every 0.4 s; four of them span more than the 1.2 s TTL.
+    let mut probe = server.connect();
+    let stats = common::stats_until(&mut probe, std::time::Duration::from_secs(20), |s| {
+        s["Relock"].as_u64() >= Some(4)
+    });
+    assert!(stats["Relock"].as_u64() >= Some(4), "{stats}");
+    let after = test_lock_as(&server, "renewer", "nightly");
+    assert_eq!(common::status(&after), "Locked", "{after}");
+    assert_eq!(after["Holders"], 1, "{after}");
+    // Renewed as a share with its limit: a second share still fits, a
+    // writer does not.
+    assert_eq!(stats["Lock"], 1, "one grant, the rest renewals: {stats}");
+    assert_exit(
+        &dlm(&server, &["--id", "w", "lock", "nightly", "--expire", "5"]),
+        1,
+    );
+    let second = [
+        "--id", "s2", "lock", "nightly", "--expire", "30", "--shared", "--limit", "3",
+    ];
+    assert_exit(&dlm(&server, &second), 0);
+    assert_exit(&dlm(&server, &["--id", "s2", "unlock", "nightly"]), 0);
+    let output = run.finish();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("lost"), "{}", stderr(&output));
+    let free = test_lock_as(&server, "anyone", "nightly");
+    assert_eq!(common::status(&free), "Unlocked", "{free}");
 }

@@ -118,6 +118,93 @@ fn wait_verified_on_two_hot_keys() {
     fight_verified("wait", &["--resources", "2", "--hold-ms", "0.2"]);
 }
 
+/// Fights over a fresh server in a shared mode with `--verify` for a
+/// bounded number of lock attempts (`--cycles`), and checks that every
+/// attempt was granted once and checked, with no violation.
+fn shared_fight_verified(mode: &str, extra: &[&str]) -> serde_json::Value {
+    let server = TestServer::start();
+    let target = format!("jackrabbit://{}", server.addr);
+    let mut args = vec![
+        "--target",
+        &target,
+        "--mode",
+        mode,
+        "--connections",
+        "8",
+        "--resources",
+        "2",
+        "--cycles",
+        "40",
+        // An upper bound only: the run ends when the cycles are done.
+        "--duration",
+        "60",
+        "--wait",
+        "30",
+        "--verify",
+    ];
+    args.extend(extra);
+    let run = one_run(&args);
+    // Every attempt waits until granted: 8 fighters × 40 cycles.
+    assert_eq!(run["acquisitions"], 8 * 40, "{run}");
+    assert_eq!(
+        run["requests"],
+        2 * 8 * 40,
+        "a Lock and an Unlock each: {run}"
+    );
+    assert_eq!(run["errors"], 0, "{run}");
+    let verify = &run["verify"];
+    assert_eq!(verify["violations"], 0, "{run}");
+    assert_eq!(verify["unfinished"], false, "{run}");
+    assert_eq!(verify["lost_holds"], 0, "{run}");
+    assert_eq!(verify["grants_checked"], run["acquisitions"], "{run}");
+    run
+}
+
+#[test]
+fn readers_and_writers_verified() {
+    // Half of the cycles shared, so writers and readers meet often.
+    let run = shared_fight_verified("rw", &["--shared-percent", "50", "--hold-ms", "0.5"]);
+    let most = run["verify"]["most_shared"].as_u64().unwrap();
+    assert!((1..=8).contains(&most), "{run}");
+}
+
+#[test]
+fn readers_only_and_writers_only_verified() {
+    let run = shared_fight_verified("rw", &["--shared-percent", "100"]);
+    assert!(run["verify"]["most_shared"].as_u64() >= Some(1), "{run}");
+    let run = shared_fight_verified("rw", &["--shared-percent", "0"]);
+    assert_eq!(run["verify"]["most_shared"], 0, "no share taken: {run}");
+}
+
+#[test]
+fn semaphore_verified() {
+    let run = shared_fight_verified("semaphore", &["--limit", "3", "--hold-ms", "0.5"]);
+    let most = run["verify"]["most_shared"].as_u64().unwrap();
+    assert!((1..=3).contains(&most), "{run}");
+}
+
+#[test]
+fn semaphore_verified_encoded() {
+    shared_fight_verified("semaphore", &["--limit", "1", "--encoded"]);
+}
+
+#[test]
+fn shared_modes_need_a_jackrabbit_target() {
+    let out = lockfight(&["--target", "echo://127.0.0.1:1", "--mode", "rw"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("shares"), "{stderr}");
+    let out = lockfight(&[
+        "--target",
+        "jackrabbit://127.0.0.1:1",
+        "--mode",
+        "rw",
+        "--shared-percent",
+        "101",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
 /// The echo ceiling, killed when dropped.
 struct Ceiling {
     child: Child,
@@ -259,13 +346,13 @@ fn unreachable_target_fails_with_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-#[test]
-fn verify_reports_the_lost_updates_of_expired_holds() {
-    // Locks expire after 1 ms but holders take 2 ms between reading and
-    // writing the counter: a second holder gets in, and updates are lost.
+/// Runs lockfight on one resource whose holds expire after 1 ms while the
+/// fighters keep them 2 ms: the server rightly hands the lock on while its
+/// holder still acts on it, and `--verify` must say so. Returns stderr.
+fn expired_holds_are_caught(extra: &[&str]) -> String {
     let server = TestServer::start();
     let target = format!("jackrabbit://{}", server.addr);
-    let out = lockfight(&[
+    let mut args = vec![
         "--target",
         &target,
         "--resources",
@@ -280,8 +367,24 @@ fn verify_reports_the_lost_updates_of_expired_holds() {
         "1",
         "--verify",
         "--quiet",
-    ]);
+    ];
+    args.extend(extra);
+    let out = lockfight(&args);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(stderr.contains("VIOLATION"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn verify_reports_the_lost_updates_of_expired_holds() {
+    // A second holder gets in between a read and a write of the counter.
+    expired_holds_are_caught(&[]);
+}
+
+#[test]
+fn verify_reports_writers_beside_holders_whose_ttl_ran_out() {
+    // The occupancy check sees an exclusive grant beside a holder.
+    let stderr = expired_holds_are_caught(&["--mode", "rw", "--shared-percent", "20"]);
+    assert!(stderr.contains("granted beside"), "{stderr}");
 }

@@ -26,10 +26,24 @@
 //! tokens (grants included) strictly increase, at most one holder per lock,
 //! and once all time has passed nothing is left: no lock, no waiter, no
 //! byte held.
+//!
+//! With both top bits of the first byte set (`0xc0`), [`check_shared`]
+//! plays shared locks and semaphores on four locks and six IDs: both modes,
+//! `Limit`s (none, or 1 to 3, under a `--max-holders` of 4), conversions
+//! (an ID asking in the other mode), renewals, waits in both modes with
+//! withdrawals, and clock jumps up to 65 million ms. Checked at every step,
+//! from the replies, the completions and `TestLock` by every ID: never an
+//! exclusive holder beside any other holder; never more shares than the
+//! limit they were all granted under; `Holders` the number of holders;
+//! tokens strictly increasing per grant (a renewal keeps its token); every
+//! wait completes once, in its mode, grants in arrival order, and no new
+//! hold is granted past a waiter still in time (but a conversion of one's
+//! own hold); a lock nobody holds has no waiter in time; and at the end
+//! nothing is left, shares included.
 
 use std::collections::HashMap;
 
-use jackrabbit_dlm::protocol::{Action, FencingToken, Reply, Request, Status};
+use jackrabbit_dlm::protocol::{Action, FencingToken, Mode, Reply, Request, Status};
 use jackrabbit_dlm::store::{ENTRY_OVERHEAD, Outcome, Store, StoreConfig, Ticket};
 use jackrabbit_dlm::time::{Millis, Moment};
 
@@ -311,8 +325,10 @@ fn reply<'a>(store: &'a mut Store, now: u64, request: &Request<'a>) -> Reply<'a>
 }
 
 pub fn check(data: &[u8]) {
-    if data.first().is_some_and(|b| b & 0x40 != 0) {
-        return check_waits(data);
+    match data.first() {
+        Some(b) if b & 0xc0 == 0xc0 => return check_shared(data),
+        Some(b) if b & 0x40 != 0 => return check_waits(data),
+        _ => {}
     }
     let mut bytes = Bytes::new(data);
     let config = config_from(&mut bytes);
@@ -510,6 +526,49 @@ impl Follow {
     }
 }
 
+/// A connection closes: the `pick`th of the waits still parked (in ticket
+/// order) is withdrawn.
+fn withdraw<T>(
+    store: &mut Store,
+    pick: usize,
+    waiting: &mut HashMap<Ticket, T>,
+    finished: &mut Vec<Ticket>,
+) {
+    let mut tickets: Vec<Ticket> = waiting.keys().copied().collect();
+    tickets.sort();
+    if !tickets.is_empty() {
+        let ticket = tickets[pick % tickets.len()];
+        store.cancel_wait(ticket);
+        waiting.remove(&ticket);
+        finished.push(ticket);
+    }
+}
+
+/// Lets all time pass after `now`, ten seconds a step, sweeping and
+/// calling `settle` (which says how many waits it still follows) after
+/// each: then every wait has ended and nothing is left, no lock, no share,
+/// no waiter, no byte held.
+fn let_all_time_pass(
+    store: &mut Store,
+    mut now: u64,
+    mut settle: impl FnMut(&mut Store, u64) -> usize,
+) {
+    let mut followed = usize::MAX;
+    for _ in 0..100 {
+        if store.waiter_count() == 0 && store.lock_count() == 0 && followed == 0 {
+            break;
+        }
+        now += 10_000;
+        while store.expire(at(now), 7) {}
+        followed = settle(store, now);
+    }
+    assert_eq!(followed, 0, "{followed} waits never completed");
+    assert_eq!(store.waiter_count(), 0);
+    assert_eq!(store.lock_count(), 0);
+    assert_eq!(store.share_count(), 0);
+    assert_eq!(store.bytes_held(), 0, "bytes held with nothing alive");
+}
+
 /// The waiting-acquire scenario: see the module documentation.
 pub fn check_waits(data: &[u8]) {
     let mut bytes = Bytes::new(data);
@@ -601,37 +660,383 @@ pub fn check_waits(data: &[u8]) {
                 follow.settle(&mut store, now, &names, None);
             }
             6 => {
-                // A connection closes: its waits are withdrawn.
                 let pick = bytes.u8() as usize;
-                let mut tickets: Vec<Ticket> = follow.waiting.keys().copied().collect();
-                tickets.sort();
-                if !tickets.is_empty() {
-                    let ticket = tickets[pick % tickets.len()];
-                    store.cancel_wait(ticket);
-                    follow.waiting.remove(&ticket);
-                    follow.finished.push(ticket);
-                }
+                withdraw(&mut store, pick, &mut follow.waiting, &mut follow.finished);
                 follow.settle(&mut store, now, &names, None);
             }
             _ => store.compact(),
         }
         assert_eq!(store.waiter_count(), follow.waiting.len(), "waiters");
     }
-    // Let all time pass: every wait ends, every hold expires, nothing stays.
-    for _ in 0..100 {
-        if store.waiter_count() == 0 && store.lock_count() == 0 {
-            break;
-        }
-        now += 10_000;
-        while store.expire(at(now), 7) {}
-        follow.settle(&mut store, now, &names, None);
-    }
-    assert!(
-        follow.waiting.is_empty(),
-        "{} waits never completed",
+    let_all_time_pass(&mut store, now, |store, now| {
+        follow.settle(store, now, &names, None);
         follow.waiting.len()
+    });
+}
+
+/// IDs of the shared scenario: more than its largest limit, so semaphores
+/// fill up and refuse.
+const SHARERS: [&str; 6] = ["a", "b", "c", "d", "w1", "\u{e9}t\u{e9}"];
+
+/// Locks of the shared scenario: few, so requests meet.
+const SHARED_NAMES: usize = 4;
+
+/// `--max-holders` of the shared scenario, the limit of a share without
+/// `Limit`.
+const MAX_HOLDERS: u32 = 4;
+
+/// A hold as the replies of the shared scenario showed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    shared: bool,
+    token: u64,
+    /// The limit a share was asked with (`MAX_HOLDERS` without one).
+    limit: u32,
+}
+
+/// A parked request of the shared scenario.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    name: usize,
+    owner: usize,
+    seq: u64,
+    shared: bool,
+    limit: u32,
+    /// When its wait runs out.
+    until: u64,
+}
+
+/// What [`check_shared`] knows of holds, waits and tokens so far.
+struct Shares {
+    /// The holds the replies showed, by (name, ID); a hold may have run
+    /// out since.
+    seen: HashMap<(usize, usize), Seen>,
+    waiting: HashMap<Ticket, Queued>,
+    finished: Vec<Ticket>,
+    /// Every token of a new grant so far.
+    tokens: std::collections::HashSet<u64>,
+    last_token: u64,
+    seq: u64,
+}
+
+impl Shares {
+    /// A grant of `name` to `owner` (a reply or a completion) with `token`:
+    /// the same hold renewed keeps its token, anything else is a new grant,
+    /// whose token is above `floor` and was never given before.
+    ///
+    /// The grants of one request are made in one turn, in an order the
+    /// replies do not show (a conversion's reply comes before the grants to
+    /// the waiters it lets in, an expired hold's hand-over before the
+    /// reply), so the reply to a `Lock` is checked against the tokens of
+    /// the steps before it; the completions of one turn, granted in queue
+    /// order, each against the one before.
+    fn granted(&mut self, name: usize, owner: usize, grant: Seen, floor: u64) -> bool {
+        let renewed = self
+            .seen
+            .get(&(name, owner))
+            .is_some_and(|s| s.shared == grant.shared && s.token == grant.token);
+        if !renewed {
+            assert!(
+                grant.token > floor,
+                "new grant of {name} to {owner} with token {} after {floor}",
+                grant.token,
+            );
+            assert!(
+                self.tokens.insert(grant.token),
+                "token {} given twice",
+                grant.token
+            );
+            self.last_token = self.last_token.max(grant.token);
+        }
+        self.seen.insert((name, owner), grant);
+        !renewed
+    }
+
+    /// Waits on `name` still in time at `now`, parked before `seq`.
+    fn older_waiters(&self, name: usize, seq: u64, now: u64) -> usize {
+        self.waiting
+            .values()
+            .filter(|w| w.name == name && w.seq < seq && w.until > now)
+            .count()
+    }
+
+    /// Takes the store's completions: each was waiting and completes once;
+    /// a grant goes to the oldest waiter of its lock still in time (those
+    /// whose wait ran out in the same turn are taken first), with a token
+    /// as [`Shares::granted`] says, in the mode it asked for; and the
+    /// grantee holds the lock, unless `own_unlock` says the request that
+    /// caused the grant was the grantee's own `Unlock` of it.
+    fn settle(&mut self, store: &mut Store, now: u64, own_unlock: Option<(usize, usize)>) {
+        let mut completions = Vec::new();
+        store.take_completions(&mut completions);
+        for done in completions.iter().filter(|d| d.granted.is_none()) {
+            self.complete(done.ticket);
+        }
+        let mut holders = Vec::new();
+        for done in completions.iter().filter(|d| d.granted.is_some()) {
+            let queued = self.complete(done.ticket);
+            let older = self.older_waiters(queued.name, queued.seq, now);
+            assert_eq!(older, 0, "a grant overtook {older} older waiters");
+            assert_eq!(
+                done.mode == Mode::Shared,
+                queued.shared,
+                "granted in its mode"
+            );
+            let token = done.granted.map_or(0, FencingToken::get);
+            let floor = self.last_token;
+            let grant = Seen {
+                shared: queued.shared,
+                token,
+                limit: queued.limit,
+            };
+            self.granted(queued.name, queued.owner, grant, floor);
+            holders.push((queued.name, queued.owner));
+        }
+        let names = names();
+        for (name, owner) in holders {
+            if own_unlock != Some((name, owner)) {
+                let probe = test_lock(SHARERS[owner], &names[name]);
+                let status = reply(store, now, &probe).status();
+                assert_eq!(status, Status::Locked, "the grantee does not hold");
+            }
+        }
+    }
+
+    fn complete(&mut self, ticket: Ticket) -> Queued {
+        assert!(
+            !self.finished.contains(&ticket),
+            "{ticket:?} completed twice"
+        );
+        self.finished.push(ticket);
+        self.waiting
+            .remove(&ticket)
+            .unwrap_or_else(|| panic!("{ticket:?} completed but never waited"))
+    }
+
+    /// `TestLock` on `name` by every ID: never an exclusive holder beside
+    /// any other, never more shares than the limit they were asked with
+    /// (which they all share), `Holders` the number of IDs told `Locked`,
+    /// and nobody told `NotOwner` when nobody holds it.
+    fn check_holders(&mut self, store: &mut Store, now: u64, name: usize) {
+        // A first probe lets the store notice what ran out at `now`, and
+        // hand it on, before the probes that count.
+        let names = names();
+        let _ = reply(store, now, &test_lock(SHARERS[0], &names[name]));
+        self.settle(store, now, None);
+        let (mut exclusive, mut shared, mut refused) = (Vec::new(), Vec::new(), 0);
+        let mut counts = Vec::new();
+        for (owner, id) in SHARERS.iter().enumerate() {
+            match reply(store, now, &test_lock(id, &names[name])) {
+                Reply::WithId(Status::Locked, _) => exclusive.push(owner),
+                Reply::HeldShared { holders, .. } => {
+                    shared.push(owner);
+                    counts.push(holders);
+                }
+                Reply::Bare(Status::NotOwner) => refused += 1,
+                Reply::Bare(Status::Unlocked) => {}
+                other => panic!("TestLock answered {other:?}"),
+            }
+        }
+        let mut completions = Vec::new();
+        store.take_completions(&mut completions);
+        assert!(
+            completions.is_empty(),
+            "probes changed the lock: {completions:?}"
+        );
+        assert!(
+            exclusive.len() <= 1,
+            "{} exclusive holders of {name}",
+            exclusive.len()
+        );
+        assert!(
+            exclusive.is_empty() || shared.is_empty(),
+            "an exclusive holder beside {} shares of {name}",
+            shared.len()
+        );
+        for holders in &counts {
+            assert_eq!(*holders as usize, shared.len(), "Holders of {name}");
+        }
+        let limits: Vec<u32> = shared
+            .iter()
+            .filter_map(|&owner| self.seen.get(&(name, owner)))
+            .map(|s| {
+                assert!(s.shared, "a share seen as exclusive");
+                s.limit
+            })
+            .collect();
+        assert_eq!(
+            limits.len(),
+            shared.len(),
+            "every share of {name} was seen granted"
+        );
+        if let Some(&limit) = limits.first() {
+            assert!(
+                limits.iter().all(|&l| l == limit),
+                "shares of {name} under two limits"
+            );
+            assert!(
+                u32::try_from(shared.len()).is_ok_and(|n| n <= limit),
+                "{} shares of a limit of {limit}",
+                shared.len()
+            );
+        }
+        let held = exclusive.len() + shared.len();
+        assert_eq!(
+            refused,
+            if held == 0 { 0 } else { SHARERS.len() - held },
+            "NotOwner of {name}"
+        );
+        if held == 0 {
+            let live = self.older_waiters(name, u64::MAX, now);
+            assert_eq!(live, 0, "{name} is free with {live} waiters in time");
+        }
+        // Who does not hold, holds nothing any longer.
+        for owner in 0..SHARERS.len() {
+            if !exclusive.contains(&owner) && !shared.contains(&owner) {
+                self.seen.remove(&(name, owner));
+            }
+        }
+    }
+}
+
+/// Shared locks and semaphores: both modes, limits, conversions, waits
+/// (with withdrawals) and clock jumps on a few locks, checking the
+/// properties of PROTOCOL.md at every step (see [`Shares`]). Chosen by the
+/// top two bits of the first byte; no memory cap.
+pub fn check_shared(data: &[u8]) {
+    let mut bytes = Bytes::new(data);
+    let _ = bytes.u8();
+    let mut store = Store::new(
+        StoreConfig {
+            max_waiters_per_lock: 4,
+            max_waiters_total: 10,
+            max_holders: MAX_HOLDERS,
+            compact_after: 256,
+            first_token: FencingToken::new(u64::from(bytes.u32()) + 1),
+            ..StoreConfig::unbounded()
+        },
+        Moment::START,
     );
-    assert_eq!(store.waiter_count(), 0);
-    assert_eq!(store.lock_count(), 0);
-    assert_eq!(store.bytes_held(), 0, "bytes held with nothing alive");
+    let names = names();
+    let mut shares = Shares {
+        seen: HashMap::new(),
+        waiting: HashMap::new(),
+        finished: Vec::new(),
+        tokens: std::collections::HashSet::new(),
+        last_token: 0,
+        seq: 0,
+    };
+    let mut now = 0u64;
+    while !bytes.is_empty() {
+        let op = bytes.u8();
+        match op % 8 {
+            kind @ 0..=4 => {
+                let who = bytes.u8();
+                let owner = who as usize % SHARERS.len();
+                let name = (who as usize / SHARERS.len()) % SHARED_NAMES;
+                let id = SHARERS[owner];
+                let action = [
+                    Action::Lock,
+                    Action::Lock,
+                    Action::Lock,
+                    Action::Unlock,
+                    Action::TestLock,
+                ][kind as usize];
+                let mut request = request(action, id, &names[name]);
+                let (mut shared, mut limit, mut wait) = (false, MAX_HOLDERS, 0);
+                if action == Action::Lock {
+                    let how = bytes.u8();
+                    shared = how & 1 == 1;
+                    wait = u64::from((how >> 3) & 3) * 30;
+                    request = request
+                        .with_expire(Millis::new(u64::from(bytes.u8()) * 5 + 1))
+                        .with_wait(Millis::new(wait));
+                    if shared {
+                        request = request.with_mode(Mode::Shared);
+                        if let n @ 1..=3 = u32::from((how >> 1) & 3) {
+                            request = request.with_limit(n);
+                            limit = n;
+                        }
+                    }
+                }
+                let floor = shares.last_token;
+                let was_holder = shares.seen.contains_key(&(name, owner));
+                let outcome = store.apply(at(now), &request);
+                let (parked, answer) = match outcome {
+                    Outcome::Parked(ticket) => (Some(ticket), None),
+                    Outcome::Reply(reply) => (None, Some(reply)),
+                };
+                let token = match answer {
+                    Some(Reply::Locked { token, .. }) => {
+                        assert!(!shared, "an exclusive reply to a shared Lock");
+                        Some(token.get())
+                    }
+                    Some(Reply::LockedShared { token, .. }) => {
+                        assert!(shared, "a shared reply to an exclusive Lock");
+                        Some(token.get())
+                    }
+                    _ => None,
+                };
+                let own_unlock = (action == Action::Unlock).then_some((name, owner));
+                shares.settle(&mut store, now, own_unlock);
+                if let Some(ticket) = parked {
+                    assert!(wait > 0, "parked without Wait");
+                    assert!(!shares.finished.contains(&ticket), "ticket reused");
+                    shares.seq += 1;
+                    let queued = Queued {
+                        name,
+                        owner,
+                        seq: shares.seq,
+                        shared,
+                        limit,
+                        until: now + wait,
+                    };
+                    assert!(
+                        shares.waiting.insert(ticket, queued).is_none(),
+                        "ticket given twice"
+                    );
+                }
+                if let (Action::Lock, Some(token)) = (action, token) {
+                    let new = shares.granted(
+                        name,
+                        owner,
+                        Seen {
+                            shared,
+                            token,
+                            limit,
+                        },
+                        floor,
+                    );
+                    // A new hold never overtakes a waiter in time (one still
+                    // waiting once the hand-overs of this turn are done),
+                    // unless it converts this ID's own hold.
+                    let older = shares.older_waiters(name, u64::MAX, now);
+                    assert!(
+                        !new || older == 0 || was_holder,
+                        "a new grant of {name} past {older} waiters"
+                    );
+                }
+                // Who holds what after an `Unlock` (which may hand the lock
+                // to this ID's own next wait) the probes below tell.
+                shares.check_holders(&mut store, now, name);
+            }
+            5 if op & 0x80 != 0 => now += u64::from(bytes.u16()) * 997,
+            5 => now += u64::from(bytes.u8()),
+            6 => {
+                while store.expire(at(now), (op >> 4) as usize + 1) {}
+                shares.settle(&mut store, now, None);
+            }
+            _ if op & 0x80 != 0 => store.compact(),
+            _ => {
+                let pick = bytes.u8() as usize;
+                withdraw(&mut store, pick, &mut shares.waiting, &mut shares.finished);
+                shares.settle(&mut store, now, None);
+            }
+        }
+        assert_eq!(store.waiter_count(), shares.waiting.len(), "waiters");
+    }
+    let_all_time_pass(&mut store, now, |store, now| {
+        shares.settle(store, now, None);
+        shares.waiting.len()
+    });
 }

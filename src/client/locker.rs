@@ -17,7 +17,7 @@ use super::codec::ErasedCodec;
 use super::connection::Link;
 use super::guard::LockGuard;
 use super::handles::worth_retrying;
-use super::renew::RenewingGuard;
+use super::renew::{Renewal, RenewingGuard};
 use super::setup::Setup;
 use super::wire::{Reply, Request};
 use super::{Error, FencingToken, Status};
@@ -329,14 +329,52 @@ impl Locker {
         self.renew_from(expire, Instant::now())
     }
 
+    /// Takes a share patiently, like [`lock_shared`](Locker::lock_shared),
+    /// and keeps it renewed every `expire / 3` (shared requests with the
+    /// builder's [`limit`](super::LockerBuilder::limit)): see
+    /// [`RenewingGuard`].
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use jackrabbit_dlm::client::Locker;
+    /// // One of at most 4 renderers at once, across machines.
+    /// let mut slot = Locker::builder("render-farm").limit(4).build()?;
+    /// let guard = slot.lock_shared_renewing(Duration::from_secs(30))?;
+    /// # Ok::<(), jackrabbit_dlm::client::Error>(())
+    /// ```
+    pub fn lock_shared_renewing(&mut self, expire: Duration) -> Result<RenewingGuard, Error> {
+        let sent_at = Instant::now();
+        self.lock_shared(expire)?;
+        self.renew_from_in(expire, sent_at, Renewal::Shared(self.limit))
+    }
+
+    /// Hands the share this locker holds (from
+    /// [`lock_shared_wait`](Locker::lock_shared_wait), say) to a renewal
+    /// thread, as [`keep_renewed`](Locker::keep_renewed) does for an
+    /// exclusive hold: renewals are shared requests with the builder's
+    /// limit, so they reset the share's TTL and keep its token.
+    pub fn keep_renewed_shared(&mut self, expire: Duration) -> Result<RenewingGuard, Error> {
+        self.renew_from_in(expire, Instant::now(), Renewal::Shared(self.limit))
+    }
+
     fn renew_from(&mut self, expire: Duration, sent_at: Instant) -> Result<RenewingGuard, Error> {
+        self.renew_from_in(expire, sent_at, Renewal::Exclusive)
+    }
+
+    fn renew_from_in(
+        &mut self,
+        expire: Duration,
+        sent_at: Instant,
+        mode: Renewal,
+    ) -> Result<RenewingGuard, Error> {
         let token = self.token.take();
-        RenewingGuard::start(
+        RenewingGuard::start_in(
             self.setup.clone(),
             self.name.clone(),
             token,
             expire,
             sent_at,
+            mode,
         )
     }
 

@@ -1,6 +1,12 @@
 //! [`RenewingGuard`]: a hold kept alive by its own thread, the one renewal
 //! implementation of the crate (`dlm run` uses it too).
 //!
+//! A guard renews in the mode its hold was taken in: an exclusive hold with
+//! an exclusive `Lock`, a share with a shared one carrying the same `Limit`
+//! (PROTOCOL.md: the same ID asking again in the mode it holds resets the
+//! TTL and keeps the token). It never converts a hold: a renewal in the
+//! other mode would be a conversion, with a new token.
+//!
 //! The thread has its own connection, so a renewal never queues behind the
 //! caller's requests (a parked `Lock` with `Wait` on the caller's
 //! connection would hold its reply back), and it renews every `expire / 3`.
@@ -41,7 +47,8 @@ const RENEW_RETRY: Duration = Duration::from_millis(200);
 #[non_exhaustive]
 pub enum Lost {
     /// A renewal was answered `NotOwner`: the hold had run out and another
-    /// ID holds the lock.
+    /// ID holds the lock (for a share: an exclusive holder, or the limit's
+    /// worth of other shares, or shares under another `Limit`).
     Taken,
     /// A renewal was granted as a new hold, with this token: the server had
     /// forgotten the old hold (it restarted, say), so another ID may have
@@ -139,6 +146,7 @@ impl Shared {
 pub struct RenewingGuard {
     name: String,
     token: Option<FencingToken>,
+    mode: Renewal,
     shared: Arc<Shared>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<Result<bool, Error>>>,
@@ -149,20 +157,54 @@ impl fmt::Debug for RenewingGuard {
         f.debug_struct("RenewingGuard")
             .field("name", &self.name)
             .field("token", &self.token)
+            .field("mode", &self.mode)
             .field("lost", &self.lost())
             .finish_non_exhaustive()
     }
 }
 
+/// The mode a [`RenewingGuard`] renews its hold in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewal {
+    /// An exclusive hold: `Lock` without `Mode`.
+    Exclusive,
+    /// A share: `Lock` with `"Mode":"Shared"` and this `Limit`, if any
+    /// (renewals must carry the limit the share was granted under).
+    Shared(Option<u32>),
+}
+
+impl Renewal {
+    /// The `shared` field of a request renewing in this mode.
+    fn shared(self) -> Option<Option<u32>> {
+        match self {
+            Renewal::Exclusive => None,
+            Renewal::Shared(limit) => Some(limit),
+        }
+    }
+}
+
 impl RenewingGuard {
-    /// Starts renewing the hold of `setup`'s ID on `name` that was granted
-    /// (with `token`) in reply to a request sent at `sent_at`.
+    /// Starts renewing the exclusive hold of `setup`'s ID on `name` that was
+    /// granted (with `token`) in reply to a request sent at `sent_at`.
     pub(crate) fn start(
         setup: Setup,
         name: String,
         token: Option<FencingToken>,
         expire: Duration,
         sent_at: Instant,
+    ) -> Result<RenewingGuard, Error> {
+        RenewingGuard::start_in(setup, name, token, expire, sent_at, Renewal::Exclusive)
+    }
+
+    /// Starts renewing a hold of `setup`'s ID on `name` in `mode`, granted
+    /// (with `token`) in reply to a request sent at `sent_at`.
+    pub(crate) fn start_in(
+        setup: Setup,
+        name: String,
+        token: Option<FencingToken>,
+        expire: Duration,
+        sent_at: Instant,
+        mode: Renewal,
     ) -> Result<RenewingGuard, Error> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -180,6 +222,7 @@ impl RenewingGuard {
             setup,
             name: name.clone(),
             token,
+            mode,
             expire,
             held_until: sent_at + expire,
             shared: Arc::clone(&shared),
@@ -191,6 +234,7 @@ impl RenewingGuard {
         Ok(RenewingGuard {
             name,
             token,
+            mode,
             shared,
             stop: Some(stop),
             thread: Some(thread),
@@ -207,6 +251,21 @@ impl RenewingGuard {
     /// with another token is a loss.
     pub fn token(&self) -> Option<FencingToken> {
         self.token
+    }
+
+    /// Whether the hold is a share (renewed in `"Mode":"Shared"`), not an
+    /// exclusive hold.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.mode, Renewal::Shared(_))
+    }
+
+    /// The `Limit` a share is renewed with (`None` for an exclusive hold or
+    /// a share without a limit).
+    pub fn limit(&self) -> Option<u32> {
+        match self.mode {
+            Renewal::Shared(limit) => limit,
+            Renewal::Exclusive => None,
+        }
     }
 
     /// Whether the hold is still held, as far as the renewals show.
@@ -303,6 +362,7 @@ struct Renewer {
     setup: Setup,
     name: String,
     token: Option<FencingToken>,
+    mode: Renewal,
     expire: Duration,
     /// When the hold certainly ends unless renewed.
     held_until: Instant,
@@ -347,6 +407,7 @@ impl Renewer {
     fn renew(&mut self, sent_at: Instant) -> Result<(), Option<Lost>> {
         let request = super::wire::Request {
             expire: Some(self.expire),
+            shared: self.mode.shared(),
             ..self.setup.request(Action::Lock, &self.name)
         };
         let outcome = self

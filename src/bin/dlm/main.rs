@@ -227,6 +227,17 @@ enum Command {
         /// it is still running this many seconds later.
         #[arg(long, env = "DLM_KILL_AFTER", value_name = "S", value_parser = seconds)]
         kill_after: Option<Duration>,
+        /// Hold a share, beside other shared holders, never beside an
+        /// exclusive one (like `flock -s`); renewed as a share.
+        #[arg(long, env = "DLM_SHARED")]
+        shared: bool,
+        /// At most N of these commands at once across machines, a
+        /// semaphore (like `consul lock -n`; implies --shared; every
+        /// holder must give the same N): past N, the next waits up to
+        /// --wait, then exits with --conflict-exit-code.
+        #[arg(long, env = "DLM_LIMIT", value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
         /// Run this shell command (with `sh -c`) instead of COMMAND.
         #[arg(
             short = 'c',
@@ -354,7 +365,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Chart { log, output } => return chart(log, output, Report { json, drawn: false }),
     };
     let limit = match &command {
-        Command::Lock { limit, .. } => *limit,
+        Command::Lock { limit, .. } | Command::Run { limit, .. } => *limit,
         _ => None,
     };
     let mut builder = Locker::builder(name)
@@ -397,6 +408,8 @@ fn dispatch(cli: Cli) -> u8 {
             wait,
             conflict_exit_code,
             kill_after,
+            shared,
+            limit,
             shell,
             command,
             ..
@@ -410,6 +423,7 @@ fn dispatch(cli: Cli) -> u8 {
                 wait,
                 conflict_exit_code,
                 kill_after,
+                shared: shared || limit.is_some(),
             };
             return run::run(locker, &options, &command, report);
         }

@@ -7,6 +7,11 @@
 //! and `$DLM_ID`, release the hold when the command exits, and exit with
 //! the command's status.
 //!
+//! With `--shared` (or `--limit N`, a semaphore of N places) the hold is a
+//! share: taken with a shared `Lock` and renewed as one (the same `Limit`
+//! each time), so several such commands run at once, up to the limit, and
+//! never beside an exclusive `dlm run` or `dlm lock` of the same name.
+//!
 //! The main thread watches the child with `try_wait` and the guard with
 //! [`RenewingGuard::wait_lost`] in turn, and it alone signals the child:
 //! only after `try_wait` said it is still running, and an unreaped child
@@ -48,6 +53,8 @@ pub struct Options {
     pub wait: Duration,
     pub conflict_exit_code: u8,
     pub kill_after: Option<Duration>,
+    /// Hold a share (with the locker's limit, if any) instead of the lock.
+    pub shared: bool,
 }
 
 /// Runs `command` under the lock and returns the exit status for `dlm`.
@@ -65,7 +72,12 @@ pub fn run(mut locker: Locker, options: &Options, command: &[OsString], report: 
         }
         Err(e) => return report.fail(&e),
     };
-    let guard = match locker.keep_renewed(options.expire) {
+    let kept = if options.shared {
+        locker.keep_renewed_shared(options.expire)
+    } else {
+        locker.keep_renewed(options.expire)
+    };
+    let guard = match kept {
         Ok(guard) => guard,
         Err(e) => {
             let _ = locker.unlock();
@@ -112,8 +124,15 @@ pub fn run(mut locker: Locker, options: &Options, command: &[OsString], report: 
 /// Takes the lock, queueing up to `--wait`; on a terminal, says that it is
 /// waiting and for how long while it does.
 fn take(locker: &mut Locker, options: &Options) -> Result<Option<FencingToken>, Error> {
+    let acquire = |locker: &mut Locker| {
+        if options.shared {
+            locker.lock_shared_wait(options.expire, options.wait)
+        } else {
+            locker.lock_wait(options.expire, options.wait)
+        }
+    };
     if options.wait.is_zero() || !io::stderr().is_terminal() {
-        return locker.lock_wait(options.expire, options.wait);
+        return acquire(locker);
     }
     let (done, finished) = mpsc::channel::<()>();
     let name = locker.name().to_owned();
@@ -134,7 +153,7 @@ fn take(locker: &mut Locker, options: &Options) -> Result<Option<FencingToken>, 
         }
         let _ = write!(io::stderr().lock(), "\r\x1b[K");
     });
-    let outcome = locker.lock_wait(options.expire, options.wait);
+    let outcome = acquire(locker);
     drop(done);
     let _ = ticker.join();
     outcome

@@ -154,6 +154,20 @@ pub struct FightArgs {
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub wait: f64,
 
+    /// Percentage of the cycles that take a share in the rw mode (the rest take the lock
+    /// exclusively; 0 is the same load with exclusive locks only)
+    #[arg(long, default_value_t = 95, value_name = "PERCENT")]
+    pub shared_percent: u32,
+
+    /// Limit of each share in the semaphore mode: at most N holders of a resource at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub limit: u32,
+
+    /// Lock attempts each fighter makes before it stops; the run ends when all have (or when
+    /// --duration has passed), and rates are per second of the run's real length
+    #[arg(long, value_name = "N")]
+    pub cycles: Option<u64>,
+
     /// Send table-encoded lines instead of plain JSON (jackrabbit and echo targets)
     #[arg(
         long = "encoded",
@@ -163,7 +177,10 @@ pub struct FightArgs {
     pub encoding: Encoding,
 
     /// Each holder does Get, Put(value+1) on the counter its lock guards before Unlock; at the
-    /// end every counter must equal its increments, or the run fails (not for echo targets)
+    /// end every counter must equal its increments, or the run fails (not for echo targets).
+    /// In the rw and semaphore modes, every grant is checked instead against who holds the
+    /// resource as the fighters see it: no exclusive holder beside another holder, no more
+    /// shares than the limit, fencing tokens increasing in the order of grant
     #[arg(long)]
     pub verify: bool,
 

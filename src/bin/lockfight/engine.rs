@@ -343,6 +343,7 @@ impl<'p> Engine<'p> {
                 }
                 Readiness::Ready => {
                     finished = false;
+                    fighter.sending(&plan.rules);
                     plan.dialect.write(
                         &mut conn.out,
                         &mut self.scratch,

@@ -1,8 +1,8 @@
 //! One run: set up a target, start the generator threads, measure the
 //! window, check the counters, and turn the tallies into a [`RunResult`].
 
-use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +11,8 @@ use jackrabbit_dlm::protocol::Encoding;
 use crate::control;
 use crate::engine::{self, Plan};
 use crate::fighter::{Rules, Tally};
-use crate::mode::Mode;
+use crate::mode::{Mode, Sharing};
+use crate::occupancy::Occupancy;
 use crate::procfs;
 use crate::report::{RunResult, Verification};
 use crate::target::{Kind, Target};
@@ -35,6 +36,9 @@ pub struct Settings {
     pub wait_secs: f64,
     pub encoding: Encoding,
     pub verify: bool,
+    pub shared_percent: u32,
+    pub limit: u32,
+    pub cycles: Option<u64>,
 }
 
 /// A short string unique to this run, so names from other runs (even ones
@@ -74,8 +78,17 @@ pub fn fight(
     let nonce = nonce();
     let spec = settings.mode.spec();
     let wait = spec.waits.then_some(settings.wait_secs);
-    let names = Names::new(&nonce, settings.resources, settings.expire_secs, wait);
+    let semaphore = spec.sharing == Sharing::Semaphore;
+    let names = Names::new(&nonce, settings.resources, settings.expire_secs, wait)
+        .with_limit(semaphore.then_some(settings.limit));
     let per_conn = if spec.pipelined { settings.pipeline } else { 1 };
+    let shares = spec.sharing != Sharing::Exclusive;
+    // Without a Limit the server's own bound (`--max-holders`) applies,
+    // above any number of fighters here.
+    let occupancy = (settings.verify && shares).then(|| {
+        let limit = if semaphore { settings.limit } else { u32::MAX };
+        Arc::new(Occupancy::new(settings.resources, limit))
+    });
     let plan = Plan {
         addr: target.addr,
         dialect: &dialect,
@@ -84,10 +97,15 @@ pub fn fight(
         fighters_per_conn: per_conn,
         rules: Rules {
             resources: settings.resources,
-            verify: settings.verify,
+            // Shares never write the counter: the occupancy check instead.
+            verify: settings.verify && !shares,
             on_refusal: spec.on_refusal,
             retry_delay: settings.retry_delay,
             hold: settings.hold,
+            sharing: spec.sharing,
+            shared_percent: settings.shared_percent,
+            occupancy: occupancy.clone(),
+            cycles: settings.cycles,
         },
         duration: settings.duration,
         seed: settings.seed,
@@ -97,7 +115,7 @@ pub fn fight(
     let threads = settings.threads.clamp(1, connections);
     let barrier = Barrier::new(threads + 1);
     let failed = AtomicBool::new(false);
-    let (tally, cpu) = thread::scope(|scope| {
+    let (tally, cpu, elapsed) = thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let range = (connections * t / threads)..(connections * (t + 1) / threads);
@@ -109,14 +127,24 @@ pub fn fight(
         // The server's CPU is read over the same window the threads measure.
         let started = Instant::now();
         let cpu_before = target.pid.map(procfs::cpu_seconds).transpose();
-        if !failed.load(Ordering::SeqCst) {
+        // The window is --duration, or for a run of --cycles until the
+        // fighters are done (at most --duration).
+        let bounded = settings.cycles.is_some();
+        if !failed.load(Ordering::SeqCst) && !bounded {
             thread::sleep(settings.duration.saturating_sub(started.elapsed()));
         }
-        let cpu_after = target.pid.map(procfs::cpu_seconds).transpose();
+        let mut cpu_after = None;
+        if !bounded {
+            cpu_after = Some(target.pid.map(procfs::cpu_seconds).transpose());
+        }
+        let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        let elapsed = started.elapsed().min(settings.duration);
+        let cpu_after =
+            cpu_after.unwrap_or_else(|| target.pid.map(procfs::cpu_seconds).transpose());
         let mut tally = Tally::new(settings.resources);
         let mut first_error = None;
-        for handle in handles {
-            match handle.join() {
+        for result in results {
+            match result {
                 Ok(Ok(t)) => tally.merge(&t),
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e);
@@ -133,17 +161,23 @@ pub fn fight(
         };
         match first_error {
             Some(e) => Err(e),
-            None => Ok((tally, cpu?)),
+            None => Ok((tally, cpu?, elapsed)),
         }
     })?;
 
-    let verify = if settings.verify {
-        let counters = control::read_counters(target.addr, &dialect, &names)?;
-        Some(compare(&counters, &tally, &names))
-    } else {
-        None
+    let verify = match &occupancy {
+        Some(occupancy) => Some(occupied(occupancy, &tally)),
+        None if settings.verify => {
+            let counters = control::read_counters(target.addr, &dialect, &names)?;
+            Some(compare(&counters, &tally, &names))
+        }
+        None => None,
     };
-    let secs = settings.duration.as_secs_f64();
+    let secs = if settings.cycles.is_some() {
+        elapsed.as_secs_f64().max(1e-6)
+    } else {
+        settings.duration.as_secs_f64()
+    };
     let us = |q: f64| tally.latency.quantile(q).as_secs_f64() * 1e6;
     let grants = target.kind != Kind::Echo;
     Ok(RunResult {
@@ -202,5 +236,22 @@ fn compare(counters: &[u64], tally: &Tally, names: &Names) -> Verification {
         examples,
         lost_holds: tally.lost_holds,
         unfinished: tally.unfinished,
+        grants_checked: 0,
+        most_shared: 0,
+    }
+}
+
+/// What the occupancy check of a shared mode found.
+fn occupied(occupancy: &Occupancy, tally: &Tally) -> Verification {
+    let found = occupancy.findings();
+    Verification {
+        increments: 0,
+        counted: 0,
+        violations: found.violations,
+        examples: found.examples,
+        lost_holds: tally.lost_holds,
+        unfinished: tally.unfinished,
+        grants_checked: found.grants,
+        most_shared: found.most_shared,
     }
 }

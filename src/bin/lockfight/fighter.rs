@@ -6,14 +6,22 @@
 //! before unlocking; at the end every counter must equal the number of
 //! increments counted here, or two fighters held a lock at once.
 //!
+//! In the shared modes (`rw`, `semaphore`) a cycle's `Lock` is a share or
+//! an exclusive hold, decided when the cycle starts; there `--verify`
+//! reports each grant and each leaving to the run's
+//! [`Occupancy`](crate::occupancy::Occupancy) instead of counting on a
+//! counter (shared holders never write one).
+//!
 //! The fighter never touches a socket and never reads the clock: the engine
 //! hands it each reply with the current time, and asks it for its next
 //! request. That keeps the decision logic testable on its own.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::histogram::Histogram;
-use crate::mode::OnRefusal;
+use crate::mode::{OnRefusal, Sharing};
+use crate::occupancy::Occupancy;
 use crate::wire::{Op, Outcome};
 use jackrabbit_dlm::rng::Rng;
 
@@ -26,6 +34,14 @@ pub struct Rules {
     pub retry_delay: Duration,
     /// How long a holder keeps its lock before its next request.
     pub hold: Duration,
+    /// Whether `Lock`s ask for shares.
+    pub sharing: Sharing,
+    /// With [`Sharing::Mixed`]: the percentage of cycles that take a share.
+    pub shared_percent: u32,
+    /// Where grants and leavings are checked (`--verify` in a shared mode).
+    pub occupancy: Option<Arc<Occupancy>>,
+    /// Cycles each fighter makes before it stops (`--cycles`), if bounded.
+    pub cycles: Option<u64>,
 }
 
 /// What the fighters of one thread counted.
@@ -121,20 +137,51 @@ pub struct Fighter {
     pub done: bool,
     /// Locks granted to it inside the window.
     pub acquired: u64,
+    /// Whether the current cycle takes a share.
+    pub shared: bool,
+    /// Whether it holds the resource as far as the occupancy check knows
+    /// (granted, and its `Unlock` not sent yet).
+    pub holds: bool,
+    /// Cycles it has started.
+    pub cycles: u64,
+    /// It has made its `--cycles` and starts no other.
+    pub out_of_cycles: bool,
 }
 
 impl Fighter {
     /// A fighter about to lock its first resource.
-    pub fn new(owner: Box<[u8]>, mut rng: Rng, rules: &Rules) -> Self {
-        let resource = rng.below(rules.resources);
-        Fighter {
+    pub fn new(owner: Box<[u8]>, rng: Rng, rules: &Rules) -> Self {
+        let mut fighter = Fighter {
             owner,
             rng,
-            resource,
+            resource: 0,
             next: Op::Lock,
             sleeps_until: None,
             done: false,
             acquired: 0,
+            shared: false,
+            holds: false,
+            cycles: 0,
+            out_of_cycles: false,
+        };
+        fighter.new_cycle(rules);
+        fighter
+    }
+
+    /// Whether `next` asks for the lock (in either mode).
+    fn locks_next(&self) -> bool {
+        matches!(self.next, Op::Lock | Op::LockShared)
+    }
+
+    /// Called as its `next` request is written: an `Unlock` ends its hold
+    /// for the occupancy check before the server can end it. (A request
+    /// sent again on a new connection is not a second leaving.)
+    pub fn sending(&mut self, rules: &Rules) {
+        if self.next == Op::Unlock && self.holds {
+            self.holds = false;
+            if let Some(occupancy) = &rules.occupancy {
+                occupancy.leave(self.resource, self.shared);
+            }
         }
     }
 
@@ -145,7 +192,7 @@ impl Fighter {
         if self.done {
             return Readiness::Done;
         }
-        if stopping && self.next == Op::Lock {
+        if (stopping || self.out_of_cycles) && self.locks_next() {
             self.done = true;
             return Readiness::Done;
         }
@@ -170,10 +217,18 @@ impl Fighter {
     ) {
         let count = u64::from(counting);
         match (self.next, outcome) {
-            (Op::Lock, Outcome::Locked | Outcome::Answered) => {
+            (Op::Lock | Op::LockShared, Outcome::Locked(_) | Outcome::Answered) => {
                 tally.lock_requests += count;
                 tally.acquisitions += count;
                 self.acquired += count;
+                if let Some(occupancy) = &rules.occupancy {
+                    let token = match outcome {
+                        Outcome::Locked(token) => token,
+                        _ => None,
+                    };
+                    occupancy.grant(self.resource, self.shared, token);
+                    self.holds = true;
+                }
                 if rules.verify {
                     self.next = Op::Get;
                 } else {
@@ -181,12 +236,12 @@ impl Fighter {
                     self.hold(rules, now);
                 }
             }
-            (Op::Lock, Outcome::NotOwner) => {
+            (Op::Lock | Op::LockShared, Outcome::NotOwner) => {
                 tally.lock_requests += count;
                 tally.refusals += count;
                 self.refused(rules, now);
             }
-            (Op::Lock, _) => {
+            (Op::Lock | Op::LockShared, _) => {
                 tally.lock_requests += count;
                 tally.errors += count;
                 self.new_cycle(rules);
@@ -247,7 +302,18 @@ impl Fighter {
 
     fn new_cycle(&mut self, rules: &Rules) {
         self.resource = self.rng.below(rules.resources);
-        self.next = Op::Lock;
+        self.shared = match rules.sharing {
+            Sharing::Exclusive => false,
+            Sharing::Mixed => self.rng.below(100) < rules.shared_percent,
+            Sharing::Semaphore => true,
+        };
+        self.next = if self.shared {
+            Op::LockShared
+        } else {
+            Op::Lock
+        };
+        self.cycles += 1;
+        self.out_of_cycles = rules.cycles.is_some_and(|bound| self.cycles > bound);
     }
 }
 
@@ -270,6 +336,10 @@ mod tests {
             on_refusal,
             retry_delay: Duration::from_millis(5),
             hold: Duration::ZERO,
+            sharing: Sharing::Exclusive,
+            shared_percent: 0,
+            occupancy: None,
+            cycles: None,
         }
     }
 
@@ -284,7 +354,7 @@ mod tests {
         let mut t = Tally::new(4);
         let now = Instant::now();
         assert_eq!(f.next, Op::Lock);
-        f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+        f.on_reply(Outcome::Locked(Some(1)), &r, now, true, &mut t);
         assert_eq!(f.next, Op::Unlock);
         f.on_reply(Outcome::Unlocked, &r, now, true, &mut t);
         assert_eq!(f.next, Op::Lock);
@@ -298,14 +368,14 @@ mod tests {
         let mut t = Tally::new(4);
         let now = Instant::now();
         let res = f.resource;
-        f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+        f.on_reply(Outcome::Locked(Some(1)), &r, now, true, &mut t);
         assert_eq!(f.next, Op::Get);
         f.on_reply(Outcome::Value(41), &r, now, true, &mut t);
         assert_eq!(f.next, Op::Put(42));
         f.on_reply(Outcome::Done, &r, now, false, &mut t);
         assert_eq!(f.next, Op::Unlock);
         assert_eq!(t.increments[res as usize], 1);
-        f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+        f.on_reply(Outcome::Locked(Some(1)), &r, now, true, &mut t);
         assert_eq!(
             f.next,
             Op::Lock,
@@ -319,7 +389,7 @@ mod tests {
         let mut f = fighter(&r);
         let mut t = Tally::new(4);
         let now = Instant::now();
-        f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+        f.on_reply(Outcome::Locked(Some(1)), &r, now, true, &mut t);
         f.on_reply(Outcome::NotFound, &r, now, true, &mut t);
         assert_eq!(f.next, Op::Put(1));
         f.on_reply(Outcome::Unexpected, &r, now, true, &mut t);
@@ -356,7 +426,7 @@ mod tests {
         let mut f = fighter(&r);
         let mut t = Tally::new(4);
         let now = Instant::now();
-        f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+        f.on_reply(Outcome::Locked(Some(1)), &r, now, true, &mut t);
         assert_eq!(f.ready(now, true), Readiness::Ready);
         f.on_reply(Outcome::NotFound, &r, now, false, &mut t);
         f.on_reply(Outcome::Done, &r, now, false, &mut t);
@@ -374,7 +444,7 @@ mod tests {
             let mut r = rules(verify, OnRefusal::GiveUp);
             r.hold = Duration::from_millis(3);
             let mut f = fighter(&r);
-            f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+            f.on_reply(Outcome::Locked(Some(1)), &r, now, true, &mut t);
             if verify {
                 assert_eq!(f.ready(now, true), Readiness::Ready);
                 f.on_reply(Outcome::Value(1), &r, now, true, &mut t);
@@ -399,12 +469,67 @@ mod tests {
     }
 
     #[test]
+    fn shared_cycles_report_grants_and_leavings_once() {
+        let occupancy = Arc::new(Occupancy::new(4, 2));
+        let r = Rules {
+            sharing: Sharing::Semaphore,
+            occupancy: Some(Arc::clone(&occupancy)),
+            cycles: Some(1),
+            ..rules(false, OnRefusal::GiveUp)
+        };
+        let mut f = fighter(&r);
+        let mut t = Tally::new(4);
+        let now = Instant::now();
+        assert_eq!((f.next, f.shared), (Op::LockShared, true));
+        f.on_reply(Outcome::Locked(Some(5)), &r, now, true, &mut t);
+        assert_eq!(f.next, Op::Unlock, "a share never writes the counter");
+        // Sent, then sent again on a new connection: one leaving.
+        f.sending(&r);
+        f.sending(&r);
+        let mut other = fighter(&r);
+        other.resource = f.resource;
+        other.on_reply(Outcome::Locked(Some(6)), &r, now, true, &mut t);
+        let mut third = fighter(&r);
+        third.resource = f.resource;
+        third.on_reply(Outcome::Locked(Some(7)), &r, now, true, &mut t);
+        // f left, so other and third are two shares of a limit of 2.
+        let found = occupancy.findings();
+        assert_eq!((found.grants, found.violations), (3, 0), "{found:?}");
+        assert_eq!(found.most_shared, 2);
+        f.on_reply(Outcome::Unlocked, &r, now, true, &mut t);
+        assert_eq!(
+            f.ready(now, false),
+            Readiness::Done,
+            "its one cycle is made"
+        );
+    }
+
+    #[test]
+    fn mixed_cycles_take_shares_in_their_share() {
+        let r = Rules {
+            sharing: Sharing::Mixed,
+            shared_percent: 95,
+            ..rules(false, OnRefusal::GiveUp)
+        };
+        let mut f = fighter(&r);
+        let mut t = Tally::new(4);
+        let now = Instant::now();
+        let mut shares = 0;
+        for _ in 0..1000 {
+            shares += u32::from(f.next == Op::LockShared);
+            f.on_reply(Outcome::Locked(None), &r, now, true, &mut t);
+            f.on_reply(Outcome::Unlocked, &r, now, true, &mut t);
+        }
+        assert!((920..=980).contains(&shares), "{shares} of 1000");
+    }
+
+    #[test]
     fn lost_hold_is_counted() {
         let r = rules(false, OnRefusal::GiveUp);
         let mut f = fighter(&r);
         let mut t = Tally::new(4);
         let now = Instant::now();
-        f.on_reply(Outcome::Locked, &r, now, true, &mut t);
+        f.on_reply(Outcome::Locked(Some(1)), &r, now, true, &mut t);
         f.on_reply(Outcome::NotOwner, &r, now, false, &mut t);
         assert_eq!(t.lost_holds, 1);
     }

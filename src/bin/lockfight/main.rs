@@ -16,6 +16,8 @@
 //! - `wire`: requests and replies for each target's protocol; no I/O.
 //! - `mode`: the table of fighting modes.
 //! - `fighter`: one fighter's request sequence and what it counts; no I/O.
+//! - `occupancy`: `--verify` of the shared modes, who holds what as the
+//!   fighters see it; no I/O.
 //! - `engine`: the event loop that drives connections and fighters.
 //! - `control`: blocking side talks (script loading, counter check).
 //! - `fight`: one run end to end; `procfs`: the server's CPU and memory.
@@ -32,6 +34,7 @@ mod fighter;
 mod histogram;
 mod memory;
 mod mode;
+mod occupancy;
 mod procfs;
 mod report;
 mod target;
@@ -166,6 +169,23 @@ fn validate(args: &FightArgs) -> Result<Invocation, String> {
             ));
         }
     }
+    if args.mode.spec().sharing != crate::mode::Sharing::Exclusive {
+        if let Some(t) = targets.iter().find(|t| t.kind != Kind::Jackrabbit) {
+            return Err(format!(
+                "the {} mode takes shares, which only a jackrabbit target has; {} is not one",
+                args.mode, t.label
+            ));
+        }
+    }
+    if args.shared_percent > 100 {
+        return Err("--shared-percent must be between 0 and 100".into());
+    }
+    if !(1..=1_000_000).contains(&args.limit) {
+        return Err("--limit must be between 1 and 1000000".into());
+    }
+    if args.cycles == Some(0) {
+        return Err("--cycles must be at least 1".into());
+    }
     if args.mode.spec().waits {
         if let Some(t) = targets.iter().find(|t| t.kind == Kind::Redis) {
             return Err(format!(
@@ -227,6 +247,9 @@ fn validate(args: &FightArgs) -> Result<Invocation, String> {
             wait_secs: args.wait,
             encoding: args.encoding,
             verify: args.verify,
+            shared_percent: args.shared_percent,
+            limit: args.limit,
+            cycles: args.cycles,
         },
         connection_counts: counts,
         rounds: args.rounds,
@@ -306,16 +329,22 @@ fn run(args: FightArgs) -> ExitCode {
     for r in &runs {
         if let Some(v) = r.verify.as_ref().filter(|v| !v.passed()) {
             failed = true;
+            let what = if v.grants_checked > 0 {
+                format!(
+                    "{} of {} grants broke the rules of shared locks",
+                    v.violations, v.grants_checked
+                )
+            } else {
+                format!(
+                    "{} of {} counters differ from their increments (counted {}, increments {})",
+                    v.violations, r.resources, v.counted, v.increments
+                )
+            };
             eprintln!(
-                "lockfight: VIOLATION on {} (round {}, {} connections): {} of {} counters differ \
-                 from their increments (counted {}, increments {}){}",
+                "lockfight: VIOLATION on {} (round {}, {} connections): {what}{}",
                 r.target,
                 r.round,
                 r.connections,
-                v.violations,
-                r.resources,
-                v.counted,
-                v.increments,
                 if v.unfinished {
                     "; some fighters did not finish their cycle"
                 } else {
@@ -350,10 +379,17 @@ fn progress_line(r: &RunResult) -> String {
         line.push_str(&format!(", server {cpu:.2} CPU s/Mreq"));
     }
     if let Some(v) = &r.verify {
+        let checked = if v.grants_checked > 0 {
+            format!(
+                "{} grants checked, at most {} shared at once",
+                v.grants_checked, v.most_shared
+            )
+        } else {
+            format!("{} increments", v.increments)
+        };
         line.push_str(&format!(
-            ", verify {} ({} increments, {} lost holds)",
+            ", verify {} ({checked}, {} lost holds)",
             if v.passed() { "ok" } else { "FAILED" },
-            v.increments,
             v.lost_holds
         ));
     }

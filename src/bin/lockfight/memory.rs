@@ -148,7 +148,10 @@ fn take_reply(buf: &[u8], kind: Kind, step: Step) -> Result<Option<(bool, usize)
         Parsed::Incomplete => Ok(None),
         Parsed::Garbled => Err("garbled reply while filling the server".into()),
         Parsed::Reply { outcome, len } => Ok(Some((
-            matches!(outcome, Outcome::Locked | Outcome::Done | Outcome::Unlocked),
+            matches!(
+                outcome,
+                Outcome::Locked(_) | Outcome::Done | Outcome::Unlocked
+            ),
             len,
         ))),
     }

@@ -25,6 +25,10 @@ pub enum Mode {
     Chaos,
     /// Like persistent, but Lock carries Wait (--wait): the server queues it until the lock is free
     Wait,
+    /// Readers and writers, with Wait: --shared-percent of the cycles take a share, the rest the lock
+    Rw,
+    /// A semaphore fight, with Wait: every Lock is a share with Limit --limit
+    Semaphore,
 }
 
 /// What happens to the connection after a reply.
@@ -51,6 +55,17 @@ pub enum OnRefusal {
     Any,
 }
 
+/// In which mode a fighter's `Lock`s ask for the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Every `Lock` is exclusive (no `Mode`).
+    Exclusive,
+    /// `--shared-percent` of the cycles take a share, the rest the lock.
+    Mixed,
+    /// Every `Lock` takes a share, with `Limit` `--limit`.
+    Semaphore,
+}
+
 /// One row of the mode table.
 #[derive(Debug)]
 pub struct ModeSpec {
@@ -61,6 +76,8 @@ pub struct ModeSpec {
     pub on_refusal: OnRefusal,
     /// Whether `Lock` carries `Wait` (the waiting-acquire extension).
     pub waits: bool,
+    /// Exclusive locks, or shares too (the shared-locks extension).
+    pub sharing: Sharing,
 }
 
 /// Every mode, in the order `--help` lists them.
@@ -71,6 +88,7 @@ pub const MODES: &[ModeSpec] = &[
         pipelined: false,
         on_refusal: OnRefusal::GiveUp,
         waits: false,
+        sharing: Sharing::Exclusive,
     },
     ModeSpec {
         mode: Mode::Persistent,
@@ -78,6 +96,7 @@ pub const MODES: &[ModeSpec] = &[
         pipelined: false,
         on_refusal: OnRefusal::GiveUp,
         waits: false,
+        sharing: Sharing::Exclusive,
     },
     ModeSpec {
         mode: Mode::Pipelined,
@@ -85,6 +104,7 @@ pub const MODES: &[ModeSpec] = &[
         pipelined: true,
         on_refusal: OnRefusal::GiveUp,
         waits: false,
+        sharing: Sharing::Exclusive,
     },
     ModeSpec {
         mode: Mode::Patient,
@@ -92,6 +112,7 @@ pub const MODES: &[ModeSpec] = &[
         pipelined: false,
         on_refusal: OnRefusal::RetryLater,
         waits: false,
+        sharing: Sharing::Exclusive,
     },
     ModeSpec {
         mode: Mode::Aggressive,
@@ -99,6 +120,7 @@ pub const MODES: &[ModeSpec] = &[
         pipelined: false,
         on_refusal: OnRefusal::RetryNow,
         waits: false,
+        sharing: Sharing::Exclusive,
     },
     ModeSpec {
         mode: Mode::Chaos,
@@ -106,6 +128,7 @@ pub const MODES: &[ModeSpec] = &[
         pipelined: false,
         on_refusal: OnRefusal::Any,
         waits: false,
+        sharing: Sharing::Exclusive,
     },
     ModeSpec {
         mode: Mode::Wait,
@@ -114,6 +137,23 @@ pub const MODES: &[ModeSpec] = &[
         // A refusal here means the wait ran out; the fighter moves on.
         on_refusal: OnRefusal::GiveUp,
         waits: true,
+        sharing: Sharing::Exclusive,
+    },
+    ModeSpec {
+        mode: Mode::Rw,
+        reconnect: Reconnect::Never,
+        pipelined: false,
+        on_refusal: OnRefusal::GiveUp,
+        waits: true,
+        sharing: Sharing::Mixed,
+    },
+    ModeSpec {
+        mode: Mode::Semaphore,
+        reconnect: Reconnect::Never,
+        pipelined: false,
+        on_refusal: OnRefusal::GiveUp,
+        waits: true,
+        sharing: Sharing::Semaphore,
     },
 ];
 

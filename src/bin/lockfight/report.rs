@@ -27,6 +27,11 @@ pub struct Verification {
     pub lost_holds: u64,
     /// Some fighter could not finish its last cycle in time.
     pub unfinished: bool,
+    /// Shared modes: grants checked against the holders the fighters saw
+    /// (0 in the counter check).
+    pub grants_checked: u64,
+    /// Shared modes: the most shared holders of one resource seen at once.
+    pub most_shared: u32,
 }
 
 impl Verification {
@@ -288,7 +293,9 @@ pub fn runs_table(runs: &[RunResult]) -> Table {
             r.verify.as_ref().map_or_else(
                 || "-".to_string(),
                 |v| {
-                    if v.passed() {
+                    if v.passed() && v.grants_checked > 0 {
+                        format!("ok ({} grants)", v.grants_checked)
+                    } else if v.passed() {
                         format!("ok ({})", v.increments)
                     } else {
                         "VIOLATION".to_string()

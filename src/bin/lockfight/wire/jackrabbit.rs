@@ -16,17 +16,24 @@ use super::{
 pub fn write_json(out: &mut Vec<u8>, names: &Names, owner: &[u8], resource: u32, op: Op) {
     let r = resource as usize;
     match op {
-        Op::Lock | Op::Unlock => {
+        Op::Lock | Op::LockShared | Op::Unlock => {
             out.extend_from_slice(b"{\"ID\":\"");
             out.extend_from_slice(owner);
             out.extend_from_slice(b"\",\"FileName\":\"");
             out.extend_from_slice(&names.locks[r]);
-            if op == Op::Lock {
+            if op != Op::Unlock {
                 out.extend_from_slice(b"\",\"Action\":\"Lock\",\"Expire\":\"");
                 out.extend_from_slice(names.expire_secs.as_bytes());
                 if let Some(wait) = &names.wait_secs {
                     out.extend_from_slice(b"\",\"Wait\":\"");
                     out.extend_from_slice(wait.as_bytes());
+                }
+                if op == Op::LockShared {
+                    out.extend_from_slice(b"\",\"Mode\":\"Shared");
+                    if let Some(limit) = &names.limit {
+                        out.extend_from_slice(b"\",\"Limit\":\"");
+                        out.extend_from_slice(limit.as_bytes());
+                    }
                 }
                 out.extend_from_slice(b"\"}");
             } else {
@@ -85,7 +92,7 @@ pub fn parse_reply(buf: &[u8], op: Op, encoding: Encoding, scratch: &mut Vec<u8>
 /// What the JSON reply `json` to `op` means.
 pub fn interpret(json: &[u8], op: Op) -> Outcome {
     match string_field(json, b"Status") {
-        Some(b"Locked") => Outcome::Locked,
+        Some(b"Locked") => Outcome::Locked(number_field(json, b"Token")),
         Some(b"Unlocked") => Outcome::Unlocked,
         Some(b"NotOwner") => Outcome::NotOwner,
         Some(b"NotFound") => Outcome::NotFound,
@@ -100,6 +107,22 @@ pub fn interpret(json: &[u8], op: Op) -> Outcome {
 /// The raw contents of the string field `key` in a flat JSON object, if it
 /// is there and has no escapes (the fields read here never need them).
 fn string_field<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let rest = value_of(json, key)?.strip_prefix(b"\"")?;
+    let close = memchr::memchr2(b'"', b'\\', rest)?;
+    (rest[close] == b'"').then(|| &rest[..close])
+}
+
+/// The value of the unsigned number field `key` in a flat JSON object, if
+/// it is there.
+fn number_field(json: &[u8], key: &[u8]) -> Option<u64> {
+    let rest = value_of(json, key)?;
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    parse_decimal(&rest[..digits])
+}
+
+/// What follows the colon after the key `key` (quoted) in a flat JSON
+/// object, spaces skipped.
+fn value_of<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let mut from = 0;
     while let Some(at) = memchr::memmem::find(&json[from..], key) {
         let start = from + at;
@@ -111,9 +134,7 @@ fn string_field<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
         let Some(rest) = rest.strip_prefix(b":") else {
             continue;
         };
-        let rest = skip_space(rest).strip_prefix(b"\"")?;
-        let close = memchr::memchr2(b'"', b'\\', rest)?;
-        return (rest[close] == b'"').then(|| &rest[..close]);
+        return Some(skip_space(rest));
     }
     None
 }
@@ -156,6 +177,17 @@ mod tests {
         );
         let waiting: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(waiting["Wait"], "0.5");
+        let mut out = Vec::new();
+        let semaphore = Names::new("t", 2, 10.0, Some(0.5)).with_limit(Some(3));
+        write_json(&mut out, &semaphore, b"f1", 1, Op::LockShared);
+        let shared: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(shared["Mode"], "Shared");
+        assert_eq!(shared["Limit"], "3");
+        assert_eq!(shared["Wait"], "0.5");
+        let shared: serde_json::Value = serde_json::from_str(&json(Op::LockShared)).unwrap();
+        assert_eq!(shared["Mode"], "Shared");
+        assert!(shared.get("Limit").is_none());
+        assert!(lock.get("Mode").is_none());
         let unlock: serde_json::Value = serde_json::from_str(&json(Op::Unlock)).unwrap();
         assert_eq!(unlock["Action"], "Unlock");
         let get: serde_json::Value = serde_json::from_str(&json(Op::Get)).unwrap();
@@ -174,7 +206,7 @@ mod tests {
             (
                 b"{\"Status\":\"Locked\",\"ID\":\"f1\",\"Token\":17}\n",
                 Op::Lock,
-                Outcome::Locked,
+                Outcome::Locked(Some(17)),
             ),
             (
                 b"{\"Status\": \"NotOwner\"}\r\n",
@@ -238,7 +270,7 @@ mod tests {
         assert_eq!(
             parse_reply(line.as_bytes(), Op::Lock, Encoding::Table, &mut s),
             Parsed::Reply {
-                outcome: Outcome::Locked,
+                outcome: Outcome::Locked(None),
                 len: line.len()
             }
         );

@@ -27,6 +27,9 @@ pub const COUNTER_TTL_SECS: u32 = 3600;
 pub enum Op {
     /// Take the lock on the fighter's resource.
     Lock,
+    /// Take a share of it (`"Mode":"Shared"`, with the run's `Limit` if
+    /// any); Jackrabbit only.
+    LockShared,
     /// Release it.
     Unlock,
     /// Read the counter that the resource's lock guards.
@@ -38,8 +41,8 @@ pub enum Op {
 /// What a reply means to the fighter that sent the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The lock is ours.
-    Locked,
+    /// The lock is ours, with this fencing token if the reply had one.
+    Locked(Option<u64>),
     /// The lock was released (or was not held).
     Unlocked,
     /// Someone else holds the lock (for `Unlock`: someone else holds ours).
@@ -79,6 +82,8 @@ pub struct Names {
     pub expire_ms: String,
     /// `Wait` of a `Lock`, in seconds, in the wait mode.
     pub wait_secs: Option<String>,
+    /// `Limit` of a shared `Lock`, in the semaphore mode.
+    pub limit: Option<String>,
 }
 
 impl Names {
@@ -101,6 +106,15 @@ impl Names {
             expire_secs: format!("{expire_secs}"),
             expire_ms: ms.to_string(),
             wait_secs: wait_secs.map(|w| format!("{w}")),
+            limit: None,
+        }
+    }
+
+    /// The same names, with `Limit` on shared `Lock`s.
+    pub fn with_limit(self, limit: Option<u32>) -> Self {
+        Names {
+            limit: limit.map(|n| n.to_string()),
+            ..self
         }
     }
 }

@@ -47,7 +47,8 @@ pub fn write_command(
 ) {
     let r = resource as usize;
     match op {
-        Op::Lock => write_args(
+        // Redis has no shares; lockfight refuses shared modes against it.
+        Op::Lock | Op::LockShared => write_args(
             out,
             &[
                 b"SET",
@@ -123,8 +124,8 @@ pub fn parse_reply(buf: &[u8], op: Op) -> Parsed {
         Err(()) => return Parsed::Garbled,
     };
     let outcome = match (op, value) {
-        (Op::Lock, Value::Simple(b"OK")) => Outcome::Locked,
-        (Op::Lock, Value::Bulk(None)) => Outcome::NotOwner,
+        (Op::Lock | Op::LockShared, Value::Simple(b"OK")) => Outcome::Locked(None),
+        (Op::Lock | Op::LockShared, Value::Bulk(None)) => Outcome::NotOwner,
         (Op::Unlock, Value::Integer(1)) => Outcome::Unlocked,
         (Op::Unlock, Value::Integer(0)) => Outcome::NotOwner,
         (Op::Get, Value::Bulk(None)) => Outcome::NotFound,
@@ -189,7 +190,7 @@ mod tests {
             Parsed::Reply { outcome, .. } => outcome,
             other => panic!("{other:?}"),
         };
-        assert_eq!(r(b"+OK\r\n", Op::Lock), Outcome::Locked);
+        assert_eq!(r(b"+OK\r\n", Op::Lock), Outcome::Locked(None));
         assert_eq!(r(b"$-1\r\n", Op::Lock), Outcome::NotOwner);
         assert_eq!(r(b":1\r\n", Op::Unlock), Outcome::Unlocked);
         assert_eq!(r(b":0\r\n", Op::Unlock), Outcome::NotOwner);
