@@ -46,6 +46,28 @@ fn every_node_answers_for_the_cluster_in_both_encodings() {
         let next = c.call_in(encoding, &request("Lock", "bob", &lock, "60"));
         assert!(token(&next) > first, "{next}");
     }
+    // Reads go through ReadIndex, not the log: many of them on every node
+    // add no entry, and still see the latest write.
+    let committed = cluster.stats(0)["Committed"].as_u64().unwrap();
+    let mut writer = cluster.client(0);
+    for n in 0..10 {
+        let value = format!("v{n}");
+        let stored = writer.call(&put("w", "latest", &value, "60"));
+        assert_eq!(status(&stored), "Done");
+        for i in 0..3 {
+            let got = cluster.client(i).call(&request("Get", "w", "latest", "0"));
+            assert_eq!(got["DataStore"], value, "node {i} read an old value: {got}");
+            let tested = cluster
+                .client(i)
+                .call(&request("TestLock", "bob", "door1", "0"));
+            assert_eq!(status(&tested), "Locked", "{tested}");
+        }
+    }
+    let now = cluster.stats(0)["Committed"].as_u64().unwrap();
+    assert!(
+        now - committed <= 12,
+        "reads were written to the log: {committed} -> {now}"
+    );
     for i in 0..3 {
         let stats = cluster.stats(i);
         assert_eq!(stats["NodeId"], i as u64 + 1, "{stats}");

@@ -272,6 +272,21 @@ pub struct Commands<'a> {
     failed: bool,
 }
 
+impl<'a> Commands<'a> {
+    /// The commands in `bytes` (a batch's body, or relayed commands).
+    pub fn of(bytes: &'a [u8]) -> Commands<'a> {
+        Commands {
+            r: Reader { bytes, at: 0 },
+            failed: false,
+        }
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.r.bytes.len() - self.r.at
+    }
+}
+
 impl<'a> Iterator for Commands<'a> {
     type Item = Result<Command<'a>, DecodeError>;
 

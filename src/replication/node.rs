@@ -129,6 +129,9 @@ pub struct Replica<S: LogStore> {
     batch: Vec<u8>,
     /// Messages for other members, drained by the reactor.
     pub outbox: Vec<Outgoing>,
+    /// Answered read indexes: (the context given to
+    /// [`Replica::read_index`], the commit index to apply before reading).
+    pub read_states: Vec<(u64, u64)>,
     /// Wall-clock microseconds, for a new leader's token floor.
     wall_micros: fn() -> u64,
 }
@@ -174,6 +177,7 @@ impl<S: LogStore> Replica<S> {
             max_waiting: settings.max_waiting,
             batch: Vec::new(),
             outbox: Vec::new(),
+            read_states: Vec::new(),
             wall_micros,
         })
     }
@@ -199,6 +203,15 @@ impl<S: LogStore> Replica<S> {
     /// The storage, for its counters.
     pub fn storage(&self) -> &S {
         self.raw.store()
+    }
+
+    /// Asks for the commit index a linearizable read must wait for
+    /// (raft's ReadIndex: the leader confirms it still leads with a
+    /// heartbeat round); the answer comes in [`Replica::read_states`] with
+    /// `context`. A follower asks the leader; without a leader nothing
+    /// comes, and the reads time out.
+    pub fn read_index(&mut self, context: u64) {
+        self.raw.read_index(context.to_le_bytes().to_vec());
     }
 
     /// The index applied last.
@@ -328,6 +341,12 @@ impl<S: LogStore> Replica<S> {
 
     fn handle_ready(&mut self, now: Moment, apply: &mut dyn FnMut(Applied<'_>)) -> io::Result<()> {
         let mut ready = self.raw.ready();
+        for state in ready.take_read_states() {
+            if let Ok(context) = <[u8; 8]>::try_from(&state.request_ctx[..]) {
+                self.read_states
+                    .push((u64::from_le_bytes(context), state.index));
+            }
+        }
         // A leader's appends may go out before its own write: a follower's
         // acknowledgement is what counts, and raft counts the leader's own
         // only once it is persisted.

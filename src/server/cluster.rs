@@ -34,6 +34,14 @@ const MAX_WAITING_COMMANDS: usize = 64 << 20;
 /// Heartbeats without one from the leader before a follower campaigns.
 const ELECTION_TICKS: usize = 10;
 
+/// The reads of one turn, waiting for their read index.
+struct ReadBatch {
+    context: u64,
+    asked: Moment,
+    index: Option<u64>,
+    commands: Vec<u8>,
+}
+
 /// The replicated part of a server.
 pub struct Cluster {
     replica: Replica<Storage>,
@@ -44,6 +52,15 @@ pub struct Cluster {
     pub deliveries: Vec<Delivery>,
     /// The turn's commands, taken from the session (kept for its capacity).
     commands: Vec<u8>,
+    /// Reads waiting for their read index: (context, local time asked,
+    /// the index once known, the reads as commands).
+    reads: Vec<ReadBatch>,
+    next_read: u64,
+    /// Scratch for a turn's reads.
+    turn_reads: Vec<u8>,
+    /// `--commit-timeout`, after which a read batch is dropped (its
+    /// requests were answered `Unavailable`).
+    commit_timeout: Millis,
     /// `--snapshot-after`: applied entries between two snapshots.
     snapshot_after: u64,
     /// The index of the last snapshot.
@@ -135,6 +152,10 @@ impl Cluster {
             received: Vec::new(),
             deliveries: Vec::new(),
             commands: Vec::new(),
+            reads: Vec::new(),
+            next_read: 0,
+            turn_reads: Vec::new(),
+            commit_timeout: Millis::from_secs(config.commit_timeout),
             snapshot_after: config.snapshot_after,
             snapshot_at: applied,
         }))
@@ -154,10 +175,22 @@ impl Cluster {
             .as_ref()
             .and_then(Replicated::next_timeout);
         let retry = self.members.as_ref().and_then(Members::next_retry);
-        [Some(self.replica.next_tick()), deadline, timeout, retry]
-            .into_iter()
-            .flatten()
-            .min()
+        // Reads sent back to the log wait for a turn: the next, at once.
+        let pending = session
+            .replicated
+            .as_ref()
+            .filter(|r| !r.turn_commands().is_empty())
+            .map(|_| Moment::from_ms(0));
+        [
+            Some(self.replica.next_tick()),
+            deadline,
+            timeout,
+            retry,
+            pending,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// An event on a replication token.
@@ -197,6 +230,17 @@ impl Cluster {
             self.commands.clear();
             self.commands.extend_from_slice(replicated.turn_commands());
             replicated.clear_turn();
+            replicated.take_reads(&mut self.turn_reads);
+            if !self.turn_reads.is_empty() {
+                self.next_read += 1;
+                self.replica.read_index(self.next_read);
+                self.reads.push(ReadBatch {
+                    context: self.next_read,
+                    asked: now,
+                    index: None,
+                    commands: std::mem::take(&mut self.turn_reads),
+                });
+            }
         }
         let deadline = session.store.next_deadline();
         let deliveries = &mut self.deliveries;
@@ -222,6 +266,7 @@ impl Cluster {
                 "cannot install the leader's snapshot: {e}"
             )));
         }
+        self.answer_reads(session, now);
         let applied = self.replica.applied();
         if applied >= self.snapshot_at.saturating_add(self.snapshot_after) {
             let mut data = Vec::new();
@@ -251,6 +296,33 @@ impl Cluster {
             members.reconnect(now, registry);
         }
         Ok(())
+    }
+}
+
+impl Cluster {
+    /// Answers the reads whose read index is applied; those that must go
+    /// through the log after all are proposed at once. Batches older than
+    /// the commit timeout (a read index lost with a leader) are dropped:
+    /// their requests were answered `Unavailable`.
+    fn answer_reads(&mut self, session: &mut Session, now: Moment) {
+        for (context, index) in self.replica.read_states.drain(..) {
+            if let Some(batch) = self.reads.iter_mut().find(|b| b.context == context) {
+                batch.index = Some(index);
+            }
+        }
+        let applied = self.replica.applied();
+        let timeout = self.commit_timeout;
+        let mut answered = Vec::new();
+        self.reads.retain_mut(|batch| {
+            if batch.index.is_some_and(|i| i <= applied) {
+                answered.push(std::mem::take(&mut batch.commands));
+                return false;
+            }
+            now.since(batch.asked) < timeout
+        });
+        for commands in answered {
+            session.answer_reads(&commands, &mut self.deliveries);
+        }
     }
 }
 

@@ -168,6 +168,9 @@ impl Connection {
     /// Answers one line; its reply goes out directly, or behind the last
     /// parked request. True unless the line was blank.
     fn answer(&mut self, session: &mut Session, now: Moment, incoming: Incoming) -> bool {
+        if let Some(replicated) = session.replicated.as_mut() {
+            replicated.read_now = !self.parked.awaits_commit();
+        }
         let (out, held) = match self.parked.behind_newest() {
             Some(behind) => (behind, true),
             None => (&mut self.output, false),

@@ -222,6 +222,49 @@ impl Session {
         store.maybe_compact();
     }
 
+    /// Answers reads (commands gathered by `take_reads`) whose read index
+    /// this node has applied, from the store as it stands, without the log
+    /// (`Store::read`); a read that would change something on the way is
+    /// sent through the log instead.
+    pub fn answer_reads(&mut self, commands: &[u8], out: &mut Vec<Delivery>) {
+        let Session {
+            store,
+            plain,
+            replicated,
+            ..
+        } = self;
+        let Some(replicated) = replicated.as_mut() else {
+            return;
+        };
+        let at = replicated.cluster_time;
+        let mut start = 0;
+        let mut rest = command::Commands::of(commands);
+        while let Some(Ok(Command::Request(origin, request))) = rest.next() {
+            let end = commands.len() - rest.remaining();
+            let bytes = &commands[start..end];
+            start = end;
+            let Some(proposal) = replicated.proposals.get(&origin).copied() else {
+                continue; // timed out, or its connection closed
+            };
+            match store.read(at, &request) {
+                Some(reply) => {
+                    replicated.proposals.remove(&origin);
+                    let counts = crate::store::read_counts(&reply);
+                    let mut reply_bytes = Vec::new();
+                    write_reply(reply, proposal.encoding, plain, &mut reply_bytes);
+                    crate::store::count_read(&mut store.counters, counts);
+                    count_reply(&mut store.counters, counts.0);
+                    out.push(Delivery::Reply {
+                        conn: proposal.conn,
+                        origin,
+                        bytes: reply_bytes,
+                    });
+                }
+                None => replicated.through_log(bytes),
+            }
+        }
+    }
+
     /// Answers `Unavailable` to this node's proposals that were not applied
     /// within `--commit-timeout` of local time `now`.
     pub fn expire_proposals(&mut self, now: Moment, out: &mut Vec<Delivery>) {

@@ -61,6 +61,12 @@ pub struct Replicated {
     next_seq: u64,
     /// This turn's commands, for the Raft node.
     commands: Vec<u8>,
+    /// This turn's reads (`TestLock`, `Get`), as commands, for ReadIndex.
+    reads: Vec<u8>,
+    /// Whether the request being answered may be read without the log:
+    /// its connection has no request ahead of it still to be applied, so
+    /// reading now keeps the connection's requests in order.
+    pub(super) read_now: bool,
     pub(super) proposals: HashMap<Origin, Proposal>,
     /// When each proposal times out, oldest first (the local clock only
     /// moves forward, so this is deadline order).
@@ -82,6 +88,8 @@ impl Replicated {
             node,
             next_seq: first_seq,
             commands: Vec::new(),
+            reads: Vec::new(),
+            read_now: false,
             proposals: HashMap::new(),
             timeouts: VecDeque::new(),
             commit_timeout,
@@ -103,12 +111,31 @@ impl Replicated {
         !matches!(action, Action::Version | Action::Stats)
     }
 
-    /// Adds `request` to this turn's commands under a new origin.
+    /// Adds `request` to this turn's commands (or, a read that may be
+    /// answered without the log, to its reads) under a new origin.
     pub(super) fn propose(&mut self, request: &Request<'_>) -> Origin {
         self.next_seq += 1;
         let origin = Origin::new(self.node, self.next_seq);
-        command::push_request(&mut self.commands, origin, request);
+        let read = matches!(request.action(), Action::TestLock | Action::Get);
+        let out = if read && self.read_now {
+            &mut self.reads
+        } else {
+            &mut self.commands
+        };
+        command::push_request(out, origin, request);
         origin
+    }
+
+    /// Moves this turn's reads to `out` (cleared first).
+    pub fn take_reads(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        out.append(&mut self.reads);
+    }
+
+    /// Sends commands (reads that could not be answered without changing
+    /// anything) through the log with the next turn's.
+    pub fn through_log(&mut self, commands: &[u8]) {
+        self.commands.extend_from_slice(commands);
     }
 
     /// Records who is owed the reply to `origin`, from local time `now`.

@@ -107,6 +107,13 @@ impl ParkedReplies {
             .collect()
     }
 
+    /// Whether a proposed request is still to be applied.
+    pub(super) fn awaits_commit(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| matches!(s.awaited, Awaited::Commit(_)) && s.reply.is_none())
+    }
+
     /// A proposed request was applied and parked in a lock's queue: from now
     /// on it waits for `ticket`.
     pub(super) fn committed_parked(&mut self, origin: Origin, ticket: Ticket) {

@@ -62,6 +62,7 @@ mod audit;
 mod data;
 mod locks;
 mod packed;
+mod read;
 mod shared;
 mod sharing;
 pub mod snapshot;
@@ -84,6 +85,7 @@ use table::{Entry, HoldKey, HolderKey, ItemKey, SetKey, SlabKey, Table, WaiterKe
 use waiters::Waiter;
 use wheel::Wheel;
 
+pub use read::{count_read, read_counts};
 pub use snapshot::{SnapshotError, SnapshotErrorKind};
 pub use waiters::{Completion, Origin, Ticket};
 
