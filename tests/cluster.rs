@@ -246,3 +246,34 @@ fn try_call(addr: std::net::SocketAddr, line: &str) -> Option<serde_json::Value>
     BufReader::new(stream).read_line(&mut reply).ok()?;
     serde_json::from_str(&reply).ok()
 }
+
+/// A request parked with `Wait` on a follower is answered `NotOwner` when
+/// the leader changes (PROTOCOL.md, Cluster), and one parked on a lock that
+/// is released while the leader stays is granted, on any node.
+#[test]
+fn waits_are_granted_across_nodes_and_answered_on_a_change_of_leader() {
+    let mut cluster = TestCluster::start(3, FAST);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    let held = cluster.call_settled(leader, &request("Lock", "alice", "door", "600"));
+    assert_eq!(status(&held), "Locked");
+    let mut waiter = cluster.client(follower);
+    waiter.send_line(&common::lock_wait("bob", "door", "600", "60"));
+    // The wait is parked once the cluster applied it: bob's TestLock is
+    // then still NotOwner, and alice's release hands the lock to bob.
+    cluster.wait_parked(follower, 1);
+    let released = cluster.call_settled(leader, &request("Unlock", "alice", "door", "0"));
+    assert_eq!(status(&released), "Unlocked");
+    let granted = waiter.reply();
+    assert_eq!(status(&granted), "Locked", "{granted}");
+    assert!(token(&granted) > token(&held));
+
+    waiter.send_line(&common::lock_wait("carol", "door", "600", "60"));
+    cluster.wait_parked(follower, 2);
+    cluster.kill(leader);
+    let answered = waiter.reply();
+    assert_eq!(status(&answered), "NotOwner", "{answered}");
+    let new = cluster.leader();
+    let still = cluster.call_settled(new, &request("Lock", "bob", "door", "600"));
+    assert_eq!(token(&still), token(&granted), "bob still holds it");
+}

@@ -166,6 +166,18 @@ impl TestCluster {
         }
     }
 
+    /// Waits until member `i` has applied `n` parked waits (`Waited`).
+    pub fn wait_parked(&self, i: usize, n: u64) {
+        let start = Instant::now();
+        while self.stats(i)["Waited"].as_u64().unwrap_or(0) < n {
+            assert!(
+                start.elapsed() < SETTLE,
+                "member {i} never parked {n} waits"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends `request` to member `i` until it is answered with something
     /// other than `Unavailable` (a cluster between leaders), and returns it.
     pub fn call_settled(&self, i: usize, request: &str) -> serde_json::Value {
