@@ -143,6 +143,9 @@ pub struct Server {
     identity_dir: Option<IdentityDir>,
     /// The metrics port (`--metrics`), if asked for.
     metrics: Option<Metrics>,
+    /// The machine's physical memory, for `MemoryMax` (`None`: unknown, no
+    /// samples).
+    physical_memory: Option<u64>,
 }
 
 impl Server {
@@ -219,7 +222,7 @@ impl Server {
             next_idle_check: bound_at.after(IDLE_SPAN),
         };
         log.line(&format!("{} listening on {local_addr}", banner()));
-        Ok(Server {
+        let mut server = Server {
             poll,
             listener: Some(listener),
             local_addr,
@@ -244,7 +247,10 @@ impl Server {
             pid_file: config.pid_file.clone(),
             identity_dir,
             metrics,
-        })
+            physical_memory: system::physical_memory(),
+        };
+        server.sample_memory();
+        Ok(server)
     }
 
     /// The metrics port's address, when `--metrics` asked for one.
@@ -364,6 +370,7 @@ impl Server {
                 self.session.shrink();
             }
             if now >= next_stats {
+                self.sample_memory();
                 self.log.interval(&self.session.store.counters);
                 next_stats = now.after(self.limits.stats_interval);
             }
@@ -376,6 +383,7 @@ impl Server {
                 next_idle_check = now.after(IDLE_SPAN);
             }
             if now >= next_sweep {
+                self.sample_memory();
                 self.close_stalled(now);
                 self.reread_identities(false);
                 if let Some(metrics) = self.metrics.as_mut() {
@@ -394,6 +402,7 @@ impl Server {
                 }
             }
         }
+        self.sample_memory();
         let totals = format_pairs(&self.session.store.counters);
         self.log.line(&format!("{} stopped. {totals}", banner()));
         if let Some(path) = &self.pid_file {
@@ -402,6 +411,21 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// Reads resident memory into `MemoryMax` (the highest since start) and
+    /// the statistics log (the highest of the interval): at bind, in the
+    /// once-a-second sweep and before each statistics line.
+    fn sample_memory(&mut self) {
+        let Some(physical) = self.physical_memory else {
+            return;
+        };
+        if let Some(resident) = system::resident_memory() {
+            let percent = system::percent_hundredths(resident, physical);
+            let counters = &mut self.session.store.counters;
+            counters.memory_max = counters.memory_max.max(percent);
+            self.log.note_memory(percent);
+        }
     }
 
     /// Reads the identity directory again if it changed (or always, with

@@ -8,7 +8,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::stats::Counters;
+use crate::stats::{Counters, Figure};
 
 /// The `Status` of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,7 +227,18 @@ impl Reply<'_> {
                     out.extend_from_slice(b",\"");
                     out.extend_from_slice(name.as_bytes());
                     out.extend_from_slice(b"\":");
-                    write_u64(out, value);
+                    match value {
+                        Figure::Count(n) => write_u64(out, n),
+                        // Integers, except MemoryMax: two decimals.
+                        Figure::Hundredths(n) => {
+                            write_u64(out, n / 100);
+                            out.push(b'.');
+                            if n % 100 < 10 {
+                                out.push(b'0');
+                            }
+                            write_u64(out, n % 100);
+                        }
+                    }
                 }
             }
         }
