@@ -123,6 +123,57 @@ impl std::fmt::Display for Figure {
     }
 }
 
+/// Refusals of the kinds `--audit` logs by client address: one
+/// connection's, or one address's in an interval (`server/audit.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refusals {
+    pub not_owner: u64,
+    pub bad_payload: u64,
+    pub auth_failed: u64,
+}
+
+impl Refusals {
+    /// The kinds' names, in the order of the audit lines (by name) and of
+    /// [`Refusals::counts`].
+    pub const KINDS: [&'static str; 3] = ["AuthFailed", "BadPayload", "NotOwner"];
+
+    /// The counts, in the order of [`Refusals::KINDS`].
+    pub fn counts(&self) -> [u64; 3] {
+        [self.auth_failed, self.bad_payload, self.not_owner]
+    }
+
+    /// The counters' figures of these kinds.
+    #[inline]
+    pub fn of(counters: &Counters) -> Refusals {
+        Refusals {
+            not_owner: counters.not_owner,
+            bad_payload: counters.bad_payload,
+            auth_failed: counters.auth_failed,
+        }
+    }
+
+    /// Adds the counters' growth since `earlier` (their figures then).
+    #[inline]
+    pub fn add_since(&mut self, earlier: Refusals, counters: &Counters) {
+        let now = Refusals::of(counters);
+        self.not_owner += now.not_owner - earlier.not_owner;
+        self.bad_payload += now.bad_payload - earlier.bad_payload;
+        self.auth_failed += now.auth_failed - earlier.auth_failed;
+    }
+
+    /// Adds `other`.
+    pub fn add(&mut self, other: Refusals) {
+        self.not_owner += other.not_owner;
+        self.bad_payload += other.bad_payload;
+        self.auth_failed += other.auth_failed;
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        *self == Refusals::default()
+    }
+}
+
 /// The interval line's pairs: as [`format_pairs`], but never empty (a
 /// reader splits every piece on `:`): with nothing counted, `Idle: 0`.
 pub fn interval_pairs(counters: &Counters) -> String {

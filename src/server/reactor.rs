@@ -34,7 +34,7 @@
 //! starve the others), `--partial-timeout`, and the line limit.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use super::audit::Audit;
 use super::clock::Clock;
 use super::identity_dir::IdentityDir;
 use super::metrics::{self, Metrics};
@@ -91,6 +92,8 @@ struct Peer {
     output_full: bool,
     /// Listed in `Server::unflushed`: replies wait for the end of the turn.
     flush_queued: bool,
+    /// The client's address, for `--audit`.
+    addr: IpAddr,
 }
 
 /// What `drive` decided about a connection.
@@ -146,6 +149,8 @@ pub struct Server {
     /// The machine's physical memory, for `MemoryMax` (`None`: unknown, no
     /// samples).
     physical_memory: Option<u64>,
+    /// `--audit`: the interval's refusals by client address.
+    audit: Option<Audit>,
 }
 
 impl Server {
@@ -248,6 +253,9 @@ impl Server {
             identity_dir,
             metrics,
             physical_memory: system::physical_memory(),
+            audit: config.audit.then(|| {
+                Audit::new(usize::try_from(config.audit_max_addresses).unwrap_or(usize::MAX))
+            }),
         };
         server.sample_memory();
         Ok(server)
@@ -372,6 +380,7 @@ impl Server {
             if now >= next_stats {
                 self.sample_memory();
                 self.log.interval(&self.session.store.counters);
+                self.write_audit();
                 next_stats = now.after(self.limits.stats_interval);
             }
             if now >= next_idle_check {
@@ -403,6 +412,7 @@ impl Server {
             }
         }
         self.sample_memory();
+        self.write_audit();
         let totals = format_pairs(&self.session.store.counters);
         self.log.line(&format!("{} stopped. {totals}", banner()));
         if let Some(path) = &self.pid_file {
@@ -425,6 +435,21 @@ impl Server {
             let counters = &mut self.session.store.counters;
             counters.memory_max = counters.memory_max.max(percent);
             self.log.note_memory(percent);
+        }
+    }
+
+    /// With `--audit`: the interval's audit lines, the refusals of the
+    /// connections still open included (theirs from now on count in the
+    /// next interval).
+    fn write_audit(&mut self) {
+        let Some(audit) = self.audit.as_mut() else {
+            return;
+        };
+        for (_, peer) in &mut self.peers {
+            audit.add(peer.addr, peer.conn.take_refusals());
+        }
+        for line in audit.lines() {
+            self.log.line(&line);
         }
     }
 
@@ -504,7 +529,7 @@ impl Server {
         };
         loop {
             match listener.accept() {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, addr)) => {
                     if self.peers.len() >= self.limits.max_connections {
                         self.session.store.counters.refused += 1;
                         drop(stream);
@@ -527,6 +552,9 @@ impl Server {
                     if self.close_after_reply {
                         conn.close_after_reply();
                     }
+                    if self.audit.is_some() {
+                        conn.audit();
+                    }
                     entry.insert(Peer {
                         stream,
                         conn,
@@ -535,6 +563,7 @@ impl Server {
                         hangup_seen: false,
                         output_full: false,
                         flush_queued: false,
+                        addr: addr.ip(),
                     });
                     self.session.store.counters.connections += 1;
                 }
@@ -571,6 +600,9 @@ impl Server {
     fn close(&mut self, key: usize) {
         if let Some(mut peer) = self.peers.try_remove(key) {
             peer.conn.withdraw_waits(&mut self.session);
+            if let Some(audit) = self.audit.as_mut() {
+                audit.add(peer.addr, peer.conn.take_refusals());
+            }
         }
     }
 
