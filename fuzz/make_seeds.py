@@ -113,5 +113,43 @@ def main():
     write("connection", "mixed-three", bytes([255, 7, 1, 2]) + struct.pack("<I", 11) + plain + encoded + REQUESTS[7])
 
 
+    # auth: operations of three bytes [a][b][c] (see fuzz/src/auth.rs):
+    # a = action | 8 for w2 | file << 4 | 0x40 Wait | 0x80 table-encoded;
+    # b = credentials kind | expire << 4; c = size
+    LOCK, UNLOCK, TESTLOCK, PUT, GET, ERASE, VERSION, STATS = range(8)
+    write("auth", "binding", bytes([
+        LOCK, 1, 0,             # w1 locks f0 as alpha
+        LOCK, 0, 0,             # w1 without a Name: NotOwner
+        TESTLOCK, 2, 0,         # w1 as beta: NotOwner
+        UNLOCK, 3, 5,           # alpha's Identity with one character changed: AuthFailed
+        UNLOCK | 0x80, 1, 0,    # alpha, table-encoded: Unlocked
+        PUT | 8 | 0x10, 0x12, 0x40,  # w2 puts 16384 bytes on f1 as beta, 120 s
+        PUT | 8 | 0x10, 0x12, 0x41,  # 16385: past beta's MaxSize
+        GET | 8 | 0x10, 0, 0,   # w2 without a Name: NotOwner
+        GET | 8 | 0x10, 2, 0,   # as beta: the value
+        ERASE | 8 | 0x10, 1, 0,  # as alpha: NotOwner
+        STATS | 0x80, 0, 0,
+    ]))
+    bad = [(4, 0), (4, 7), (5, 0), (6, 0), (7, 0)]
+    bad += [(8, c) for c in range(8)] + [(9, 0), (9, 1), (9, 255), (10, 0), (11, 0)]
+    bad += [(12, c) for c in range(5)] + [(13, c) for c in range(3)] + [(14, 0)]
+    write("auth", "bad-credentials", b"".join(bytes([LOCK | 0x20, kind, c]) for kind, c in bad))
+    write("auth", "anonymous-limits", bytes([
+        LOCK, 0x10, 0,          # 120 s without a Name
+        LOCK | 0x40, 0, 0,      # Wait 120 s without a Name
+        LOCK, 0x20, 0,          # past the max TTL: BadPayload, not AuthFailed
+        LOCK, 0, 1,             # an Identity without a Name is anonymous
+        LOCK | 0x40, 1, 0,      # alpha with Wait 0, another's lock: NotOwner
+        PUT | 0x10, 0, 17,      # 17 bytes without a Name
+        PUT | 0x10, 0x30, 16,   # 16 bytes, Expire as a number
+        PUT | 0x20, 1, 33,      # past alpha's MaxSize
+        PUT | 0x20, 0x11, 32,
+        VERSION, 6, 0,          # alpha without Identity, even for Version
+        STATS, 0, 0,
+    ]))
+    write("auth", "names-from-input", bytes([LOCK, 15, 5]) + b"alpha" + bytes([LOCK, 15, 5]) + b"alph/"
+          + bytes([TESTLOCK, 15, 8]) + b"../alpha" + bytes([UNLOCK, 15, 5]) + b"alpha")
+
+
 if __name__ == "__main__":
     main()

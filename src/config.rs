@@ -108,6 +108,15 @@ pub struct Config {
     #[arg(long)]
     pub log_utc: bool,
 
+    /// Once per statistics interval, log the client addresses refused (NotOwner, BadPayload, AuthFailed) and how often: lines "DLMerror/KIND: ADDRESS COUNT, ...", the busiest first, never a name, ID or payload
+    #[arg(long)]
+    pub audit: bool,
+
+    /// With --audit: most client addresses tracked per statistics interval; the refusals of further addresses are logged as one figure ("others COUNT")
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub audit_max_addresses: u32,
+
     /// Authenticate requests that carry a Name against the identity files DIR/NAME.cfg (upstream's Config directory), read at start-up, when they change, and on SIGHUP; off without it
     #[arg(long, value_name = "DIR")]
     pub identity_dir: Option<PathBuf>,
@@ -336,6 +345,8 @@ mod tests {
             (10_000, 100_000)
         );
         assert_eq!(c.max_holders, 10_000);
+        assert!(!c.audit, "off by default");
+        assert_eq!(c.audit_max_addresses, 10_000);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! deployments depend on them. [`Counters`] holds totals since start; the
 //! interval line shows the difference from the previous line (so per-interval
 //! counters "reset" after each line), except `ALock` and `AData`, which are
-//! current values. Nothing here ever sees a name, an ID or a value.
+//! current values, and `MemoryMax`, a maximum (the interval line shows the
+//! interval's, which the statistics log keeps). Nothing here ever sees a
+//! name, an ID or a value.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,18 +21,19 @@ macro_rules! counters {
 
         impl Counters {
             /// `(name, value)` for every counter, sorted by name.
-            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
-                [$(($name, self.$field)),*].into_iter()
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, Figure)> + use<> {
+                [$(($name, Figure::of($name, self.$field))),*].into_iter()
             }
 
-            /// What happened since `earlier`; gauges (`ALock`, `AData`) keep
-            /// their current value.
+            /// What happened since `earlier`; gauges (`ALock`, `AData`) and
+            /// the maximum `MemoryMax` keep their current value.
             pub fn since(&self, earlier: &Counters) -> Counters {
                 let mut delta = Counters {
                     $($field: self.$field.saturating_sub(earlier.$field),)*
                 };
                 delta.a_lock = self.a_lock;
                 delta.a_data = self.a_data;
+                delta.memory_max = self.memory_max;
                 delta
             }
         }
@@ -59,6 +62,8 @@ counters! {
     idle => "Idle",
     requests_in => "In",
     lock => "Lock",
+    // In hundredths of a percent: see `Figure`.
+    memory_max => "MemoryMax",
     memory_overload_check => "MemoryOverloadCheck",
     memory_refused => "NO",
     not_owner => "NotOwner",
@@ -75,6 +80,100 @@ counters! {
     waited => "Waited",
 }
 
+/// The one counter that is not a count: `MemoryMax`, the highest resident
+/// memory seen in percent of physical memory, kept in hundredths of a
+/// percent and shown with two decimals (PROTOCOL.md).
+pub const MEMORY_MAX: &str = "MemoryMax";
+
+/// A counter's value as PROTOCOL.md shows it, in `Stats` replies, the log
+/// and `/metrics`: an integer, or for `MemoryMax` a number with two
+/// decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    Count(u64),
+    /// Hundredths, shown as `units.hh`.
+    Hundredths(u64),
+}
+
+impl Figure {
+    /// How counter `name`'s stored value `value` is shown.
+    #[inline]
+    pub fn of(name: &str, value: u64) -> Figure {
+        if name == MEMORY_MAX {
+            Figure::Hundredths(value)
+        } else {
+            Figure::Count(value)
+        }
+    }
+
+    /// The stored value (hundredths for a `Hundredths`).
+    pub fn raw(self) -> u64 {
+        match self {
+            Figure::Count(n) | Figure::Hundredths(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Figure::Count(n) => write!(f, "{n}"),
+            Figure::Hundredths(n) => write!(f, "{}.{:02}", n / 100, n % 100),
+        }
+    }
+}
+
+/// Refusals of the kinds `--audit` logs by client address: one
+/// connection's, or one address's in an interval (`server/audit.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refusals {
+    pub not_owner: u64,
+    pub bad_payload: u64,
+    pub auth_failed: u64,
+}
+
+impl Refusals {
+    /// The kinds' names, in the order of the audit lines (by name) and of
+    /// [`Refusals::counts`].
+    pub const KINDS: [&'static str; 3] = ["AuthFailed", "BadPayload", "NotOwner"];
+
+    /// The counts, in the order of [`Refusals::KINDS`].
+    pub fn counts(&self) -> [u64; 3] {
+        [self.auth_failed, self.bad_payload, self.not_owner]
+    }
+
+    /// The counters' figures of these kinds.
+    #[inline]
+    pub fn of(counters: &Counters) -> Refusals {
+        Refusals {
+            not_owner: counters.not_owner,
+            bad_payload: counters.bad_payload,
+            auth_failed: counters.auth_failed,
+        }
+    }
+
+    /// Adds the counters' growth since `earlier` (their figures then).
+    #[inline]
+    pub fn add_since(&mut self, earlier: Refusals, counters: &Counters) {
+        let now = Refusals::of(counters);
+        self.not_owner += now.not_owner - earlier.not_owner;
+        self.bad_payload += now.bad_payload - earlier.bad_payload;
+        self.auth_failed += now.auth_failed - earlier.auth_failed;
+    }
+
+    /// Adds `other`.
+    pub fn add(&mut self, other: Refusals) {
+        self.not_owner += other.not_owner;
+        self.bad_payload += other.bad_payload;
+        self.auth_failed += other.auth_failed;
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        *self == Refusals::default()
+    }
+}
+
 /// The interval line's pairs: as [`format_pairs`], but never empty (a
 /// reader splits every piece on `:`): with nothing counted, `Idle: 0`.
 pub fn interval_pairs(counters: &Counters) -> String {
@@ -89,7 +188,7 @@ pub fn interval_pairs(counters: &Counters) -> String {
 /// `Name: value` pairs, comma separated, zero values left out.
 pub fn format_pairs(counters: &Counters) -> String {
     let mut line = String::new();
-    for (name, value) in counters.fields().filter(|&(_, v)| v != 0) {
+    for (name, value) in counters.fields().filter(|&(_, v)| v.raw() != 0) {
         if !line.is_empty() {
             line.push_str(", ");
         }
@@ -169,15 +268,38 @@ mod tests {
         let earlier = Counters {
             lock: 5,
             a_lock: 9,
+            memory_max: 120,
             ..Counters::default()
         };
         let later = Counters {
             lock: 8,
             a_lock: 2,
+            memory_max: 125,
             ..Counters::default()
         };
         let delta = later.since(&earlier);
-        assert_eq!((delta.lock, delta.a_lock), (3, 2));
+        assert_eq!((delta.lock, delta.a_lock, delta.memory_max), (3, 2, 125));
+    }
+
+    #[test]
+    fn memory_max_has_two_decimals() {
+        let c = Counters {
+            memory_max: 125,
+            lock: 2,
+            ..Counters::default()
+        };
+        assert_eq!(format_pairs(&c), "Lock: 2, MemoryMax: 1.25");
+        assert_eq!(Figure::Hundredths(7).to_string(), "0.07");
+        assert_eq!(Figure::Hundredths(10_000).to_string(), "100.00");
+        assert_eq!(Figure::Count(7).to_string(), "7");
+        let shown: Vec<_> = c.fields().filter(|(_, v)| v.raw() != 0).collect();
+        assert_eq!(
+            shown,
+            [
+                ("Lock", Figure::Count(2)),
+                ("MemoryMax", Figure::Hundredths(125))
+            ]
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ fn check(target: &str, data: &[u8]) {
         "store" => checks::store::check(data),
         "connection" => checks::connection::check(data),
         "peer" => checks::peer::check(data),
+        "auth" => checks::auth::check(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -77,6 +78,11 @@ fn peer_seeds() {
 #[test]
 fn connection_seeds() {
     replay_seeds("connection");
+}
+
+#[test]
+fn auth_seeds() {
+    replay_seeds("auth");
 }
 
 /// A tool, not a test: replays the input that `FUZZ_REPLAY=TARGET:PATH`

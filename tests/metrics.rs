@@ -241,6 +241,15 @@ fn metrics_count_what_the_clients_did() {
     }
     let held = value(&scrape, "jackrabbit_dlm_memory_held_bytes");
     assert!(held > 0.0 && held < 5_000_000.0, "held {held}");
+    // MemoryMax, a gauge in percent with the two decimals of PROTOCOL.md.
+    let memory_max = value(&scrape, "jackrabbit_dlm_memory_max_percent");
+    assert!(memory_max > 0.0 && memory_max <= 100.0, "{memory_max}");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("jackrabbit_dlm_memory_max_percent ")
+                && l.len() - l.rfind('.').unwrap() == 3),
+        "two decimals"
+    );
 
     // Every request answered is in the latency histogram, once.
     let histogram = scrape

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, TestServer, put, request, stats_until, status};
+use common::{Client, TestServer, put, request, stats_request, stats_until, status};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -439,23 +439,82 @@ fn stats_log_line_every_interval() {
     assert_eq!(&date[4..5], "-");
     assert_eq!(&date[10..11], " ");
     assert_eq!(&date[19..20], ".");
-    let pairs: Vec<(&str, u64)> = rest
+    // Integers, except MemoryMax: a percentage with two decimals.
+    let pairs: Vec<(&str, &str)> = rest
         .trim()
         .split(", ")
-        .map(|p| {
-            let (n, v) = p.split_once(": ").expect("Name: value");
-            (n, v.parse().expect("number"))
-        })
+        .map(|p| p.split_once(": ").expect("Name: value"))
         .collect();
+    for &(name, value) in &pairs {
+        if name == "MemoryMax" {
+            assert_two_decimals(value);
+        } else {
+            assert!(
+                value.parse::<u64>().is_ok_and(|v| v != 0),
+                "{name}: {value}"
+            );
+        }
+    }
     let names: Vec<&str> = pairs.iter().map(|p| p.0).collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted);
-    assert!(pairs.iter().all(|p| p.1 != 0));
-    assert!(pairs.contains(&("ALock", 1)) && pairs.contains(&("PutNew", 1)));
+    assert!(pairs.contains(&("ALock", "1")) && pairs.contains(&("PutNew", "1")));
+    assert!(names.contains(&"MemoryMax"), "{line}");
     let log = server.log_text();
     assert!(!log.contains("secret"), "no names or values in the log");
     assert!(log.lines().next().unwrap().contains("Jackrabbit DLM"));
+}
+
+/// `value` is a positive number with exactly two decimals, as MemoryMax is
+/// shown, and a percentage.
+fn assert_two_decimals(value: &str) {
+    let (units, cents) = value.split_once('.').expect("a decimal point");
+    assert!(
+        !units.is_empty()
+            && units.bytes().all(|b| b.is_ascii_digit())
+            && cents.len() == 2
+            && cents.bytes().all(|b| b.is_ascii_digit()),
+        "{value}"
+    );
+    let percent: f64 = value.parse().unwrap();
+    assert!(percent > 0.0 && percent <= 100.0, "{value}");
+}
+
+/// PROTOCOL.md, Counters: MemoryMax is the highest resident memory seen, in
+/// percent of physical memory with two decimals; in `Stats` a JSON number
+/// with its two decimals, and it never goes down.
+#[test]
+fn memory_max_is_a_percentage_with_two_decimals() {
+    let mut server = TestServer::start();
+    let mut client = server.connect();
+    client.send_line(&stats_request());
+    let line = client.line();
+    let (_, rest) = line
+        .split_once(r#""MemoryMax":"#)
+        .expect("MemoryMax in Stats");
+    let value = rest.split([',', '}']).next().unwrap();
+    assert_two_decimals(value);
+    let first: f64 = value.parse().unwrap();
+    // Of the order of the resident memory the test sees (the server read
+    // its own before these values were stored, and rounds up).
+    for i in 0..200 {
+        client.call(&put("w", &format!("v{i}"), &"x".repeat(16_000), "60"));
+    }
+    // SAFETY: sysconf only reads system configuration values.
+    let physical =
+        unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) * libc::sysconf(libc::_SC_PAGESIZE) };
+    let seen = server.rss_bytes() as f64 * 100.0 / physical as f64;
+    assert!(first <= seen + 0.01, "{first} against {seen}");
+    let later = client.call(&stats_request());
+    assert!(later["MemoryMax"].as_f64() >= Some(first), "{later}");
+    server.terminate();
+    let log = server.log_text();
+    let last = log.lines().last().unwrap();
+    let (_, value) = last
+        .split_once("MemoryMax: ")
+        .expect("MemoryMax in the last line");
+    assert_two_decimals(value.split(',').next().unwrap());
 }
 
 #[test]

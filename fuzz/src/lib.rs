@@ -12,6 +12,7 @@
 //! contiguous byte string the dictionary's tokens can be spliced into, and so
 //! the main package needs no extra dependency to replay them.
 
+pub mod auth;
 pub mod codec;
 pub mod connection;
 pub mod frame;

@@ -23,6 +23,7 @@
 use jackrabbit_dlm::protocol::codec;
 use jackrabbit_dlm::protocol::request::{DEFAULT_MAX_HOLDERS, MAX_FILE_NAME, MAX_ID, PADDING};
 use jackrabbit_dlm::protocol::{Action, ParseError, Parser, Reply, Request, Status};
+use jackrabbit_dlm::stats::Figure;
 use jackrabbit_dlm::store::{Outcome, Store, StoreConfig};
 use jackrabbit_dlm::time::{Millis, Moment};
 use serde_json::Value;
@@ -322,7 +323,15 @@ pub fn assert_reply_is_sound(reply: &Reply<'_>, asked: Option<&Owned>) {
         (Reply::Version, _) => assert!(id.is_some_and(|v| v.contains("JackrabbitDLM"))),
         (Reply::Stats(counters), _) => {
             for (name, n) in counters.fields() {
-                assert_eq!(object.get(name).and_then(Value::as_u64), Some(n), "{name}");
+                match n {
+                    Figure::Count(n) => {
+                        assert_eq!(object.get(name).and_then(Value::as_u64), Some(n), "{name}");
+                    }
+                    Figure::Hundredths(n) => {
+                        let shown = object.get(name).and_then(Value::as_f64);
+                        assert_eq!(shown, Some(n as f64 / 100.0), "{name}");
+                    }
+                }
             }
         }
         _ => {}

@@ -8,12 +8,14 @@
 //! - [`clock`]: the reactor's clock, monotonic or driven by a test.
 //! - [`identity_dir`]: reads the identity files of `--identity-dir`.
 //! - [`stats_log`]: the statistics log, `JackrabbitDLM.log`.
+//! - [`audit`]: `--audit`, the interval's refusals by client address.
 //! - [`system`]: what start-up asks of the operating system (address
 //!   resolution, physical memory, the wall clock for the first token).
 //! - [`metrics`]: the metrics port (`--metrics`): Prometheus metrics,
 //!   `/livez` and `/readyz`, served from the reactor's own `Poll`.
 //! - [`systemd`]: socket activation (adopting fd 3) and `READY=1`.
 
+pub mod audit;
 pub mod clock;
 pub mod cluster;
 pub mod identity_dir;

@@ -34,7 +34,7 @@
 //! starve the others), `--partial-timeout`, and the line limit.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use super::audit::Audit;
 use super::clock::Clock;
 use super::cluster::Cluster;
 use super::identity_dir::IdentityDir;
@@ -92,6 +93,8 @@ struct Peer {
     output_full: bool,
     /// Listed in `Server::unflushed`: replies wait for the end of the turn.
     flush_queued: bool,
+    /// The client's address, for `--audit`.
+    addr: IpAddr,
 }
 
 /// What `drive` decided about a connection.
@@ -144,6 +147,11 @@ pub struct Server {
     identity_dir: Option<IdentityDir>,
     /// The metrics port (`--metrics`), if asked for.
     metrics: Option<Metrics>,
+    /// The machine's physical memory, for `MemoryMax` (`None`: unknown, no
+    /// samples).
+    physical_memory: Option<u64>,
+    /// `--audit`: the interval's refusals by client address.
+    audit: Option<Audit>,
     /// With `--peers` or `--data-dir`: the Raft node and the members.
     cluster: Option<Cluster>,
 }
@@ -238,7 +246,7 @@ impl Server {
         if let Some(addr) = cluster.as_ref().and_then(Cluster::members_addr) {
             log.line(&format!("replicating on {addr}"));
         }
-        Ok(Server {
+        let mut server = Server {
             poll,
             listener: Some(listener),
             local_addr,
@@ -263,8 +271,14 @@ impl Server {
             pid_file: config.pid_file.clone(),
             identity_dir,
             metrics,
+            physical_memory: system::physical_memory(),
+            audit: config.audit.then(|| {
+                Audit::new(usize::try_from(config.audit_max_addresses).unwrap_or(usize::MAX))
+            }),
             cluster,
-        })
+        };
+        server.sample_memory();
+        Ok(server)
     }
 
     /// The replication address, for a cluster member.
@@ -405,7 +419,9 @@ impl Server {
                 self.session.shrink();
             }
             if now >= next_stats {
+                self.sample_memory();
                 self.log.interval(&self.session.store.counters);
+                self.write_audit();
                 next_stats = now.after(self.limits.stats_interval);
             }
             if now >= next_idle_check {
@@ -417,6 +433,7 @@ impl Server {
                 next_idle_check = now.after(IDLE_SPAN);
             }
             if now >= next_sweep {
+                self.sample_memory();
                 self.close_stalled(now);
                 self.reread_identities(false);
                 if let Some(metrics) = self.metrics.as_mut() {
@@ -435,6 +452,8 @@ impl Server {
                 }
             }
         }
+        self.sample_memory();
+        self.write_audit();
         let totals = format_pairs(&self.session.store.counters);
         self.log.line(&format!("{} stopped. {totals}", banner()));
         if let Some(path) = &self.pid_file {
@@ -443,6 +462,36 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// Reads resident memory into `MemoryMax` (the highest since start) and
+    /// the statistics log (the highest of the interval): at bind, in the
+    /// once-a-second sweep and before each statistics line.
+    fn sample_memory(&mut self) {
+        let Some(physical) = self.physical_memory else {
+            return;
+        };
+        if let Some(resident) = system::resident_memory() {
+            let percent = system::percent_hundredths(resident, physical);
+            let counters = &mut self.session.store.counters;
+            counters.memory_max = counters.memory_max.max(percent);
+            self.log.note_memory(percent);
+        }
+    }
+
+    /// With `--audit`: the interval's audit lines, the refusals of the
+    /// connections still open included (theirs from now on count in the
+    /// next interval).
+    fn write_audit(&mut self) {
+        let Some(audit) = self.audit.as_mut() else {
+            return;
+        };
+        for (_, peer) in &mut self.peers {
+            audit.add(peer.addr, peer.conn.take_refusals());
+        }
+        for line in audit.lines() {
+            self.log.line(&line);
+        }
     }
 
     /// Reads the identity directory again if it changed (or always, with
@@ -521,7 +570,7 @@ impl Server {
         };
         loop {
             match listener.accept() {
-                Ok((mut stream, _)) => {
+                Ok((mut stream, addr)) => {
                     if self.peers.len() >= self.limits.max_connections {
                         self.session.store.counters.refused += 1;
                         drop(stream);
@@ -544,6 +593,9 @@ impl Server {
                     if self.close_after_reply {
                         conn.close_after_reply();
                     }
+                    if self.audit.is_some() {
+                        conn.audit();
+                    }
                     entry.insert(Peer {
                         stream,
                         conn,
@@ -552,6 +604,7 @@ impl Server {
                         hangup_seen: false,
                         output_full: false,
                         flush_queued: false,
+                        addr: addr.ip(),
                     });
                     self.session.store.counters.connections += 1;
                 }
@@ -590,6 +643,9 @@ impl Server {
         if let Some(mut peer) = self.peers.try_remove(key) {
             peer.conn.withdraw_waits(&mut self.session);
             peer.conn.abandon_proposals(&mut self.session);
+            if let Some(audit) = self.audit.as_mut() {
+                audit.add(peer.addr, peer.conn.take_refusals());
+            }
         }
     }
 

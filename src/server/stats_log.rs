@@ -19,6 +19,9 @@ pub struct StatsLog {
     previous: Counters,
     /// Time stamps in UTC (`--log-utc`) rather than local time.
     utc: bool,
+    /// The highest `MemoryMax` sample since the previous interval line:
+    /// the line shows the interval's highest, as upstream's did.
+    interval_memory_max: u64,
 }
 
 impl StatsLog {
@@ -39,6 +42,7 @@ impl StatsLog {
             file,
             previous: Counters::default(),
             utc,
+            interval_memory_max: 0,
         })
     }
 
@@ -59,11 +63,44 @@ impl StatsLog {
         }
     }
 
-    /// Appends the interval line: what changed since the previous one, and
-    /// the current `ALock`/`AData`.
+    /// Notes a sample of resident memory, in hundredths of a percent (see
+    /// `MemoryMax`), for the next interval line.
+    pub fn note_memory(&mut self, hundredths: u64) {
+        self.interval_memory_max = self.interval_memory_max.max(hundredths);
+    }
+
+    /// Appends the interval line: what changed since the previous one, the
+    /// current `ALock`/`AData`, and the interval's highest `MemoryMax`.
     pub fn interval(&mut self, totals: &Counters) {
-        let delta = totals.since(&self.previous);
+        let mut delta = totals.since(&self.previous);
+        delta.memory_max = std::mem::take(&mut self.interval_memory_max);
         self.previous = totals.clone();
         self.line(&interval_pairs(&delta));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_line_shows_the_interval_highest_memory_max() {
+        let dir = std::env::temp_dir().join(format!("jdlm-stats-log-{}", std::process::id()));
+        let mut log = StatsLog::open(&dir, true).unwrap();
+        let mut totals = Counters {
+            memory_max: 125,
+            ..Counters::default()
+        };
+        log.note_memory(90);
+        log.note_memory(125);
+        log.interval(&totals);
+        log.note_memory(80);
+        log.interval(&totals);
+        totals.lock = 1;
+        log.interval(&totals);
+        let text = std::fs::read_to_string(dir.join(LOG_FILE)).unwrap();
+        let pairs: Vec<&str> = text.lines().map(|l| &l[27..]).collect();
+        assert_eq!(pairs, ["MemoryMax: 1.25", "MemoryMax: 0.80", "Lock: 1"]);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,5 +1,6 @@
 //! What the server asks of the operating system at start-up: the address
-//! to bind, the machine's memory, the wall clock for the first token.
+//! to bind, the machine's memory, the wall clock for the first token; and,
+//! once a second, the process's resident memory (`MemoryMax`).
 //!
 //! Kept here so that parsing the command line does no I/O and the store
 //! reads no clock.
@@ -44,9 +45,8 @@ pub fn metrics_addr(spec: &str) -> io::Result<SocketAddr> {
     listen_addr(host, port)
 }
 
-/// A third of the machine's physical memory (1 GiB if it cannot be read):
-/// the default `--max-memory`.
-pub fn default_max_memory() -> u64 {
+/// The machine's physical memory in bytes, if it can be read.
+pub fn physical_memory() -> Option<u64> {
     // SAFETY: sysconf only reads system configuration values.
     let (pages, page_size) = unsafe {
         (
@@ -55,9 +55,37 @@ pub fn default_max_memory() -> u64 {
         )
     };
     match (u64::try_from(pages), u64::try_from(page_size)) {
-        (Ok(pages), Ok(size)) if pages > 0 && size > 0 => pages.saturating_mul(size) / 3,
-        _ => 1 << 30,
+        (Ok(pages), Ok(size)) if pages > 0 && size > 0 => Some(pages.saturating_mul(size)),
+        _ => None,
     }
+}
+
+/// A third of the machine's physical memory (1 GiB if it cannot be read):
+/// the default `--max-memory`.
+pub fn default_max_memory() -> u64 {
+    physical_memory().map_or(1 << 30, |bytes| bytes / 3)
+}
+
+/// This process's resident memory in bytes (the second field of
+/// `/proc/self/statm`, in pages), if it can be read: asked once a second
+/// for `MemoryMax`, never on a request's path.
+pub fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system configuration value.
+    let page_size = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    Some(pages.saturating_mul(page_size))
+}
+
+/// `resident` in hundredths of a percent of `physical` (what `MemoryMax`
+/// keeps), rounded up, so that a process that holds any memory never shows
+/// 0.00.
+pub fn percent_hundredths(resident: u64, physical: u64) -> u64 {
+    if physical == 0 {
+        return 0;
+    }
+    let scaled = u128::from(resident) * 10_000;
+    u64::try_from(scaled.div_ceil(u128::from(physical))).unwrap_or(u64::MAX)
 }
 
 /// The first fencing token: microseconds since the epoch on the wall clock,
@@ -111,6 +139,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn percentages_in_hundredths_round_up() {
+        assert_eq!(percent_hundredths(1, 100), 100);
+        assert_eq!(percent_hundredths(1, 8), 1250);
+        assert_eq!(
+            percent_hundredths(1, 1 << 40),
+            1,
+            "any memory is at least 0.01"
+        );
+        assert_eq!(percent_hundredths(0, 1 << 40), 0);
+        assert_eq!(percent_hundredths(u64::MAX, u64::MAX), 10_000);
+        assert_eq!(percent_hundredths(5, 0), 0);
+    }
+
+    #[test]
     fn addresses_names_and_brackets() {
         assert_eq!(
             listen_addr("::1", 4000).unwrap(),
@@ -131,6 +173,12 @@ mod tests {
     #[test]
     fn memory_and_tokens_are_positive() {
         assert!(default_max_memory() > 0);
+        let (resident, physical) = (resident_memory().unwrap(), physical_memory().unwrap());
+        assert!(
+            resident > 0 && resident < physical,
+            "{resident} of {physical}"
+        );
+        assert!(percent_hundredths(resident, physical) > 0);
         assert!(first_token().get() > 1_700_000_000_000_000);
     }
 }

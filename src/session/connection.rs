@@ -16,6 +16,7 @@ use super::{Answer, ConnKey, Delivery, Session, count_reply, write_reply};
 use crate::protocol::frame::{Frame, Framer};
 use crate::protocol::request::PADDING;
 use crate::protocol::{Mode, Reply, Status};
+use crate::stats::Refusals;
 use crate::store::Completion;
 use crate::time::Moment;
 
@@ -63,6 +64,9 @@ pub struct Connection {
     one_line: bool,
     /// Lines answered (counted only while `one_line` matters).
     lines_answered: u32,
+    /// With `--audit`: this connection's refusals since the reactor last
+    /// took them (`None`: not counted).
+    refusals: Option<Refusals>,
 }
 
 impl Connection {
@@ -80,6 +84,7 @@ impl Connection {
             key,
             one_line: false,
             lines_answered: 0,
+            refusals: None,
         }
     }
 
@@ -92,6 +97,21 @@ impl Connection {
     /// (`--close-after-reply`, as the upstream server does).
     pub fn close_after_reply(&mut self) {
         self.one_line = true;
+    }
+
+    /// Counts this connection's refusals (`--audit`), for
+    /// [`Connection::take_refusals`].
+    pub fn audit(&mut self) {
+        self.refusals = Some(Refusals::default());
+    }
+
+    /// The refusals counted since the last call (none unless
+    /// [`Connection::audit`] was called).
+    pub fn take_refusals(&mut self) -> Refusals {
+        self.refusals
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Whether the connection has answered all it will (its one line, with
@@ -148,7 +168,7 @@ impl Connection {
                 Frame::Overrun(start) => Incoming::Overrun(start),
             };
             consumed_any = true;
-            if self.answer(session, now, incoming) {
+            if self.answer_audited(session, now, incoming) {
                 answered += 1;
                 self.lines_answered = self.lines_answered.saturating_add(1);
             }
@@ -160,9 +180,30 @@ impl Connection {
     /// At end of input: answers a last line that lacks its newline.
     pub fn finish(&mut self, session: &mut Session, now: Moment) {
         if let Some(line) = self.framer.take_rest(&self.input[..self.filled]) {
-            self.answer(session, now, Incoming::Line(line));
+            self.answer_audited(session, now, Incoming::Line(line));
         }
         self.discard_consumed(now, true);
+    }
+
+    /// [`Connection::answer`], and with `--audit` the refusals it counted
+    /// are this connection's. (Read off the counters, so that the one place
+    /// that counts replies, `count_reply`, stays the only one, and an
+    /// address's figures add up to the counters.)
+    fn answer_audited(&mut self, session: &mut Session, now: Moment, incoming: Incoming) -> bool {
+        if self.refusals.is_none() {
+            return self.answer(session, now, incoming);
+        }
+        let before = Refusals::of(&session.store.counters);
+        let answered = self.answer(session, now, incoming);
+        self.note_refusals(Some(before), session);
+        answered
+    }
+
+    /// With `--audit`: adds the refusals counted since `before`.
+    fn note_refusals(&mut self, before: Option<Refusals>, session: &Session) {
+        if let (Some(refusals), Some(before)) = (&mut self.refusals, before) {
+            refusals.add_since(before, &session.store.counters);
+        }
     }
 
     /// Answers one line; its reply goes out directly, or behind the last
@@ -242,7 +283,9 @@ impl Connection {
         };
         let mut bytes = Vec::new();
         write_reply(reply, encoding, &mut session.plain, &mut bytes);
+        let before = self.refusals.map(|_| Refusals::of(&session.store.counters));
         count_reply(&mut session.store.counters, reply.status());
+        self.note_refusals(before, session);
         self.parked.answer(awaited, bytes, &mut self.output);
     }
 

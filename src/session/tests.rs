@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::protocol::FencingToken;
+use crate::stats::Refusals;
 use crate::store::StoreConfig;
 
 const T0: Moment = Moment::START;
@@ -223,4 +224,54 @@ fn reading_after_an_overrun_starts_afresh() {
         5,
     );
     assert!(out.starts_with(b"{\"Status\":\"Version\""));
+}
+
+#[test]
+fn an_audited_connection_counts_its_own_refusals() {
+    let mut e = session();
+    let mut holder = Connection::new(1024, 1);
+    let mut audited = Connection::new(64, 2);
+    audited.audit();
+    feed(
+        &mut e,
+        &mut holder,
+        b"{\"ID\":\"h\",\"FileName\":\"x\",\"Action\":\"Lock\",\"Expire\":9}\n",
+        100,
+    );
+    // NotOwner, BadPayload, an overrun (BadPayload), and a wait withdrawn
+    // (NotOwner); nothing of the holder's.
+    let lines = concat!(
+        "{\"ID\":\"w\",\"FileName\":\"x\",\"Action\":\"Lock\",\"Expire\":9}\n",
+        "{nope\n",
+    );
+    feed(&mut e, &mut audited, lines.as_bytes(), 1000);
+    feed(&mut e, &mut audited, &[b'x'; 100], 100);
+    feed(&mut e, &mut audited, b"\n", 1);
+    feed(
+        &mut e,
+        &mut audited,
+        b"{\"ID\":\"w\",\"FileName\":\"x\",\"Action\":\"Lock\",\"Expire\":9,\"Wait\":9}\n",
+        1000,
+    );
+    assert!(audited.is_waiting());
+    feed(
+        &mut e,
+        &mut holder,
+        b"{\"ID\":\"q\",\"FileName\":\"x\",\"Action\":\"Unlock\"}\n",
+        100,
+    );
+    audited.withdraw_waits(&mut e);
+    let refusals = audited.take_refusals();
+    assert_eq!(
+        refusals,
+        Refusals {
+            not_owner: 2,
+            bad_payload: 2,
+            auth_failed: 0
+        }
+    );
+    let counters = &e.store.counters;
+    assert_eq!((counters.not_owner, counters.bad_payload), (3, 2));
+    assert!(audited.take_refusals().is_empty(), "taken");
+    assert!(holder.take_refusals().is_empty(), "not audited");
 }

@@ -277,6 +277,29 @@ impl Client {
         }
     }
 
+    /// A connection from the local address `source` (any of 127.0.0.0/8
+    /// on Linux's loopback), as a client on another machine would come.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("a socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind the source address");
+        socket.connect(&addr.into()).expect("connect to server");
+        let stream = TcpStream::from(socket);
+        stream
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
     pub fn stream(&self) -> &TcpStream {
         self.reader.get_ref()
     }

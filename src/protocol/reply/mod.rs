@@ -8,7 +8,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::stats::Counters;
+use crate::stats::{Counters, Figure};
 
 /// The `Status` of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,12 +226,33 @@ impl Reply<'_> {
             }
             Reply::Stats(counters) => {
                 write_head(out, Status::Stats);
-                write_number_fields(out, counters.fields());
+                write_counters(out, counters);
             }
             Reply::ClusterStats(counters, place) => {
                 write_head(out, Status::Stats);
-                write_number_fields(out, counters.fields());
+                write_counters(out, counters);
                 write_number_fields(out, place.into_iter());
+            }
+        }
+    }
+}
+
+/// Appends `,"Name":value` for each counter: integers, except MemoryMax,
+/// with two decimals.
+fn write_counters(out: &mut Vec<u8>, counters: &Counters) {
+    for (name, value) in counters.fields() {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Figure::Count(n) => write_u64(out, n),
+            Figure::Hundredths(n) => {
+                write_u64(out, n / 100);
+                out.push(b'.');
+                if n % 100 < 10 {
+                    out.push(b'0');
+                }
+                write_u64(out, n % 100);
             }
         }
     }

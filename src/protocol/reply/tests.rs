@@ -77,6 +77,23 @@ fn stats_reply_is_json_with_every_counter() {
     assert_eq!(parsed["Status"], "Stats");
     assert_eq!(parsed["Lock"], 3);
     assert_eq!(parsed["NotOwner"], 0);
+    // Integers, except MemoryMax: two decimals, as a JSON number.
+    assert!(json(Reply::Stats(&counters)).contains(r#""MemoryMax":0.00,"#));
+    for (hundredths, shown) in [
+        (125, "1.25"),
+        (7, "0.07"),
+        (10_000, "100.00"),
+        (1030, "10.30"),
+    ] {
+        let counters = Counters {
+            memory_max: hundredths,
+            ..Counters::default()
+        };
+        let line = json(Reply::Stats(&counters));
+        assert!(line.contains(&format!(r#""MemoryMax":{shown},"#)), "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["MemoryMax"].as_f64(), shown.parse::<f64>().ok());
+    }
 }
 
 #[test]

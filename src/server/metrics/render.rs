@@ -14,10 +14,11 @@ const GAUGES: [&str; 1] = ["MemoryMax"];
 const SKIPPED: [&str; 2] = ["ALock", "AData"];
 
 /// Counters whose snake-case name would not say what they count.
-const RENAMED: [(&str, &str); 3] = [
+const RENAMED: [(&str, &str); 4] = [
     ("In", "requests"),
     ("Out", "replies"),
     ("NO", "memory_refused"),
+    ("MemoryMax", "memory_max_percent"),
 ];
 
 /// The HTTP status and the whole response to `parsed`.
@@ -228,7 +229,7 @@ fn describe(protocol: &str) -> &'static str {
         "DataOut" => "Bytes of DataStore sent",
         "BadPayload" => "Requests answered BadPayload",
         "BadAction" => "Requests answered BadAction",
-        "DataOverrun" => "Lines over --max-line (their connection was closed)",
+        "DataOverrun" => "Lines over --max-line (answered BadPayload and discarded)",
         "AuthFailed" => "Requests refused for their identity",
         "ExpiredLock" => "Locks that expired",
         "ExpiredData" => "Data items that expired",
@@ -239,7 +240,7 @@ fn describe(protocol: &str) -> &'static str {
         "ForcedGC" => "Compactions of tables and buffers",
         "Idle" => "30-second spans in which no request arrived",
         "MemoryOverloadCheck" | "NO" => "Requests refused by the memory guard",
-        "MemoryMax" => "Highest resident memory seen, percent of physical memory",
+        "MemoryMax" => "Highest resident memory seen since start, percent of physical memory",
         "Waited" => "Waiting Locks granted after waiting",
         "WaitTimeout" => "Waiting Locks whose Wait ran out",
         "Refused" => "Connections closed at once: past --max-connections",
