@@ -25,6 +25,7 @@ fn check(target: &str, data: &[u8]) {
         "request" => checks::request::check(data),
         "store" => checks::store::check(data),
         "connection" => checks::connection::check(data),
+        "wal" => checks::wal::check(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -71,6 +72,11 @@ fn store_seeds() {
 #[test]
 fn connection_seeds() {
     replay_seeds("connection");
+}
+
+#[test]
+fn wal_seeds() {
+    replay_seeds("wal");
 }
 
 /// A tool, not a test: replays the input that `FUZZ_REPLAY=TARGET:PATH`

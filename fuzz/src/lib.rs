@@ -18,3 +18,4 @@ pub mod frame;
 pub mod input;
 pub mod request;
 pub mod store;
+pub mod wal;
