@@ -27,6 +27,7 @@ fn check(target: &str, data: &[u8]) {
         "connection" => checks::connection::check(data),
         "peer" => checks::peer::check(data),
         "auth" => checks::auth::check(data),
+        "wal" => checks::wal::check(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -83,6 +84,11 @@ fn connection_seeds() {
 #[test]
 fn auth_seeds() {
     replay_seeds("auth");
+}
+
+#[test]
+fn wal_seeds() {
+    replay_seeds("wal");
 }
 
 /// A tool, not a test: replays the input that `FUZZ_REPLAY=TARGET:PATH`

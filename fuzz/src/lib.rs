@@ -20,3 +20,4 @@ pub mod input;
 pub mod peer;
 pub mod request;
 pub mod store;
+pub mod wal;

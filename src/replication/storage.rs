@@ -29,7 +29,7 @@
 //! a state [`DiskStorage::open`] recovers (a leftover temporary is
 //! removed; a snapshot newer than the segment finishes the interrupted
 //! compaction). Disk use is one snapshot plus the entries since it. The
-//! bytes are in [`format`].
+//! bytes are in [`format`](mod@format).
 
 mod error;
 mod files;
