@@ -17,4 +17,5 @@ pub mod connection;
 pub mod frame;
 pub mod input;
 pub mod request;
+pub mod snapshot;
 pub mod store;
