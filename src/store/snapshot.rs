@@ -209,16 +209,16 @@ impl Store {
             let mut at = hold.queue.head;
             while at != WaiterKey::NIL {
                 let waiter = &self.waiters[at.index()];
-                w.text(&waiter.owner);
-                w.tag(waiter.owner_name);
-                w.u8(match waiter.mode {
+                w.text(&waiter.request.owner);
+                w.tag(waiter.request.owner_name);
+                w.u8(match waiter.request.mode {
                     Mode::Exclusive => 0,
                     Mode::Shared => 1,
                 });
-                w.u32(waiter.limit);
-                w.u64(waiter.expire.as_ms());
-                w.u64(waiter.until.as_ms());
-                w.u64(waiter.origin.map_or(0, |o| o.0.get()));
+                w.u32(waiter.request.limit);
+                w.u64(waiter.request.expire.as_ms());
+                w.u64(waiter.request.until.as_ms());
+                w.u64(waiter.request.origin.map_or(0, |o| o.0.get()));
                 at = waiter.next;
             }
         }
