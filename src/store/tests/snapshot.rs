@@ -679,3 +679,41 @@ proptest! {
         }
     }
 }
+
+/// Shared locks settled in one expiry hand out tokens in the order of
+/// their names, in the store that made them (whose keys run the other way)
+/// and in its restored copy (whose keys follow the names).
+#[test]
+fn locks_settled_together_grant_in_name_order_whatever_their_keys() {
+    let mut a = Store::new(config(), t(0));
+    for name in ["l2", "l1"] {
+        let share = req(Action::Lock, "r", name)
+            .with_expire(Millis::new(100))
+            .with_mode(Mode::Shared)
+            .with_limit(1);
+        run(&mut a, 0, share);
+    }
+    for (o, name) in [(2, "l2"), (1, "l1")] {
+        let wait = req(Action::Lock, "w", name)
+            .with_wait(Millis::new(500))
+            .with_mode(Mode::Shared)
+            .with_limit(1);
+        assert!(matches!(
+            a.apply_from(t(1), &wait, origin(o)),
+            Outcome::Parked(_)
+        ));
+    }
+    let mut b = round_trip(&a, 1);
+    let next = a.next_token().get();
+    for s in [&mut a, &mut b] {
+        s.expire(t(100), usize::MAX);
+        assert_eq!(
+            done(s),
+            [
+                (Some(origin(1)), Some(tok(next)), Mode::Shared),
+                (Some(origin(2)), Some(tok(next + 1)), Mode::Shared)
+            ]
+        );
+    }
+    assert_eq!(snapshot(&a, 100), snapshot(&b, 100));
+}
