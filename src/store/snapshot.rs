@@ -170,8 +170,10 @@ impl Writer<'_> {
 impl Store {
     /// Appends the store's logical state at `now` to `out` (see the format
     /// above); [`Store::read_snapshot`] gives it back. `now` is only
-    /// recorded: entries whose time is up but that nothing has removed yet
-    /// are written as they are, as they are state too.
+    /// recorded, and is where the restored store's clock starts: give the
+    /// time of the last call made to the store, or later. Entries whose
+    /// time is up but that nothing has removed yet are written as they are,
+    /// as they are state too.
     pub fn write_snapshot(&self, now: Moment, out: &mut Vec<u8>) {
         let mut w = Writer(out);
         w.0.extend_from_slice(&MAGIC);
