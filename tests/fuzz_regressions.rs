@@ -24,6 +24,7 @@ fn check(target: &str, data: &[u8]) {
         "codec" => checks::codec::check(data),
         "request" => checks::request::check(data),
         "store" => checks::store::check(data),
+        "snapshot" => checks::snapshot::check(data),
         "connection" => checks::connection::check(data),
         "peer" => checks::peer::check(data),
         "auth" => checks::auth::check(data),
@@ -89,6 +90,32 @@ fn auth_seeds() {
 #[test]
 fn wal_seeds() {
     replay_seeds("wal");
+}
+
+#[test]
+fn snapshot_seeds() {
+    replay_seeds("snapshot");
+}
+
+/// The `snapshot` seeds are real snapshots, made by
+/// `checks::snapshot::seeds`: they must be what the store writes today, so
+/// a change of format shows up here. `FUZZ_WRITE_SEEDS=1` writes them anew.
+#[test]
+fn snapshot_seeds_are_what_the_store_writes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/snapshot");
+    for (name, bytes) in checks::snapshot::seeds() {
+        let path = dir.join(format!("seed-{name}"));
+        if std::env::var_os("FUZZ_WRITE_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).expect("the seed directory");
+            std::fs::write(&path, &bytes).expect("write the seed");
+        }
+        let committed = std::fs::read(&path).expect("read the seed");
+        assert!(
+            committed == bytes,
+            "{} is not what the store writes",
+            path.display()
+        );
+    }
 }
 
 /// A tool, not a test: replays the input that `FUZZ_REPLAY=TARGET:PATH`

@@ -19,5 +19,6 @@ pub mod frame;
 pub mod input;
 pub mod peer;
 pub mod request;
+pub mod snapshot;
 pub mod store;
 pub mod wal;

@@ -162,7 +162,7 @@ impl Store {
                     "lock {name:?}: a waiter badly linked back"
                 );
                 ensure!(
-                    waiter.owner.len() <= MAX_ID,
+                    waiter.request.owner.len() <= MAX_ID,
                     "lock {name:?}: a waiter's long owner"
                 );
                 ensure!(
@@ -170,15 +170,19 @@ impl Store {
                     "lock {name:?}: waiters' places out of order"
                 );
                 ensure!(
-                    self.wheel.deadline(waiter.timer) == waiter.until.as_ms(),
+                    self.wheel.deadline(waiter.timer) == waiter.request.until.as_ms(),
                     "lock {name:?}: a waiter's timer is not at its deadline"
                 );
-                let limit_ok = match waiter.mode {
-                    Mode::Exclusive => waiter.limit == 0,
-                    Mode::Shared => (1..=self.config.max_holders).contains(&waiter.limit),
+                let limit_ok = match waiter.request.mode {
+                    Mode::Exclusive => waiter.request.limit == 0,
+                    Mode::Shared => (1..=self.config.max_holders).contains(&waiter.request.limit),
                 };
-                ensure!(limit_ok, "lock {name:?}: a waiter's limit {}", waiter.limit);
-                if let Some(origin) = waiter.origin {
+                ensure!(
+                    limit_ok,
+                    "lock {name:?}: a waiter's limit {}",
+                    waiter.request.limit
+                );
+                if let Some(origin) = waiter.request.origin {
                     ensure!(
                         self.origins.get(&origin) == Some(&w),
                         "lock {name:?}: a waiter's origin names another"

@@ -238,8 +238,8 @@ impl Store {
                 self.time_out(head);
                 continue;
             }
-            if self.waiters[head.index()].mode == Mode::Exclusive
-                && self.waiters[head.index()].expire.is_zero()
+            if self.waiters[head.index()].request.mode == Mode::Exclusive
+                && self.waiters[head.index()].request.expire.is_zero()
             {
                 // It asked for no time: granted, and over at once.
                 let waiter = self.unqueue(head);
@@ -248,14 +248,14 @@ impl Store {
                 let token = self.take_token();
                 self.completed.push(Completion {
                     ticket: waiter.ticket(head),
-                    origin: waiter.origin,
+                    origin: waiter.request.origin,
                     granted: Some(token),
                     mode: Mode::Exclusive,
                 });
                 self.counters.lock += 1;
                 continue;
             }
-            let granted = match self.waiters[head.index()].mode {
+            let granted = match self.waiters[head.index()].request.mode {
                 Mode::Exclusive => self.hand_over(now, key, head, timer),
                 Mode::Shared => self.hand_over_shared(now, key, head, timer),
             };
@@ -279,8 +279,12 @@ impl Store {
         let name_and_owner = {
             let hold = &self.locks[key];
             let waiter = &self.waiters[head.index()];
-            self.recycler
-                .pack(hold.packed.name(), &waiter.owner, waiter.owner_name, "")
+            self.recycler.pack(
+                hold.packed.name(),
+                &waiter.request.owner,
+                waiter.request.owner_name,
+                "",
+            )
         };
         let Some(packed) = name_and_owner else {
             let waiter_timer = self.waiters[head.index()].timer;
@@ -291,7 +295,7 @@ impl Store {
         let waiter = self.unqueue(head);
         self.wheel.cancel(waiter.timer);
         let token = self.take_token();
-        let deadline = now.after(waiter.expire);
+        let deadline = now.after(waiter.request.expire);
         let hold = &mut self.locks[key];
         // The waiter's charge and the old hold's are released, the new
         // hold's is charged: a transfer, which may differ from them only by
@@ -310,7 +314,7 @@ impl Store {
         self.bytes = self.bytes.saturating_add(new_cost);
         self.completed.push(Completion {
             ticket: waiter.ticket(head),
-            origin: waiter.origin,
+            origin: waiter.request.origin,
             granted: Some(token),
             mode: Mode::Exclusive,
         });

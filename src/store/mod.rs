@@ -398,8 +398,9 @@ impl Store {
             phase(a).cmp(&phase(b)).then_with(|| match (a, b) {
                 (Due::Waiter(a), Due::Waiter(b)) => {
                     let (a, b) = (&waiters[a.index()], &waiters[b.index()]);
-                    a.until
-                        .cmp(&b.until)
+                    a.request
+                        .until
+                        .cmp(&b.request.until)
                         .then_with(|| locks[a.hold].packed.name().cmp(locks[b.hold].packed.name()))
                         .then(a.seq.cmp(&b.seq))
                 }

@@ -401,7 +401,7 @@ impl Store {
         head: WaiterKey,
         timer: HoldTimer,
     ) -> bool {
-        let limit = self.waiters[head.index()].limit;
+        let limit = self.waiters[head.index()].request.limit;
         let name_only = self
             .recycler
             .pack(self.locks[key].packed.name(), "", None, "");
@@ -428,7 +428,7 @@ impl Store {
         };
         let waiter = self.unqueue(head);
         self.wheel.cancel(waiter.timer);
-        let deadline = now.after(waiter.expire);
+        let deadline = now.after(waiter.request.expire);
         let hold = &mut self.locks[key];
         // The waiter's charge (an entry's overhead and its owner) is the
         // share's; the previous owner's bytes (and Name tag) leave the lock.
@@ -443,10 +443,15 @@ impl Store {
             HoldTimer::Fired => hold.timer = self.wheel.schedule(NEVER, Due::Lock(key)),
         }
         self.release(old_owner);
-        let token = self.add_share(key, hkey, (&waiter.owner, waiter.owner_name), deadline);
+        let token = self.add_share(
+            key,
+            hkey,
+            (&waiter.request.owner, waiter.request.owner_name),
+            deadline,
+        );
         self.completed.push(Completion {
             ticket: waiter.ticket(head),
-            origin: waiter.origin,
+            origin: waiter.request.origin,
             granted: Some(token),
             mode: Mode::Shared,
         });
@@ -479,11 +484,11 @@ impl Store {
             }
             let waiter = &self.waiters[head.index()];
             let late = Moment::from_ms(self.wheel.deadline(waiter.timer)) <= now;
-            if !late && waiter.mode == Mode::Exclusive {
+            if !late && waiter.request.mode == Mode::Exclusive {
                 return;
             }
             let shares = self.holders.set(set);
-            if late || waiter.limit != shares.limit {
+            if late || waiter.request.limit != shares.limit {
                 let waiter_timer = waiter.timer;
                 self.wheel.cancel(waiter_timer);
                 if late {
@@ -493,7 +498,9 @@ impl Store {
                 }
                 continue;
             }
-            let held = self.holders.find(set, &waiter.owner, waiter.owner_name);
+            let held = self
+                .holders
+                .find(set, &waiter.request.owner, waiter.request.owner_name);
             let hkey = match held {
                 Some(hkey) => hkey,
                 None if shares.len() >= shares.limit => return,
@@ -509,7 +516,7 @@ impl Store {
             };
             let waiter = self.unqueue(head);
             self.wheel.cancel(waiter.timer);
-            let deadline = now.after(waiter.expire);
+            let deadline = now.after(waiter.request.expire);
             let token = if held.is_some() {
                 // Its ID shares the lock already (it asked twice): a renewal,
                 // and the waiter's own charge goes.
@@ -519,11 +526,16 @@ impl Store {
             } else {
                 // The waiter's charge is the new share's.
                 self.counters.lock += 1;
-                self.add_share(key, hkey, (&waiter.owner, waiter.owner_name), deadline)
+                self.add_share(
+                    key,
+                    hkey,
+                    (&waiter.request.owner, waiter.request.owner_name),
+                    deadline,
+                )
             };
             self.completed.push(Completion {
                 ticket: waiter.ticket(head),
-                origin: waiter.origin,
+                origin: waiter.request.origin,
                 granted: Some(token),
                 mode: Mode::Shared,
             });

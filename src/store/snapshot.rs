@@ -170,8 +170,10 @@ impl Writer<'_> {
 impl Store {
     /// Appends the store's logical state at `now` to `out` (see the format
     /// above); [`Store::read_snapshot`] gives it back. `now` is only
-    /// recorded: entries whose time is up but that nothing has removed yet
-    /// are written as they are, as they are state too.
+    /// recorded, and is where the restored store's clock starts: give the
+    /// time of the last call made to the store, or later. Entries whose
+    /// time is up but that nothing has removed yet are written as they are,
+    /// as they are state too.
     pub fn write_snapshot(&self, now: Moment, out: &mut Vec<u8>) {
         let mut w = Writer(out);
         w.0.extend_from_slice(&MAGIC);
@@ -209,16 +211,16 @@ impl Store {
             let mut at = hold.queue.head;
             while at != WaiterKey::NIL {
                 let waiter = &self.waiters[at.index()];
-                w.text(&waiter.owner);
-                w.tag(waiter.owner_name);
-                w.u8(match waiter.mode {
+                w.text(&waiter.request.owner);
+                w.tag(waiter.request.owner_name);
+                w.u8(match waiter.request.mode {
                     Mode::Exclusive => 0,
                     Mode::Shared => 1,
                 });
-                w.u32(waiter.limit);
-                w.u64(waiter.expire.as_ms());
-                w.u64(waiter.until.as_ms());
-                w.u64(waiter.origin.map_or(0, |o| o.0.get()));
+                w.u32(waiter.request.limit);
+                w.u64(waiter.request.expire.as_ms());
+                w.u64(waiter.request.until.as_ms());
+                w.u64(waiter.request.origin.map_or(0, |o| o.0.get()));
                 at = waiter.next;
             }
         }

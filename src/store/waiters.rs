@@ -84,44 +84,41 @@ impl Queue {
 pub(super) struct Waiter {
     /// The hold it waits on.
     pub(super) hold: HoldKey,
-    pub(super) owner: Box<str>,
-    /// The Name the owner was authenticated as, if it was.
-    pub(super) owner_name: Option<NameTag>,
-    /// The TTL the hold gets when it is granted.
-    pub(super) expire: Millis,
-    pub(super) mode: Mode,
-    /// The limit a shared request asked for (the default when it gave none).
-    pub(super) limit: u32,
+    /// What it asked for.
+    pub(super) request: Parking,
     pub(super) timer: TimerId,
-    /// When its wait runs out (its timer's deadline, kept here too so that
-    /// a batch of fired timers can be put in order).
-    pub(super) until: Moment,
     /// Its place in its queue: greater than every waiter's ahead of it.
     /// Only compared within one queue, so it says nothing of other locks.
     pub(super) seq: u64,
-    /// Where a replicated request came from.
-    pub(super) origin: Option<Origin>,
     pub(super) prev: WaiterKey,
     pub(super) next: WaiterKey,
     /// Distinguishes successive waiters that reuse one slab slot.
     generation: u32,
 }
 
-/// What a waiter is made of, for [`Store::enqueue`]: the request's side.
+/// What a parked request asked for: all of a waiter but its place.
+#[derive(Debug)]
 pub(super) struct Parking {
     pub(super) owner: Box<str>,
+    /// The Name the owner was authenticated as, if it was.
     pub(super) owner_name: Option<NameTag>,
+    /// The TTL the hold gets when it is granted.
     pub(super) expire: Millis,
     pub(super) mode: Mode,
+    /// The limit a shared request asked for (the default when it gave
+    /// none); 0 for an exclusive one.
     pub(super) limit: u32,
+    /// When its wait runs out (its timer's deadline, kept here too so that
+    /// a batch of fired timers can be put in order).
     pub(super) until: Moment,
+    /// Where a replicated request came from.
     pub(super) origin: Option<Origin>,
 }
 
 impl Waiter {
     /// Bytes charged to the memory guard while it waits.
     pub(super) fn cost(&self) -> u64 {
-        ENTRY_OVERHEAD + self.owner.len() as u64
+        ENTRY_OVERHEAD + self.request.owner.len() as u64
     }
 
     pub(super) fn ticket(&self, key: WaiterKey) -> Ticket {
@@ -194,15 +191,9 @@ impl Store {
         }
         self.waiters.insert(Waiter {
             hold: key,
-            owner: parking.owner,
-            owner_name: parking.owner_name,
-            expire: parking.expire,
-            mode: parking.mode,
-            limit: parking.limit,
+            request: parking,
             timer,
-            until: parking.until,
             seq,
-            origin: parking.origin,
             prev: queue.tail,
             next: WaiterKey::NIL,
             generation,
@@ -237,7 +228,7 @@ impl Store {
             self.waiters[waiter.next.index()].prev = waiter.prev;
         }
         queue.len -= 1;
-        if let Some(origin) = waiter.origin {
+        if let Some(origin) = waiter.request.origin {
             self.origins.remove(&origin);
         }
         waiter
@@ -259,9 +250,9 @@ impl Store {
         self.release(waiter.cost());
         self.completed.push(Completion {
             ticket: waiter.ticket(wkey),
-            origin: waiter.origin,
+            origin: waiter.request.origin,
             granted: None,
-            mode: waiter.mode,
+            mode: waiter.request.mode,
         });
         unblocks
     }

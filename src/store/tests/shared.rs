@@ -47,7 +47,7 @@ impl Store {
             while w != WaiterKey::NIL {
                 let waiter = &self.waiters[w.index()];
                 assert_eq!(waiter.hold, key, "a waiter names its lock");
-                queue.push(waiter.owner.to_string());
+                queue.push(waiter.request.owner.to_string());
                 w = waiter.next;
             }
             let shape = if hold.shared == SetKey::NIL {
