@@ -9,7 +9,7 @@
 //! In the shared modes (`rw`, `semaphore`) a cycle's `Lock` is a share or
 //! an exclusive hold, decided when the cycle starts; there `--verify`
 //! reports each grant and each leaving to the run's
-//! [`Occupancy`](crate::occupancy::Occupancy) instead of counting on a
+//! [`Occupancy`] instead of counting on a
 //! counter (shared holders never write one).
 //!
 //! The fighter never touches a socket and never reads the clock: the engine
