@@ -301,7 +301,13 @@ fn result(
     RunResult {
         target: target.label.clone(),
         kind: target.kind,
-        address: target.addr.to_string(),
+        // Every member of a cluster target, in the order given.
+        address: target
+            .endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         mode: settings.mode,
         connections,
         pipeline: per_conn,
