@@ -205,6 +205,30 @@ fn shared_modes_need_a_jackrabbit_target() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn etcd_targets_parse_and_are_refused_where_they_cannot_fight() {
+    let out = lockfight(&[
+        "--target",
+        "etcd://127.0.0.1:1,127.0.0.1:2",
+        "--mode",
+        "pipelined",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "etcd") {
+        assert!(stderr.contains("persistent"), "{stderr}");
+        let out = lockfight(&["--target", "etcd://127.0.0.1:1", "--verify"]);
+        assert_eq!(out.status.code(), Some(2));
+    } else {
+        assert!(
+            stderr.contains("built without the etcd feature"),
+            "{stderr}"
+        );
+    }
+    let out = lockfight(&["--target", "etcd://127.0.0.1:1,", "--duration", "1"]);
+    assert_eq!(out.status.code(), Some(2), "an empty member");
+}
+
 /// The echo ceiling, killed when dropped.
 struct Ceiling {
     child: Child,

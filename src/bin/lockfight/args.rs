@@ -13,8 +13,8 @@ use crate::mode::Mode;
 #[command(
     name = "lockfight",
     version,
-    about = "Lock-fighting load generator: Jackrabbit DLM against Redis and the echo ceiling",
-    long_about = "Lock-fighting load generator: Jackrabbit DLM against Redis and the echo ceiling.\n\n\
+    about = "Lock-fighting load generator: Jackrabbit DLM against Redis, etcd and the echo ceiling",
+    long_about = "Lock-fighting load generator: Jackrabbit DLM against Redis, etcd and the echo ceiling.\n\n\
         Each fighter owns an ID (and a connection, except in oneshot mode), picks one of \
         --resources names at random, sends Lock (Expire --expire), and on Locked sends Unlock. \
         Throughput counts every reply; acquisitions count granted locks; NotOwner is the share \
@@ -96,8 +96,10 @@ pub struct FightArgs {
         value_name = "URL",
         required = true,
         help = "Server to fight over: [LABEL=]jackrabbit://HOST[:PORT] (default port 37373), \
-                [LABEL=]redis://HOST[:PORT] (default 6379) or [LABEL=]echo://HOST:PORT. Repeat to \
-                compare targets in one run; the first is the reference of the ratios"
+                [LABEL=]redis://HOST[:PORT] (default 6379), [LABEL=]echo://HOST:PORT or \
+                [LABEL=]etcd://HOST[:PORT][,HOST[:PORT]...] (default 2379; the etcd feature; \
+                persistent, patient and aggressive modes). Repeat to compare targets in one run; \
+                the first is the reference of the ratios"
     )]
     pub targets: Vec<String>,
 
@@ -185,9 +187,10 @@ pub struct FightArgs {
     pub verify: bool,
 
     /// PID of a target's server process, to report its CPU seconds (user+system, all threads,
-    /// from /proc) per million requests; give one per --target, in the same order (0 for none)
-    #[arg(long = "server-pid", value_name = "PID")]
-    pub server_pids: Vec<u32>,
+    /// from /proc) per million requests; give one per --target, in the same order (0 for none);
+    /// for a cluster, PID+PID+PID adds up its members
+    #[arg(long = "server-pid", value_name = "PID[+PID...]", value_parser = crate::target::Pids::parse)]
+    pub server_pids: Vec<crate::target::Pids>,
 
     /// Print the results as JSON instead of a table
     #[arg(long)]

@@ -1,5 +1,9 @@
 //! One run: set up a target, start the generator threads, measure the
 //! window, check the counters, and turn the tallies into a [`RunResult`].
+//!
+//! The mio engine's threads and the etcd fighters' runtime are measured by
+//! the same window code ([`window`]) and reported through the same
+//! [`RunResult`], so every target's figures mean the same thing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -63,6 +67,10 @@ pub fn fight(
     connections: usize,
     round: usize,
 ) -> Result<RunResult, String> {
+    let nonce = nonce();
+    if target.kind == Kind::Etcd {
+        return etcd_fight(target, settings, connections, round, &nonce);
+    }
     control::probe(target.addr)?;
     let dialect = match target.kind {
         Kind::Jackrabbit => Dialect::Jackrabbit {
@@ -74,8 +82,8 @@ pub fn fight(
         Kind::Redis => Dialect::Redis {
             unlock_sha: control::load_unlock_script(target.addr)?,
         },
+        Kind::Etcd => return Err("an etcd target has no line protocol".into()),
     };
-    let nonce = nonce();
     let spec = settings.mode.spec();
     let wait = spec.waits.then_some(settings.wait_secs);
     let semaphore = spec.sharing == Sharing::Semaphore;
@@ -95,38 +103,132 @@ pub fn fight(
         names: &names,
         spec,
         fighters_per_conn: per_conn,
-        rules: Rules {
-            resources: settings.resources,
-            // Shares never write the counter: the occupancy check instead.
-            verify: settings.verify && !shares,
-            on_refusal: spec.on_refusal,
-            retry_delay: settings.retry_delay,
-            hold: settings.hold,
-            sharing: spec.sharing,
-            shared_percent: settings.shared_percent,
-            occupancy: occupancy.clone(),
-            cycles: settings.cycles,
-        },
+        rules: rules(settings, occupancy.clone()),
         duration: settings.duration,
         seed: settings.seed,
         nonce: &nonce,
     };
 
     let threads = settings.threads.clamp(1, connections);
+    let (tally, cpu, elapsed) = window(target, settings, threads, |t, barrier, failed| {
+        let range = (connections * t / threads)..(connections * (t + 1) / threads);
+        engine::run_thread(&plan, range, barrier, failed)
+    })?;
+
+    let verify = match &occupancy {
+        Some(occupancy) => Some(occupied(occupancy, &tally)),
+        None if settings.verify => {
+            let counters = control::read_counters(target.addr, &dialect, &names)?;
+            Some(compare(&counters, &tally, &names))
+        }
+        None => None,
+    };
+    Ok(result(
+        target,
+        settings,
+        (connections, per_conn, round),
+        &tally,
+        cpu,
+        elapsed,
+        verify,
+    ))
+}
+
+/// The rules of a run's fighters.
+fn rules(settings: &Settings, occupancy: Option<Arc<Occupancy>>) -> Rules {
+    let spec = settings.mode.spec();
+    let shares = spec.sharing != Sharing::Exclusive;
+    Rules {
+        resources: settings.resources,
+        // Shares never write the counter: the occupancy check instead.
+        verify: settings.verify && !shares,
+        on_refusal: spec.on_refusal,
+        retry_delay: settings.retry_delay,
+        hold: settings.hold,
+        sharing: spec.sharing,
+        shared_percent: settings.shared_percent,
+        occupancy,
+        cycles: settings.cycles,
+    }
+}
+
+/// Fights over an etcd target: the same fighters, tallies and window, on
+/// the etcd module's runtime (one request in flight per fighter).
+#[cfg(feature = "etcd")]
+fn etcd_fight(
+    target: &Target,
+    settings: &Settings,
+    connections: usize,
+    round: usize,
+    nonce: &str,
+) -> Result<RunResult, String> {
+    let names = Names::new(nonce, settings.resources, settings.expire_secs, None);
+    let plan = crate::etcd::Plan {
+        endpoints: &target.endpoints,
+        names: &names,
+        rules: rules(settings, None),
+        fighters: connections,
+        threads: settings.threads,
+        expire_secs: settings.expire_secs,
+        duration: settings.duration,
+        seed: settings.seed,
+        nonce,
+    };
+    let (tally, cpu, elapsed) = window(target, settings, 1, |_, barrier, failed| {
+        crate::etcd::run(&plan, barrier, failed)
+    })?;
+    Ok(result(
+        target,
+        settings,
+        (connections, 1, round),
+        &tally,
+        cpu,
+        elapsed,
+        None,
+    ))
+}
+
+/// Without the `etcd` feature there are no etcd fighters; validation
+/// refuses such targets before any run, and this says why again.
+#[cfg(not(feature = "etcd"))]
+fn etcd_fight(
+    target: &Target,
+    _settings: &Settings,
+    _connections: usize,
+    _round: usize,
+    _nonce: &str,
+) -> Result<RunResult, String> {
+    Err(format!(
+        "{} is an etcd target, but this lockfight was built without the etcd feature",
+        target.label
+    ))
+}
+
+/// Runs `threads` generator threads (`run(t, barrier, failed)` each),
+/// reading the server's CPU over the measured window, and merges their
+/// tallies: (tally, server CPU seconds, window).
+fn window<F>(
+    target: &Target,
+    settings: &Settings,
+    threads: usize,
+    run: F,
+) -> Result<(Tally, Option<f64>, Duration), String>
+where
+    F: Fn(usize, &Barrier, &AtomicBool) -> Result<Tally, String> + Sync,
+{
     let barrier = Barrier::new(threads + 1);
     let failed = AtomicBool::new(false);
-    let (tally, cpu, elapsed) = thread::scope(|scope| {
+    thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let range = (connections * t / threads)..(connections * (t + 1) / threads);
-                let (plan, barrier, failed) = (&plan, &barrier, &failed);
-                scope.spawn(move || engine::run_thread(plan, range, barrier, failed))
+                let (run, barrier, failed) = (&run, &barrier, &failed);
+                scope.spawn(move || run(t, barrier, failed))
             })
             .collect();
         barrier.wait();
         // The server's CPU is read over the same window the threads measure.
         let started = Instant::now();
-        let cpu_before = target.pid.map(procfs::cpu_seconds).transpose();
+        let cpu_before = cpu_seconds(&target.pids);
         // The window is --duration, or for a run of --cycles until the
         // fighters are done (at most --duration).
         let bounded = settings.cycles.is_some();
@@ -135,12 +237,11 @@ pub fn fight(
         }
         let mut cpu_after = None;
         if !bounded {
-            cpu_after = Some(target.pid.map(procfs::cpu_seconds).transpose());
+            cpu_after = Some(cpu_seconds(&target.pids));
         }
         let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         let elapsed = started.elapsed().min(settings.duration);
-        let cpu_after =
-            cpu_after.unwrap_or_else(|| target.pid.map(procfs::cpu_seconds).transpose());
+        let cpu_after = cpu_after.unwrap_or_else(|| cpu_seconds(&target.pids));
         let mut tally = Tally::new(settings.resources);
         let mut first_error = None;
         for result in results {
@@ -163,16 +264,33 @@ pub fn fight(
             Some(e) => Err(e),
             None => Ok((tally, cpu?, elapsed)),
         }
-    })?;
+    })
+}
 
-    let verify = match &occupancy {
-        Some(occupancy) => Some(occupied(occupancy, &tally)),
-        None if settings.verify => {
-            let counters = control::read_counters(target.addr, &dialect, &names)?;
-            Some(compare(&counters, &tally, &names))
-        }
-        None => None,
-    };
+/// CPU seconds of the target's processes added up (a cluster's members),
+/// or `None` without any.
+fn cpu_seconds(pids: &[u32]) -> Result<Option<f64>, String> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    pids.iter()
+        .map(|&pid| procfs::cpu_seconds(pid))
+        .sum::<Result<f64, String>>()
+        .map(Some)
+}
+
+/// The report of one run from its tally; `shape` is (connections,
+/// requests in flight per connection, round).
+fn result(
+    target: &Target,
+    settings: &Settings,
+    shape: (usize, usize, usize),
+    tally: &Tally,
+    cpu: Option<f64>,
+    elapsed: Duration,
+    verify: Option<Verification>,
+) -> RunResult {
+    let (connections, per_conn, round) = shape;
     let secs = if settings.cycles.is_some() {
         elapsed.as_secs_f64().max(1e-6)
     } else {
@@ -180,10 +298,16 @@ pub fn fight(
     };
     let us = |q: f64| tally.latency.quantile(q).as_secs_f64() * 1e6;
     let grants = target.kind != Kind::Echo;
-    Ok(RunResult {
+    RunResult {
         target: target.label.clone(),
         kind: target.kind,
-        address: target.addr.to_string(),
+        // Every member of a cluster target, in the order given.
+        address: target
+            .endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         mode: settings.mode,
         connections,
         pipeline: per_conn,
@@ -209,9 +333,9 @@ pub fn fight(
             .filter(|_| tally.requests > 0)
             .map(|c| c / tally.requests as f64 * 1e6),
         verify,
-        first_unexpected_reply: tally.first_unexpected,
-        first_connection_failure: tally.first_failure,
-    })
+        first_unexpected_reply: tally.first_unexpected.clone(),
+        first_connection_failure: tally.first_failure.clone(),
+    }
 }
 
 /// Compares the counters read back with the increments the fighters saw.

@@ -6,8 +6,8 @@
 //! thread, so the generator itself stays cheap, and fights over several
 //! targets in one invocation, alternating them round by round, so that
 //! their figures can be compared as ratios measured side by side:
-//! Jackrabbit DLM, Redis, and the echo ceiling that `lockfight ceiling`
-//! serves.
+//! Jackrabbit DLM, Redis, etcd (with the `etcd` feature), and the echo
+//! ceiling that `lockfight ceiling` serves.
 //!
 //! Module map, bottom-up:
 //! - `args`: the command line.
@@ -20,6 +20,8 @@
 //!   fighters see it; no I/O.
 //! - `engine`: the event loop that drives connections and fighters.
 //! - `control`: blocking side talks (script loading, counter check).
+//! - `etcd`: the etcd fighters, on a tokio runtime of their own (the
+//!   `etcd` feature); the same fighters and tallies as the engine's.
 //! - `fight`: one run end to end; `procfs`: the server's CPU and memory.
 //! - `report`, `chart`: tables, JSON, the summary and the sweep chart.
 //! - `ceiling`: the echo ceiling server; `memory`: resident bytes per entry.
@@ -29,6 +31,8 @@ mod ceiling;
 mod chart;
 mod control;
 mod engine;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod fight;
 mod fighter;
 mod histogram;
@@ -86,6 +90,12 @@ fn run_memory(args: &MemoryArgs) -> ExitCode {
     }
     if let Some(t) = targets.iter().find(|t| t.kind == Kind::Echo) {
         return usage(&format!("{} is an echo target; it stores nothing", t.label));
+    }
+    if let Some(t) = targets.iter().find(|t| t.kind == Kind::Etcd) {
+        return usage(&format!(
+            "{} is an etcd target; memory measures jackrabbit and redis only",
+            t.label
+        ));
     }
     if args.entries == 0 {
         return usage("--entries must be at least 1");
@@ -157,9 +167,12 @@ fn validate(args: &FightArgs) -> Result<Invocation, String> {
                 targets.len()
             ));
         }
-        for (t, &pid) in targets.iter_mut().zip(&args.server_pids) {
-            t.pid = (pid != 0).then_some(pid);
+        for (t, pids) in targets.iter_mut().zip(&args.server_pids) {
+            t.pids.clone_from(&pids.0);
         }
+    }
+    if let Some(t) = targets.iter().find(|t| t.kind == Kind::Etcd) {
+        etcd_supports(t, args)?;
     }
     if args.verify {
         if let Some(t) = targets.iter().find(|t| t.kind == Kind::Echo) {
@@ -255,6 +268,40 @@ fn validate(args: &FightArgs) -> Result<Invocation, String> {
         rounds: args.rounds,
         chart,
     })
+}
+
+/// Refuses what the etcd fighters cannot do: they keep one gRPC channel
+/// each with one request in flight (HTTP/2 under gRPC has no order of
+/// replies to pipeline on), take exclusive locks without waiting (etcd's
+/// own lock waits on a key's deletion, not on a queue in the server), and
+/// keep no counters for `--verify`.
+fn etcd_supports(t: &Target, args: &FightArgs) -> Result<(), String> {
+    if !cfg!(feature = "etcd") {
+        return Err(format!(
+            "{} is an etcd target, but this lockfight was built without the etcd feature \
+             (cargo build --release --features etcd --bin lockfight)",
+            t.label
+        ));
+    }
+    let spec = args.mode.spec();
+    if spec.pipelined
+        || spec.waits
+        || spec.sharing != crate::mode::Sharing::Exclusive
+        || spec.reconnect != crate::mode::Reconnect::Never
+    {
+        return Err(format!(
+            "{} is an etcd target: only the persistent, patient and aggressive modes \
+             fight over etcd (one request in flight per fighter on its own channel), not {}",
+            t.label, args.mode
+        ));
+    }
+    if args.verify {
+        return Err(format!(
+            "--verify does not check etcd targets ({})",
+            t.label
+        ));
+    }
+    Ok(())
 }
 
 fn run(args: FightArgs) -> ExitCode {
