@@ -132,6 +132,8 @@ impl TestCluster {
     /// `among` knows it; its index.
     pub fn leader_among(&self, among: &[usize]) -> usize {
         let start = Instant::now();
+        // Each round asks every member over a fresh connection: the
+        // round trips pace the loop, which ends when the members agree.
         loop {
             let leaders: Vec<u64> = among
                 .iter()
@@ -147,7 +149,6 @@ impl TestCluster {
                 start.elapsed() < SETTLE,
                 "no leader among {among:?}: {leaders:?}"
             );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -159,23 +160,29 @@ impl TestCluster {
 
     /// Waits until member `i` has applied at least `index`.
     pub fn wait_applied(&self, i: usize, index: u64) {
+        self.until(
+            i,
+            |s| s["Applied"].as_u64().unwrap_or(0) >= index,
+            "applied the index",
+        );
+    }
+
+    /// Asks member `i` for its `Stats` until `check` holds (each round trip
+    /// paces the next), failing after [`SETTLE`].
+    fn until(&self, i: usize, check: impl Fn(&serde_json::Value) -> bool, what: &str) {
         let start = Instant::now();
-        while self.stats(i)["Applied"].as_u64().unwrap_or(0) < index {
-            assert!(start.elapsed() < SETTLE, "member {i} never applied {index}");
-            std::thread::sleep(Duration::from_millis(20));
+        while !check(&self.stats(i)) {
+            assert!(start.elapsed() < SETTLE, "member {i} never {what}");
         }
     }
 
     /// Waits until member `i` has applied `n` parked waits (`Waited`).
     pub fn wait_parked(&self, i: usize, n: u64) {
-        let start = Instant::now();
-        while self.stats(i)["Waited"].as_u64().unwrap_or(0) < n {
-            assert!(
-                start.elapsed() < SETTLE,
-                "member {i} never parked {n} waits"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.until(
+            i,
+            |s| s["Waited"].as_u64().unwrap_or(0) >= n,
+            "parked the waits",
+        );
     }
 
     /// Sends `request` to member `i` until it is answered with something
