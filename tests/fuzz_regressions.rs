@@ -165,6 +165,29 @@ fn store_waiter_granted_by_its_own_unlock_of_an_expired_hold() {
     );
 }
 
+/// Found by `store` in its shared mode (CI, session 5); the checker was
+/// wrong, not the store. `d` holds `n0` for 1 ms; `été` (exclusive), `b`
+/// (shared) and `a` wait on it. At 9 ms, before any sweep, `été` itself
+/// sends a shared `Lock n0` that does not wait. The store notices the
+/// expired hold and hands it to its oldest waiter, `été`'s own wait, then
+/// serves the request as a conversion by the sole holder, which lets `b`
+/// share it. The check that a new hold never passes a waiter now counts a
+/// hold handed over to the same ID by that same request as its own.
+#[test]
+fn store_waiter_handed_an_expired_hold_then_converts_it() {
+    check(
+        "store",
+        &[
+            0xf6, 0xce, 0xfc, 0xfb, 0x04, 0x10, 0x14, 0x16, 0x02, 0x2f, 0x05, 0x09, 0x03, 0x00,
+            0x00, 0x00, 0x05, 0x34, 0x01, 0x09, 0x32, 0x03, 0x84, 0x01, 0xff, 0xef, 0xff, 0xff,
+            0xff, 0x79, 0x79, 0xff, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xd2, 0xff, 0x00,
+            0x00, 0x08, 0x00, 0x05, 0x09, 0xc8, 0x22, 0x41, 0x63, 0x74, 0x69, 0x31, 0x6c, 0x61,
+            0x42, 0x61, 0x4d, 0x61, 0x67, 0x61, 0x4d, 0x61, 0x6d, 0x31, 0x6c, 0xcc, 0x0c, 0x06,
+            0x10, 0x07, 0x10, 0x0e, 0x02, 0x05,
+        ],
+    );
+}
+
 /// Found while the `connection` target loaded its corpus after learning the
 /// waiting acquire; the checker hung, not the server. With `--max-output`
 /// at 1 byte, the replies held back behind a waiting `Lock` fill it while

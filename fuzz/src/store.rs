@@ -765,8 +765,14 @@ impl Shares {
     /// whose wait ran out in the same turn are taken first), with a token
     /// as [`Shares::granted`] says, in the mode it asked for; and the
     /// grantee holds the lock, unless `own_unlock` says the request that
-    /// caused the grant was the grantee's own `Unlock` of it.
-    fn settle(&mut self, store: &mut Store, now: u64, own_unlock: Option<(usize, usize)>) {
+    /// caused the grant was the grantee's own `Unlock` of it. Returns who
+    /// was handed a lock, as (name, owner).
+    fn settle(
+        &mut self,
+        store: &mut Store,
+        now: u64,
+        own_unlock: Option<(usize, usize)>,
+    ) -> Vec<(usize, usize)> {
         let mut completions = Vec::new();
         store.take_completions(&mut completions);
         for done in completions.iter().filter(|d| d.granted.is_none()) {
@@ -793,13 +799,14 @@ impl Shares {
             holders.push((queued.name, queued.owner));
         }
         let names = names();
-        for (name, owner) in holders {
+        for &(name, owner) in &holders {
             if own_unlock != Some((name, owner)) {
                 let probe = test_lock(SHARERS[owner], &names[name]);
                 let status = reply(store, now, &probe).status();
                 assert_eq!(status, Status::Locked, "the grantee does not hold");
             }
         }
+        holders
     }
 
     fn complete(&mut self, ticket: Ticket) -> Queued {
@@ -822,7 +829,7 @@ impl Shares {
         // hand it on, before the probes that count.
         let names = names();
         let _ = reply(store, now, &test_lock(SHARERS[0], &names[name]));
-        self.settle(store, now, None);
+        let _ = self.settle(store, now, None);
         let (mut exclusive, mut shared, mut refused) = (Vec::new(), Vec::new(), 0);
         let mut counts = Vec::new();
         for (owner, id) in SHARERS.iter().enumerate() {
@@ -978,7 +985,10 @@ pub fn check_shared(data: &[u8]) {
                     _ => None,
                 };
                 let own_unlock = (action == Action::Unlock).then_some((name, owner));
-                shares.settle(&mut store, now, own_unlock);
+                let handed = shares.settle(&mut store, now, own_unlock);
+                // The request may first have handed an expired hold to this
+                // ID's own wait (its turn had come), then converted it.
+                let was_holder = was_holder || handed.contains(&(name, owner));
                 if let Some(ticket) = parked {
                     assert!(wait > 0, "parked without Wait");
                     assert!(!shares.finished.contains(&ticket), "ticket reused");
@@ -1024,19 +1034,19 @@ pub fn check_shared(data: &[u8]) {
             5 => now += u64::from(bytes.u8()),
             6 => {
                 while store.expire(at(now), (op >> 4) as usize + 1) {}
-                shares.settle(&mut store, now, None);
+                let _ = shares.settle(&mut store, now, None);
             }
             _ if op & 0x80 != 0 => store.compact(),
             _ => {
                 let pick = bytes.u8() as usize;
                 withdraw(&mut store, pick, &mut shares.waiting, &mut shares.finished);
-                shares.settle(&mut store, now, None);
+                let _ = shares.settle(&mut store, now, None);
             }
         }
         assert_eq!(store.waiter_count(), shares.waiting.len(), "waiters");
     }
     let_all_time_pass(&mut store, now, |store, now| {
-        shares.settle(store, now, None);
+        let _ = shares.settle(store, now, None);
         shares.waiting.len()
     });
 }
