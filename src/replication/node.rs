@@ -214,6 +214,43 @@ impl<S: LogStore> Replica<S> {
         self.raw.read_index(context.to_le_bytes().to_vec());
     }
 
+    /// Hands leadership to the follower furthest along the log among
+    /// those that answered lately (this node is about to stop); proposals
+    /// wait meanwhile. The follower chosen; `None` when this node does not
+    /// lead, already hands over, or has no follower to hand to.
+    pub fn hand_over(&mut self) -> Option<u64> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
+            return None;
+        }
+        let me = raft.id;
+        let learners = raft.prs().conf().learners();
+        let target = raft
+            .prs()
+            .iter()
+            .filter(|(id, pr)| **id != me && pr.recent_active && !learners.contains(id))
+            .max_by_key(|(id, pr)| (pr.matched, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)?;
+        self.raw.transfer_leader(target);
+        Some(target)
+    }
+
+    /// Whether this node leads.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// Whether this node leads and is handing leadership over.
+    pub fn is_handing_over(&self) -> bool {
+        self.is_leader() && self.raw.raft.lead_transferee.is_some()
+    }
+
+    /// Whether commands wait here: relayed to us, or ours, not yet proposed
+    /// or passed on.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// The index applied last.
     pub fn applied(&self) -> u64 {
         self.raw.raft.raft_log.applied
@@ -250,15 +287,25 @@ impl<S: LogStore> Replica<S> {
     }
 
     /// Commands a follower relayed: proposed with ours at the end of the
-    /// turn if we lead, else dropped (the follower's requests time out).
+    /// turn if we lead; a node that no longer leads but knows who does
+    /// passes them on (a follower that has not heard of the change yet);
+    /// with no leader known they are dropped (the follower's requests time
+    /// out).
     pub fn relayed(&mut self, commands: &[u8]) {
-        if self.reign.is_none() {
+        let leader = self.raw.raft.leader_id;
+        if self.reign.is_none() && (leader == 0 || leader == self.raw.raft.id) {
             return;
         }
         match command::check_commands(commands) {
             Ok(_) => self.keep_waiting(commands),
             Err(e) => log::warn!("a member relayed commands that do not decode: {e}"),
         }
+    }
+
+    /// Commands a relay could not take (no connection to the leader): they
+    /// wait for a later turn.
+    pub fn requeue(&mut self, commands: &[u8]) {
+        self.keep_waiting(commands);
     }
 
     fn keep_waiting(&mut self, commands: &[u8]) {
@@ -311,6 +358,13 @@ impl<S: LogStore> Replica<S> {
 
     fn propose_turn(&mut self, now: Moment, commands: &[u8], store_deadline: Option<Moment>) {
         if let Some(stamp) = self.cluster_now(now) {
+            if self.raw.raft.lead_transferee.is_some() {
+                // Handing over: raft drops proposals until the transfer
+                // ends. They wait, for the next leader (or for us again, if
+                // the transfer times out).
+                self.keep_waiting(commands);
+                return;
+            }
             let stamp = stamp.max(self.last_stamp);
             let time_due =
                 store_deadline.is_some_and(|d| d.as_ms() <= stamp && self.last_stamp < d.as_ms());
@@ -320,11 +374,17 @@ impl<S: LogStore> Replica<S> {
             command::begin_batch(&mut self.batch, stamp);
             self.batch.extend_from_slice(&self.waiting);
             self.batch.extend_from_slice(commands);
-            self.waiting.clear();
             let data = std::mem::take(&mut self.batch);
             match self.raw.propose(Vec::new(), data) {
-                Ok(()) => self.last_stamp = stamp,
-                Err(e) => log::warn!("cannot propose: {e}"),
+                Ok(()) => {
+                    self.last_stamp = stamp;
+                    self.waiting.clear();
+                }
+                Err(e) => {
+                    // Not in the log: the commands wait for a later turn.
+                    log::warn!("cannot propose: {e}");
+                    self.keep_waiting(commands);
+                }
             }
             return;
         }

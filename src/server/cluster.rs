@@ -34,6 +34,23 @@ const MAX_WAITING_COMMANDS: usize = 64 << 20;
 /// Heartbeats without one from the leader before a follower campaigns.
 const ELECTION_TICKS: usize = 10;
 
+/// How long a member that stopped leading stays, passing on what followers
+/// still relay to it, before it stops: this many heartbeats (the new
+/// leader's first appends tell the others within one).
+const LINGER_HEARTBEATS: u64 = 2;
+/// How long a member may take to stop, in election timeouts: time for a
+/// leader to hand over and for what waited to go on.
+const STOP_ELECTIONS: u64 = 3;
+
+/// A member asked to stop (SIGTERM).
+#[derive(Debug, Default)]
+struct Stopping {
+    /// When this node was first seen not leading, since the stop began.
+    not_leading_since: Option<Moment>,
+    /// It leads and has no follower to hand over to.
+    nobody_to_hand_to: bool,
+}
+
 /// The reads of one turn, waiting for their read index.
 struct ReadBatch {
     context: u64,
@@ -65,6 +82,10 @@ pub struct Cluster {
     snapshot_after: u64,
     /// The index of the last snapshot.
     snapshot_at: u64,
+    heartbeat: Millis,
+    stopping: Option<Stopping>,
+    /// The (leader, term) of the last turn, to notice a change.
+    last_reign: (u64, u64),
 }
 
 impl Cluster {
@@ -158,6 +179,9 @@ impl Cluster {
             commit_timeout: Millis::from_secs(config.commit_timeout),
             snapshot_after: config.snapshot_after,
             snapshot_at: applied,
+            heartbeat: Millis::new(config.heartbeat_ms),
+            stopping: None,
+            last_reign: (0, 0),
         }))
     }
 
@@ -191,6 +215,58 @@ impl Cluster {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The server was asked to stop: a leader hands leadership to an
+    /// up-to-date follower first, so the others go on without an election
+    /// timeout (a rolling restart).
+    pub fn begin_stop(&mut self) {
+        if self.stopping.is_none() {
+            self.stopping = Some(Stopping::default());
+            self.hand_over();
+        }
+    }
+
+    fn hand_over(&mut self) {
+        let Some(stopping) = self.stopping.as_mut() else {
+            return;
+        };
+        if self.members.is_none() || !self.replica.is_leader() {
+            return;
+        }
+        match self.replica.hand_over() {
+            Some(to) => log::info!("stopping: handing leadership to node {to}"),
+            None => stopping.nobody_to_hand_to = !self.replica.is_handing_over(),
+        }
+    }
+
+    /// How long a stopping member may take before it stops anyway.
+    pub fn stop_grace(&self) -> Millis {
+        Millis::new(
+            self.heartbeat
+                .as_ms()
+                .saturating_mul(ELECTION_TICKS as u64 * STOP_ELECTIONS),
+        )
+    }
+
+    /// Whether a stopping member may stop at local time `now`: it no longer
+    /// leads (or has nobody to hand over to), what waited here went on,
+    /// everything queued for the members is written, and it lingered a
+    /// little after the change so relays sent before it still go on.
+    pub fn may_stop(&self, now: Moment) -> bool {
+        let Some(stopping) = &self.stopping else {
+            return false;
+        };
+        let Some(members) = &self.members else {
+            return true;
+        };
+        if self.replica.is_leader() {
+            return stopping.nobody_to_hand_to;
+        }
+        let lingered = stopping.not_leading_since.is_some_and(|since| {
+            now.since(since).as_ms() >= self.heartbeat.as_ms() * LINGER_HEARTBEATS
+        });
+        lingered && !self.replica.has_waiting() && members.flushed()
     }
 
     /// An event on a replication token.
@@ -279,16 +355,31 @@ impl Cluster {
             self.snapshot_at = applied;
         }
         session.expire_proposals(now, &mut self.deliveries);
+        let place = self.replica.place();
         if let Some(replicated) = session.replicated.as_mut() {
-            replicated.set_place(self.replica.place());
+            replicated.set_place(place);
+        }
+        if (place.leader, place.term) != self.last_reign {
+            self.last_reign = (place.leader, place.term);
+            self.reads_through_log(session);
+        }
+        if self.stopping.is_some() {
+            self.hand_over();
+            if let Some(stopping) = self.stopping.as_mut() {
+                if !place.is_leader && stopping.not_leading_since.is_none() {
+                    stopping.not_leading_since = Some(now);
+                }
+            }
         }
         let outbox = std::mem::take(&mut self.replica.outbox);
         if let Some(members) = self.members.as_mut() {
-            for out in &outbox {
+            for out in outbox {
                 match out {
-                    Outgoing::Raft(m) => members.send_raft(m),
+                    Outgoing::Raft(m) => members.send_raft(&m),
                     Outgoing::Relay { to, commands } => {
-                        members.send_relay(*to, commands);
+                        if !members.send_relay(to, &commands) {
+                            self.replica.requeue(&commands);
+                        }
                     }
                 }
             }
@@ -300,6 +391,22 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// The leader or the term changed: a read index asked of the old
+    /// leader may never come, so the reads still waiting for one go
+    /// through the log instead (as linearizable, one commit later).
+    fn reads_through_log(&mut self, session: &mut Session) {
+        let Some(replicated) = session.replicated.as_mut() else {
+            return;
+        };
+        self.reads.retain(|batch| {
+            if batch.index.is_some() {
+                return true;
+            }
+            replicated.through_log(&batch.commands);
+            false
+        });
+    }
+
     /// Answers the reads whose read index is applied; those that must go
     /// through the log after all are proposed at once. Batches older than
     /// the commit timeout (a read index lost with a leader) are dropped:

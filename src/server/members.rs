@@ -196,6 +196,14 @@ impl Members {
         true
     }
 
+    /// Whether everything queued for the members that are connected has
+    /// been written to their sockets.
+    pub fn flushed(&self) -> bool {
+        self.outgoing
+            .iter()
+            .all(|o| o.stream.is_none() || o.sent == o.queue.len())
+    }
+
     /// Writes what is queued on every outgoing connection that can take it.
     pub fn flush(&mut self, now: Moment) {
         for i in 0..self.outgoing.len() {

@@ -447,7 +447,9 @@ impl Server {
             }
             if let Some(deadline) = self.shutdown_at {
                 let flushed = self.peers.iter().all(|(_, p)| p.conn.unsent().is_empty());
-                if flushed || now >= deadline {
+                // A member first hands over and passes on what it holds.
+                let handed_over = self.cluster.as_ref().is_none_or(|c| c.may_stop(now));
+                if (flushed && handed_over) || now >= deadline {
                     break;
                 }
             }
@@ -555,7 +557,12 @@ impl Server {
         if self.shutdown_at.is_none() {
             log::info!("shutting down");
             systemd::notify_stopping();
-            self.shutdown_at = Some(now.after(SHUTDOWN_GRACE));
+            let mut grace = SHUTDOWN_GRACE;
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.begin_stop();
+                grace = grace.max(cluster.stop_grace());
+            }
+            self.shutdown_at = Some(now.after(grace));
             self.listener = None;
         }
     }

@@ -113,6 +113,14 @@ impl TestCluster {
         member.child.wait().expect("reap");
     }
 
+    /// SIGTERM to member `i` (a graceful stop: a leader hands over
+    /// first), then waits for it to exit; its exit status.
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        self.signal(i, libc::SIGTERM);
+        let mut member = self.members[i].take().expect("member is up");
+        member.child.wait().expect("reap")
+    }
+
     pub fn pause(&self, i: usize) {
         self.signal(i, libc::SIGSTOP);
     }
