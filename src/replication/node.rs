@@ -26,7 +26,10 @@
 
 use std::io;
 
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, Snapshot,
+};
 use raft::{Config, RawNode, StateRole};
 
 use super::command;
@@ -39,6 +42,9 @@ pub trait LogStore: raft::Storage {
     fn append(&mut self, entries: &[Entry]) -> io::Result<()>;
     fn set_hard_state(&mut self, hard_state: &HardState) -> io::Result<()>;
     fn set_commit(&mut self, commit: u64) -> io::Result<()>;
+    /// The membership after a change was applied (durable at the next
+    /// sync).
+    fn set_conf_state(&mut self, conf_state: ConfState) -> io::Result<()>;
     /// Installs a snapshot received from the leader in place of the log.
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> io::Result<()>;
     /// Makes every write since the last sync durable (one fsync).
@@ -86,6 +92,61 @@ pub enum Applied<'a> {
     /// The leader's snapshot replaced our state: restore the store from
     /// `data`, taken at `index`.
     Snapshot { index: u64, data: &'a [u8] },
+    /// A change of membership, applied (or refused alike on every node).
+    Membership(MemberChange),
+}
+
+/// A committed change of membership, as applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberChange {
+    pub index: u64,
+    /// The member added or removed.
+    pub node: u64,
+    pub added: bool,
+    /// Its replication address (`HOST:PORT`), when it was added.
+    pub addr: String,
+    /// The origin of the request that asked for it (0: unknown).
+    pub asked_by: u64,
+    /// Why raft refused it, if it did.
+    pub refused: Option<String>,
+}
+
+/// Why a change of membership cannot be proposed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberRefusal {
+    NotLeader,
+    /// One change at a time: the last is not applied yet, or leadership is
+    /// being handed over.
+    Busy,
+    Raft(String),
+}
+
+impl std::fmt::Display for MemberRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemberRefusal::NotLeader => f.write_str("this node does not lead"),
+            MemberRefusal::Busy => f.write_str("another change of membership is in progress"),
+            MemberRefusal::Raft(e) => write!(f, "raft refused the change: {e}"),
+        }
+    }
+}
+
+/// A membership change's context: who asked (an origin, little-endian),
+/// then the member's address.
+fn member_context(asked_by: u64, addr: &str) -> Vec<u8> {
+    let mut context = asked_by.to_le_bytes().to_vec();
+    context.extend_from_slice(addr.as_bytes());
+    context
+}
+
+fn read_member_context(context: &[u8]) -> (u64, String) {
+    match context.split_first_chunk::<8>() {
+        Some((asked_by, addr)) => (
+            u64::from_le_bytes(*asked_by),
+            String::from_utf8_lossy(addr).into_owned(),
+        ),
+        None => (0, String::new()),
+    }
 }
 
 /// Settings of a [`Replica`].
@@ -233,6 +294,43 @@ impl<S: LogStore> Replica<S> {
             .map(|(id, _)| *id)?;
         self.raw.transfer_leader(target);
         Some(target)
+    }
+
+    /// Proposes adding member `node`, which listens for members at `addr`
+    /// (`add`), or removing it; `asked_by` (an origin) comes back with the
+    /// change once applied, in [`Applied::Membership`].
+    pub fn propose_member(
+        &mut self,
+        add: bool,
+        node: u64,
+        addr: &str,
+        asked_by: u64,
+    ) -> Result<(), MemberRefusal> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return Err(MemberRefusal::NotLeader);
+        }
+        if raft.has_pending_conf() || raft.lead_transferee.is_some() {
+            return Err(MemberRefusal::Busy);
+        }
+        let mut change = ConfChange::default();
+        change.set_change_type(if add {
+            ConfChangeType::AddNode
+        } else {
+            ConfChangeType::RemoveNode
+        });
+        change.node_id = node;
+        change.context = member_context(asked_by, addr).into();
+        self.raw
+            .propose_conf_change(Vec::new(), change)
+            .map_err(|e| MemberRefusal::Raft(e.to_string()))
+    }
+
+    /// The voting members, by raft's current configuration.
+    pub fn voters(&self) -> Vec<u64> {
+        let mut voters: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
+        voters
     }
 
     /// Whether this node leads.
@@ -504,9 +602,12 @@ impl<S: LogStore> Replica<S> {
 
     fn apply_entries(&mut self, entries: &[Entry], apply: &mut dyn FnMut(Applied<'_>)) {
         for entry in entries {
+            if entry.get_entry_type() == EntryType::EntryConfChange {
+                self.apply_member_change(entry, apply);
+                continue;
+            }
             if entry.get_entry_type() != EntryType::EntryNormal || entry.get_data().is_empty() {
-                // Raft's own empty entry of a new term, and (later)
-                // membership changes.
+                // Raft's own empty entry of a new term.
                 continue;
             }
             let data = entry.get_data();
@@ -522,6 +623,42 @@ impl<S: LogStore> Replica<S> {
     }
 }
 
+impl<S: LogStore> Replica<S> {
+    /// A committed change of membership: raft's configuration follows it
+    /// on every node, and the storage keeps it.
+    fn apply_member_change(&mut self, entry: &Entry, apply: &mut dyn FnMut(Applied<'_>)) {
+        let mut change = ConfChange::default();
+        if let Err(e) = change.merge_from_bytes(entry.get_data()) {
+            // Only a leader of ours writes these; not one we can read is a
+            // bug, and applying nothing keeps every node alike.
+            log::warn!(
+                "a membership change at {} does not decode: {e}",
+                entry.index
+            );
+            return;
+        }
+        let (asked_by, addr) = read_member_context(change.get_context());
+        let refused = match self.raw.apply_conf_change(&change) {
+            Ok(conf_state) => self
+                .raw
+                .mut_store()
+                .set_conf_state(conf_state)
+                .err()
+                .map(|e| e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        let added = change.get_change_type() != ConfChangeType::RemoveNode;
+        apply(Applied::Membership(MemberChange {
+            index: entry.index,
+            node: change.node_id,
+            added,
+            addr,
+            asked_by,
+            refused,
+        }));
+    }
+}
+
 impl LogStore for super::storage::DiskStorage {
     fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
         super::storage::DiskStorage::append(self, entries).map_err(io::Error::other)
@@ -534,6 +671,11 @@ impl LogStore for super::storage::DiskStorage {
 
     fn set_commit(&mut self, commit: u64) -> io::Result<()> {
         super::storage::DiskStorage::set_commit(self, commit);
+        Ok(())
+    }
+
+    fn set_conf_state(&mut self, conf_state: ConfState) -> io::Result<()> {
+        super::storage::DiskStorage::set_conf_state(self, conf_state);
         Ok(())
     }
 
@@ -564,6 +706,11 @@ impl LogStore for raft::storage::MemStorage {
 
     fn set_commit(&mut self, commit: u64) -> io::Result<()> {
         self.wl().mut_hard_state().set_commit(commit);
+        Ok(())
+    }
+
+    fn set_conf_state(&mut self, conf_state: ConfState) -> io::Result<()> {
+        self.wl().set_conf_state(conf_state);
         Ok(())
     }
 
@@ -776,5 +923,116 @@ mod tests {
         assert_eq!(last.2, vec![c]);
         assert_eq!(last.1, before + 300);
         assert_eq!(logs[1], logs[2]);
+    }
+
+    /// Carries every node's outbox to the others that are up, after a
+    /// turn of each, `rounds` times; membership changes applied go to
+    /// `changes` (node index, change), and a node that applies an addition
+    /// compacts its log, as the server does, so the newcomer starts from a
+    /// snapshot.
+    fn exchange(
+        nodes: &mut [Replica<MemStorage>],
+        down: &[bool],
+        now: u64,
+        changes: &mut Vec<(usize, MemberChange)>,
+    ) {
+        for _ in 0..20 {
+            for (i, node) in nodes.iter_mut().enumerate() {
+                if down[i] {
+                    continue;
+                }
+                let now = Moment::from_ms(now);
+                node.tick(now);
+                let mut added = false;
+                node.end_turn(now, &[], None, &mut |applied| {
+                    if let Applied::Membership(change) = applied {
+                        added |= change.added;
+                        changes.push((i, change));
+                    }
+                })
+                .unwrap();
+                if added {
+                    node.compact(Vec::new()).unwrap();
+                }
+            }
+            let mail: Vec<Outgoing> = nodes.iter_mut().flat_map(|n| n.outbox.drain(..)).collect();
+            for m in mail {
+                if let Outgoing::Raft(m) = m {
+                    let to = usize::try_from(m.to - 1).unwrap();
+                    if to < nodes.len() && !down[to] {
+                        nodes[to].step(m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A fourth node with an empty log joins through a snapshot and votes;
+    /// a member removed no longer counts toward a majority.
+    #[test]
+    fn a_member_joins_from_a_snapshot_and_another_leaves() {
+        let voters = [1, 2, 3];
+        let mut nodes: Vec<Replica<MemStorage>> =
+            voters.iter().map(|&id| node(id, &voters)).collect();
+        let fresh = Replica::new(&settings(4), MemStorage::new(), Moment::START, || 1).unwrap();
+        nodes.push(fresh);
+        let mut down = vec![false; 4];
+        let mut changes = Vec::new();
+        nodes[0].campaign().unwrap();
+        exchange(&mut nodes, &down, 0, &mut changes);
+        assert!(nodes[0].is_leader());
+        assert_eq!(
+            nodes[1].propose_member(true, 4, "127.0.0.1:9", 7),
+            Err(MemberRefusal::NotLeader)
+        );
+        nodes[0].propose_member(true, 4, "127.0.0.1:9", 7).unwrap();
+        assert_eq!(
+            nodes[0].propose_member(false, 2, "", 8),
+            Err(MemberRefusal::Busy),
+            "one change at a time"
+        );
+        exchange(&mut nodes, &down, 100, &mut changes);
+        let joined: Vec<usize> = changes.iter().map(|(i, _)| *i).collect();
+        assert_eq!(joined, [0, 1, 2], "applied on the three old members");
+        let change = &changes[0].1;
+        assert!(change.added && change.node == 4 && change.refused.is_none());
+        assert_eq!((change.addr.as_str(), change.asked_by), ("127.0.0.1:9", 7));
+        for node in &nodes {
+            assert_eq!(node.voters(), [1, 2, 3, 4], "node {}", node.place().node_id);
+        }
+        let leader = nodes[0].place();
+        assert_eq!(nodes[3].place().leader, 1);
+        assert!(nodes[3].applied() >= leader.committed - 1, "caught up");
+        let first = raft::Storage::first_index(nodes[3].storage()).unwrap();
+        assert!(
+            first > 1,
+            "node 4 started from a snapshot, not from entry 1"
+        );
+
+        changes.clear();
+        nodes[0].propose_member(false, 2, "", 8).unwrap();
+        exchange(&mut nodes, &down, 200, &mut changes);
+        assert!(changes.iter().all(|(_, c)| !c.added && c.node == 2));
+        assert_eq!(nodes[0].voters(), [1, 3, 4]);
+        // Nodes 2 and 3 down: 1 and 4 are a majority of {1, 3, 4}.
+        down[1] = true;
+        down[2] = true;
+        let before = nodes[0].place().committed;
+        let mut log = Log::new();
+        let origin = Origin::new(1, 9);
+        nodes[0]
+            .end_turn(
+                Moment::from_ms(300),
+                &one_request(origin),
+                None,
+                &mut collect(&mut log),
+            )
+            .unwrap();
+        exchange(&mut nodes, &down, 300, &mut changes);
+        assert!(
+            nodes[0].place().committed > before,
+            "committed with node 4's vote"
+        );
+        assert_eq!(nodes[3].place().committed, nodes[0].place().committed);
     }
 }

@@ -21,7 +21,7 @@ use mio::{Registry, event::Event};
 
 use super::members::{self, Members, Received};
 use crate::config::Config;
-use crate::replication::node::{Applied, Outgoing, Replica, Settings};
+use crate::replication::node::{Applied, MemberChange, Outgoing, Replica, Settings};
 use crate::replication::storage::DiskStorage;
 use crate::session::{Delivery, Replicated, Session};
 use crate::time::{Millis, Moment};
@@ -86,6 +86,11 @@ pub struct Cluster {
     stopping: Option<Stopping>,
     /// The (leader, term) of the last turn, to notice a change.
     last_reign: (u64, u64),
+    /// Changes of membership applied this turn.
+    changes: Vec<MemberChange>,
+    /// Take a snapshot at the end of this turn (a member was added: it
+    /// starts from one, which carries the membership).
+    snapshot_now: bool,
 }
 
 impl Cluster {
@@ -182,6 +187,8 @@ impl Cluster {
             heartbeat: Millis::new(config.heartbeat_ms),
             stopping: None,
             last_reign: (0, 0),
+            changes: Vec::new(),
+            snapshot_now: false,
         }))
     }
 
@@ -320,6 +327,7 @@ impl Cluster {
         }
         let deadline = session.store.next_deadline();
         let deliveries = &mut self.deliveries;
+        let changes = &mut self.changes;
         let mut failed: Option<crate::store::SnapshotError> = None;
         self.replica.end_turn(
             now,
@@ -327,6 +335,7 @@ impl Cluster {
             deadline,
             &mut |applied| match applied {
                 Applied::Entry { at, data, .. } => session.apply_entry(at, data, deliveries),
+                Applied::Membership(change) => changes.push(change),
                 Applied::Snapshot { index, data } => match restore(session, data) {
                     Ok(_) => log::info!("installed the leader's snapshot at index {index}"),
                     // The leader's own store wrote it: a snapshot that does
@@ -343,8 +352,10 @@ impl Cluster {
             )));
         }
         self.answer_reads(session, now);
+        self.follow_membership();
         let applied = self.replica.applied();
-        if applied >= self.snapshot_at.saturating_add(self.snapshot_after) {
+        if self.snapshot_now || applied >= self.snapshot_at.saturating_add(self.snapshot_after) {
+            self.snapshot_now = false;
             let mut data = Vec::new();
             let at = session
                 .replicated
@@ -391,6 +402,42 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Follows the changes of membership applied this turn: connections
+    /// to added members are opened, those to removed ones closed.
+    fn follow_membership(&mut self) {
+        for change in std::mem::take(&mut self.changes) {
+            if let Some(why) = &change.refused {
+                log::warn!(
+                    "membership change at index {} (node {}) refused: {why}",
+                    change.index,
+                    change.node
+                );
+                continue;
+            }
+            log::info!(
+                "node {} {} at index {}; voters now {:?}",
+                change.node,
+                if change.added { "joined" } else { "left" },
+                change.index,
+                self.replica.voters()
+            );
+            let Some(members) = self.members.as_mut() else {
+                continue;
+            };
+            if change.added {
+                match resolve(&change.addr) {
+                    Ok(addr) => members.add(change.node, addr),
+                    Err(e) => log::warn!("node {}: {e}", change.node),
+                }
+                // A member that joins has no log: it starts from a snapshot
+                // (the leader sends one only for what it compacted).
+                self.snapshot_now = true;
+            } else {
+                members.remove(change.node);
+            }
+        }
+    }
+
     /// The leader or the term changed: a read index asked of the old
     /// leader may never come, so the reads still waiting for one go
     /// through the log instead (as linearizable, one commit later).

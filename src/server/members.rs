@@ -130,6 +130,51 @@ impl Members {
         self.local_addr
     }
 
+    /// A member added to the cluster: this node connects to it (again, if
+    /// it was a member before, at its new address). At most 1 << 16
+    /// members are ever added; past that the change is logged and ignored.
+    pub fn add(&mut self, id: u64, addr: SocketAddr) {
+        if id == self.me {
+            return;
+        }
+        if let Some(out) = self.outgoing.iter_mut().find(|o| o.id == id) {
+            if out.addr != addr || out.stream.is_none() {
+                out.addr = addr;
+                out.stream = None;
+                out.connected = false;
+                out.queue.clear();
+                out.sent = 0;
+                out.retry_at = Some(Moment::START);
+            }
+            return;
+        }
+        if self.outgoing.len() >= FIRST_IN - FIRST_OUT {
+            log::warn!("too many members to connect to node {id}");
+            return;
+        }
+        self.outgoing.push(Outgoing {
+            id,
+            addr,
+            stream: None,
+            connected: false,
+            queue: Vec::new(),
+            sent: 0,
+            retry_at: Some(Moment::START),
+        });
+    }
+
+    /// A member removed from the cluster: its connection is closed and not
+    /// opened again (its place is kept, so the other tokens stay).
+    pub fn remove(&mut self, id: u64) {
+        if let Some(out) = self.outgoing.iter_mut().find(|o| o.id == id) {
+            out.stream = None;
+            out.connected = false;
+            out.queue = Vec::new();
+            out.sent = 0;
+            out.retry_at = None;
+        }
+    }
+
     /// The earliest time a broken connection is to be opened again.
     pub fn next_retry(&self) -> Option<Moment> {
         self.outgoing.iter().filter_map(|o| o.retry_at).min()
