@@ -170,6 +170,14 @@ pub struct Config {
     #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..))]
     pub node_id: Option<u16>,
 
+    /// With --peers and a new --data-dir: join a running cluster that was told of this node (`dlm cluster add ID=HOST:PORT`) instead of founding one; its state comes from the leader. --peers then lists the members to reach and this node
+    #[arg(long)]
+    pub join: bool,
+
+    /// With --peers and --identity-dir: a Name whose authenticated requests may list the members and change them (`dlm cluster status|add|remove`); repeat or separate with commas [default: nobody may]
+    #[arg(long = "admin", value_name = "NAME", value_delimiter = ',')]
+    pub admins: Vec<String>,
+
     /// Answer Unavailable to a request that is not committed within this many seconds (its effect is then unknown)
     #[arg(long, value_name = "SECS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -197,7 +205,7 @@ pub struct Config {
 pub struct Peers(pub Vec<(u16, String)>);
 
 /// `1=HOST:PORT,2=HOST:PORT,...`: IDs from 1 to 65535, each once.
-fn parse_peers(text: &str) -> Result<Peers, String> {
+pub fn parse_peers(text: &str) -> Result<Peers, String> {
     let mut peers = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part
@@ -298,6 +306,26 @@ impl Config {
 
     /// Checks what clap cannot: the cluster options belong together.
     pub fn check(&self) -> Result<(), String> {
+        if self.join && self.peers.is_none() {
+            return Err("--join needs --peers: the members to join".to_owned());
+        }
+        if !self.admins.is_empty() {
+            if self.peers.is_none() {
+                return Err(
+                    "--admin needs --peers: only a cluster has members to change".to_owned(),
+                );
+            }
+            if self.identity_dir.is_none() {
+                return Err("--admin needs --identity-dir: an admin authenticates with its Name and Identity".to_owned());
+            }
+            if let Some(bad) = self
+                .admins
+                .iter()
+                .find(|n| !crate::session::auth::valid_name(n))
+            {
+                return Err(format!("--admin {bad:?} is not a valid Name"));
+            }
+        }
         match (&self.peers, self.node_id) {
             (Some(peers), Some(id)) => {
                 if !peers.0.iter().any(|&(member, _)| member == id) {

@@ -250,6 +250,9 @@ impl Model {
                 Reply::WithId(Status::Done, r.id())
             }
             Action::Version | Action::Stats => Reply::Version,
+            Action::AddMember | Action::RemoveMember | Action::Members => {
+                Reply::Bare(Status::BadAction)
+            }
         };
         let mut out = Vec::new();
         reply.write_json(&mut out);

@@ -91,6 +91,67 @@ pub(crate) fn stats(reply: Reply, name: &str) -> Result<BTreeMap<String, u64>, E
     }
 }
 
+/// A cluster's members as one member sees them (`Members`, cluster
+/// administration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The member that answered.
+    pub node_id: u64,
+    /// The leader it knows of (0: none).
+    pub leader: u64,
+    /// Its Raft term.
+    pub term: u64,
+    /// The voting members, by raft's configuration.
+    pub voters: Vec<u64>,
+    /// Every member's replication address that it knows, by ID.
+    pub peers: BTreeMap<u64, String>,
+}
+
+/// `Members`: the membership.
+pub(crate) fn membership(reply: Reply, name: &str) -> Result<Membership, Error> {
+    if reply.status != Status::Members {
+        return Err(Error::status_of(Action::Members, name, reply.status));
+    }
+    let number = |field| {
+        reply
+            .counters()
+            .find(|&(n, _)| n == field)
+            .map(|(_, v)| v)
+            .ok_or_else(|| Error::protocol(format!("a Members reply without {field}")))
+    };
+    let text = |field| {
+        reply
+            .text(field)
+            .ok_or_else(|| Error::protocol(format!("a Members reply without {field}")))
+    };
+    let bad = |field| Error::protocol(format!("a Members reply with a malformed {field}"));
+    let voters = text("Voters")?
+        .split(',')
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse().map_err(|_| bad("Voters")))
+        .collect::<Result<Vec<u64>, Error>>()?;
+    let mut peers = BTreeMap::new();
+    for entry in text("Peers")?.split(',').filter(|p| !p.is_empty()) {
+        let (id, addr) = entry.split_once('=').ok_or_else(|| bad("Peers"))?;
+        peers.insert(id.parse().map_err(|_| bad("Peers"))?, addr.to_owned());
+    }
+    Ok(Membership {
+        node_id: number("NodeId")?,
+        leader: number("Leader")?,
+        term: number("Term")?,
+        voters,
+        peers,
+    })
+}
+
+/// `AddMember`, `RemoveMember`: the change is applied.
+pub(crate) fn member_changed(reply: Reply, action: Action, name: &str) -> Result<(), Error> {
+    match reply.status {
+        Status::Done => Ok(()),
+        status => Err(Error::status_of(action, name, status)),
+    }
+}
+
 /// The answer to one request of a [`Pipeline`](super::Pipeline), by action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -130,5 +191,8 @@ pub(crate) fn outcome(
         Action::Erase => erased(reply, name).map(Outcome::Erased),
         Action::Version => version(reply, name).map(Outcome::Version),
         Action::Stats => stats(reply, name).map(Outcome::Stats),
+        Action::AddMember | Action::RemoveMember | Action::Members => Err(Error::protocol(
+            "cluster administration is not pipelined: use Locker::members and its kin",
+        )),
     }
 }

@@ -20,7 +20,7 @@ use super::handles::worth_retrying;
 use super::renew::{Renewal, RenewingGuard};
 use super::setup::Setup;
 use super::wire::{Reply, Request};
-use super::{Error, FencingToken, Status};
+use super::{Error, FencingToken, Membership, Status};
 use crate::protocol::action::Action;
 
 /// A client for one lock and the data item of the same name.
@@ -486,6 +486,40 @@ impl Locker {
     pub fn stats(&mut self) -> Result<BTreeMap<String, u64>, Error> {
         let reply = self.request(Action::Stats, None, None, None)?;
         answer::stats(reply, &self.name)
+    }
+
+    /// The cluster's members, as the member this locker talks to sees
+    /// them (`Members`). Needs a Name given as `--admin` to the servers;
+    /// `NotOwner` otherwise, `BadAction` from a server that is not a
+    /// cluster member.
+    pub fn members(&mut self) -> Result<Membership, Error> {
+        let reply = self.admin(Action::Members, "members")?;
+        answer::membership(reply, "members")
+    }
+
+    /// Adds member `id`, which listens for the others at `addr`
+    /// (`HOST:PORT`), then start it with `--join`. Returns once the change
+    /// is applied; `Unavailable` if it could not be within the commit
+    /// timeout (for instance while another change is under way): asking
+    /// again is safe.
+    pub fn add_member(&mut self, id: u16, addr: &str) -> Result<(), Error> {
+        let spec = format!("{id}={addr}");
+        let reply = self.admin(Action::AddMember, &spec)?;
+        answer::member_changed(reply, Action::AddMember, &spec)
+    }
+
+    /// Removes member `id` (stop it afterwards). As [`Locker::add_member`].
+    pub fn remove_member(&mut self, id: u16) -> Result<(), Error> {
+        let spec = id.to_string();
+        let reply = self.admin(Action::RemoveMember, &spec)?;
+        answer::member_changed(reply, Action::RemoveMember, &spec)
+    }
+
+    /// Sends one administration request naming `file_name` and reads its
+    /// reply.
+    fn admin(&mut self, action: Action, file_name: &str) -> Result<Reply, Error> {
+        let request = self.setup.request(action, file_name);
+        self.link.round_trip(&request, self.setup.encoding)
     }
 
     /// Sends one request for this locker's name and ID and reads its reply.

@@ -126,7 +126,7 @@ mod renew;
 mod setup;
 mod wire;
 
-pub use self::answer::Outcome;
+pub use self::answer::{Membership, Outcome};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use self::async_client::{AsyncClient, AsyncHandle};

@@ -199,6 +199,14 @@ impl Reply {
         }
     }
 
+    /// A string field.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match self.fields.get(name) {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        }
+    }
+
     /// Every integer field, which in a `Stats` reply is every counter.
     pub fn counters(&self) -> impl Iterator<Item = (&str, u64)> {
         self.fields

@@ -13,11 +13,17 @@ pub enum Action {
     Erase,
     Version,
     Stats,
+    /// Cluster administration (extensions of ours; see the README's
+    /// "Changing the members of a cluster"): add the member `FileName`
+    /// names as `ID=HOST:PORT`, remove member `FileName`, list them.
+    AddMember,
+    RemoveMember,
+    Members,
 }
 
 impl Action {
     /// Every action, for tests and tools.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 11] = [
         Action::Lock,
         Action::Unlock,
         Action::TestLock,
@@ -26,7 +32,18 @@ impl Action {
         Action::Erase,
         Action::Version,
         Action::Stats,
+        Action::AddMember,
+        Action::RemoveMember,
+        Action::Members,
     ];
+
+    /// Whether the action administers a cluster (only an admin Name may).
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Action::AddMember | Action::RemoveMember | Action::Members
+        )
+    }
 
     /// The action's name as clients spell it on the wire.
     pub fn name(self) -> &'static str {
@@ -39,6 +56,9 @@ impl Action {
             Action::Erase => "Erase",
             Action::Version => "Version",
             Action::Stats => "Stats",
+            Action::AddMember => "AddMember",
+            Action::RemoveMember => "RemoveMember",
+            Action::Members => "Members",
         }
     }
 

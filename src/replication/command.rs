@@ -202,6 +202,9 @@ fn action_code(action: Action) -> u8 {
         Action::Erase => 6,
         Action::Version => 7,
         Action::Stats => 8,
+        Action::AddMember => 9,
+        Action::RemoveMember => 10,
+        Action::Members => 11,
     }
 }
 

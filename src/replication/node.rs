@@ -86,6 +86,8 @@ pub enum Applied<'a> {
     /// time `at` (the running maximum of the stamps).
     Entry {
         index: u64,
+        /// The term of the leader that proposed it.
+        term: u64,
         at: Moment,
         data: &'a [u8],
     },
@@ -616,6 +618,7 @@ impl<S: LogStore> Replica<S> {
             }
             apply(Applied::Entry {
                 index: entry.index,
+                term: entry.term,
                 at: Moment::from_ms(self.applied_time),
                 data,
             });

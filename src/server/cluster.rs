@@ -14,8 +14,10 @@
 //! members' sockets and the session; the store is reached only through the
 //! session.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 
 use mio::{Registry, event::Event};
 
@@ -23,7 +25,7 @@ use super::members::{self, Members, Received};
 use crate::config::Config;
 use crate::replication::node::{Applied, MemberChange, Outgoing, Replica, Settings};
 use crate::replication::storage::DiskStorage;
-use crate::session::{Delivery, Replicated, Session};
+use crate::session::{Delivery, Replicated, Session, auth};
 use crate::time::{Millis, Moment};
 
 /// What the Raft node keeps its log in.
@@ -91,6 +93,12 @@ pub struct Cluster {
     /// Take a snapshot at the end of this turn (a member was added: it
     /// starts from one, which carries the membership).
     snapshot_now: bool,
+    /// Every member's replication address, this node's included.
+    addresses: BTreeMap<u64, String>,
+    /// `--data-dir`, where the members file is kept.
+    dir: PathBuf,
+    /// A snapshot was installed: the `Members` texts are to be redone.
+    membership_stale: bool,
 }
 
 impl Cluster {
@@ -116,7 +124,9 @@ impl Cluster {
             .as_ref()
             .ok_or_else(|| io::Error::other("replication needs --data-dir"))?;
         let mut storage = DiskStorage::open(dir).map_err(|e| io::Error::other(e.to_string()))?;
-        if storage.is_fresh() {
+        // A node that joins starts with no members at all: the leader's
+        // snapshot tells it who they are.
+        if storage.is_fresh() && !config.join {
             storage
                 .bootstrap(&voters)
                 .map_err(|e| io::Error::other(e.to_string()))?;
@@ -146,23 +156,32 @@ impl Cluster {
 
         let mut replica =
             Replica::new(&settings, storage, now, wall_micros).map_err(io::Error::other)?;
-        if voters == [u64::from(me)] {
+        if voters == [u64::from(me)] && !config.join {
             replica.campaign().map_err(io::Error::other)?;
         }
+        let mut addresses = BTreeMap::new();
         let members = match peers {
             Some(peers) => {
-                let mut listen = None;
+                let own = peers.0.iter().find(|(id, _)| *id == me);
+                let own = own.ok_or_else(|| io::Error::other("--node-id is not among --peers"))?;
+                let listen = resolve(&own.1)?;
+                // Once the membership changed, the members file (written
+                // as changes are applied) knows it better than --peers.
+                addresses = match read_members_file(dir)? {
+                    Some(saved) => saved,
+                    None => peers
+                        .0
+                        .iter()
+                        .map(|(id, a)| (u64::from(*id), a.clone()))
+                        .collect(),
+                };
+                addresses.insert(u64::from(me), own.1.clone());
                 let mut others = Vec::new();
-                for (id, addr) in &peers.0 {
-                    let resolved = resolve(addr)?;
-                    if *id == me {
-                        listen = Some(resolved);
-                    } else {
-                        others.push((u64::from(*id), resolved));
+                for (&id, addr) in &addresses {
+                    if id != u64::from(me) {
+                        others.push((id, resolve(addr)?));
                     }
                 }
-                let listen =
-                    listen.ok_or_else(|| io::Error::other("--node-id is not among --peers"))?;
                 let max = usize::try_from(config.max_peer_message).unwrap_or(usize::MAX);
                 Some(Members::bind(u64::from(me), listen, others, max, registry)?)
             }
@@ -171,6 +190,10 @@ impl Cluster {
         let mut replicated =
             Replicated::new(me, Millis::from_secs(config.commit_timeout), wall_micros());
         replicated.cluster_time = cluster_time;
+        replicated.admin.clustered = members.is_some();
+        replicated.admin.names = config.admins.iter().map(|n| auth::name_tag(n)).collect();
+        replicated.admin.voters = voters_text(&replica.voters());
+        replicated.admin.peers = peers_text(&addresses);
         session.replicate(replicated);
         Ok(Some(Cluster {
             replica,
@@ -189,6 +212,9 @@ impl Cluster {
             last_reign: (0, 0),
             changes: Vec::new(),
             snapshot_now: false,
+            addresses,
+            dir: dir.clone(),
+            membership_stale: false,
         }))
     }
 
@@ -328,16 +354,29 @@ impl Cluster {
         let deadline = session.store.next_deadline();
         let deliveries = &mut self.deliveries;
         let changes = &mut self.changes;
+        let installed = &mut self.membership_stale;
         let mut failed: Option<crate::store::SnapshotError> = None;
         self.replica.end_turn(
             now,
             &self.commands,
             deadline,
             &mut |applied| match applied {
-                Applied::Entry { at, data, .. } => session.apply_entry(at, data, deliveries),
+                Applied::Entry { at, data, term, .. } => {
+                    session.apply_entry(at, data, deliveries);
+                    if let Some(replicated) = session.replicated.as_mut() {
+                        for request in &mut replicated.admin.requests {
+                            if request.term == 0 {
+                                request.term = term;
+                            }
+                        }
+                    }
+                }
                 Applied::Membership(change) => changes.push(change),
                 Applied::Snapshot { index, data } => match restore(session, data) {
-                    Ok(_) => log::info!("installed the leader's snapshot at index {index}"),
+                    Ok(_) => {
+                        log::info!("installed the leader's snapshot at index {index}");
+                        *installed = true;
+                    }
                     // The leader's own store wrote it: a snapshot that does
                     // not restore is a bug or a corrupt transfer, and
                     // serving on from a store that is not the log's would
@@ -352,7 +391,8 @@ impl Cluster {
             )));
         }
         self.answer_reads(session, now);
-        self.follow_membership();
+        self.propose_member_changes(session);
+        self.follow_membership(session)?;
         let applied = self.replica.applied();
         if self.snapshot_now || applied >= self.snapshot_at.saturating_add(self.snapshot_after) {
             self.snapshot_now = false;
@@ -402,10 +442,43 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Follows the changes of membership applied this turn: connections
-    /// to added members are opened, those to removed ones closed.
-    fn follow_membership(&mut self) {
-        for change in std::mem::take(&mut self.changes) {
+    /// The leader proposes the changes of membership that applied
+    /// `AddMember`/`RemoveMember` requests of its own term asked for.
+    fn propose_member_changes(&mut self, session: &mut Session) {
+        let Some(replicated) = session.replicated.as_mut() else {
+            return;
+        };
+        let term = self.replica.place().term;
+        for request in std::mem::take(&mut replicated.admin.requests) {
+            if !self.replica.is_leader() || request.term != term {
+                continue;
+            }
+            let asked_by = request.origin.0.get();
+            if let Err(e) =
+                self.replica
+                    .propose_member(request.add, request.node, &request.addr, asked_by)
+            {
+                log::warn!("cannot change the membership (node {}): {e}", request.node);
+            }
+        }
+    }
+
+    /// Follows the changes of membership applied this turn: the asker is
+    /// answered, the addresses kept (in the members file too), connections
+    /// to added members opened and those to removed ones closed.
+    fn follow_membership(&mut self, session: &mut Session) -> io::Result<()> {
+        let changes = std::mem::take(&mut self.changes);
+        if changes.is_empty() && !self.membership_stale {
+            return Ok(());
+        }
+        // A snapshot brings its membership with it.
+        self.membership_stale = false;
+        for change in changes {
+            session.answer_member_change(
+                change.asked_by,
+                change.refused.is_some(),
+                &mut self.deliveries,
+            );
             if let Some(why) = &change.refused {
                 log::warn!(
                     "membership change at index {} (node {}) refused: {why}",
@@ -421,6 +494,9 @@ impl Cluster {
                 change.index,
                 self.replica.voters()
             );
+            if change.node == self.replica.place().node_id && !change.added {
+                log::warn!("this node was removed from the cluster: it takes no further part");
+            }
             let Some(members) = self.members.as_mut() else {
                 continue;
             };
@@ -429,13 +505,25 @@ impl Cluster {
                     Ok(addr) => members.add(change.node, addr),
                     Err(e) => log::warn!("node {}: {e}", change.node),
                 }
+                if change.node != self.replica.place().node_id {
+                    self.addresses.insert(change.node, change.addr.clone());
+                }
                 // A member that joins has no log: it starts from a snapshot
                 // (the leader sends one only for what it compacted).
                 self.snapshot_now = true;
             } else {
                 members.remove(change.node);
+                self.addresses.remove(&change.node);
             }
         }
+        if self.members.is_some() {
+            write_members_file(&self.dir, &self.addresses)?;
+        }
+        if let Some(replicated) = session.replicated.as_mut() {
+            replicated.admin.voters = voters_text(&self.replica.voters());
+            replicated.admin.peers = peers_text(&self.addresses);
+        }
+        Ok(())
     }
 
     /// The leader or the term changed: a read index asked of the old
@@ -490,6 +578,76 @@ fn restore(session: &mut Session, data: &[u8]) -> Result<Moment, crate::store::S
         replicated.cluster_time = at;
     }
     Ok(at)
+}
+
+/// The file in `--data-dir` that keeps the members' addresses once the
+/// membership changed: `ID=HOST:PORT` lines.
+const MEMBERS_FILE: &str = "members";
+/// Longest members file read (64 Ki members of 255-byte addresses fit).
+const MAX_MEMBERS_FILE: u64 = 16 << 20;
+
+/// The members file's addresses, if there is one; a file that does not
+/// read is an error that names it.
+fn read_members_file(dir: &Path) -> io::Result<Option<BTreeMap<u64, String>>> {
+    let path = dir.join(MEMBERS_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    };
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::Read::take(file, MAX_MEMBERS_FILE), &mut text)
+        .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+    let list = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
+    let peers = crate::config::parse_peers(&list)
+        .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+    Ok(Some(
+        peers
+            .0
+            .into_iter()
+            .map(|(id, a)| (u64::from(id), a))
+            .collect(),
+    ))
+}
+
+/// Replaces the members file, durably (a new file renamed over the old).
+fn write_members_file(dir: &Path, addresses: &BTreeMap<u64, String>) -> io::Result<()> {
+    let mut text = String::new();
+    for (id, addr) in addresses {
+        text.push_str(&format!("{id}={addr}\n"));
+    }
+    let path = dir.join(MEMBERS_FILE);
+    let new = dir.join(format!("{MEMBERS_FILE}.new"));
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::create(&new).map_err(named)?;
+    io::Write::write_all(&mut file, text.as_bytes()).map_err(named)?;
+    file.sync_all().map_err(named)?;
+    std::fs::rename(&new, &path).map_err(named)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(named)
+}
+
+/// `Voters` of a `Members` reply: `1,2,3`.
+fn voters_text(voters: &[u64]) -> String {
+    voters
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `Peers` of a `Members` reply: `1=HOST:PORT,...`.
+fn peers_text(addresses: &BTreeMap<u64, String>) -> String {
+    addresses
+        .iter()
+        .map(|(id, addr)| format!("{id}={addr}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `HOST:PORT` to one address.

@@ -39,7 +39,7 @@ use crate::store::{Completion, Outcome, Store, Ticket};
 use crate::time::{Millis, Moment};
 
 pub use connection::{Connection, Served};
-pub use replicated::{Delivery, Replicated};
+pub use replicated::{Admin, Delivery, MemberRequest, Replicated, member_spec};
 
 /// Identifies a connection to the session: the reactor's slab key.
 pub type ConnKey = usize;
@@ -188,6 +188,19 @@ impl Session {
                 Command::Cancel(origin) => {
                     store.cancel_origin(origin.into());
                 }
+                Command::Request(origin, request) if request.action().is_admin() => {
+                    // Checked when proposed; the leader proposes the change
+                    // (its reply comes when that is applied).
+                    if let Some((node, addr)) = member_spec(request.action(), request.name()) {
+                        replicated.admin.requests.push(MemberRequest {
+                            origin,
+                            add: request.action() == crate::protocol::Action::AddMember,
+                            node,
+                            addr: addr.to_owned(),
+                            term: 0,
+                        });
+                    }
+                }
                 Command::Request(origin, request) => {
                     let mine = if origin.node() == u64::from(replicated.node) {
                         replicated.proposals.remove(&origin)
@@ -263,6 +276,39 @@ impl Session {
                 None => replicated.through_log(bytes),
             }
         }
+    }
+
+    /// A change of membership asked for by `asked_by` was applied: if the
+    /// request is this node's, its reply, `Done`, or `NotOwner` when raft
+    /// refused the change.
+    pub fn answer_member_change(&mut self, asked_by: u64, refused: bool, out: &mut Vec<Delivery>) {
+        let Some(replicated) = self.replicated.as_mut() else {
+            return;
+        };
+        let Some(origin) = std::num::NonZeroU64::new(asked_by).map(Origin) else {
+            return;
+        };
+        let Some(proposal) = replicated.proposals.remove(&origin) else {
+            return;
+        };
+        let status = if refused {
+            Status::NotOwner
+        } else {
+            Status::Done
+        };
+        let mut bytes = Vec::new();
+        write_reply(
+            Reply::Bare(status),
+            proposal.encoding,
+            &mut self.plain,
+            &mut bytes,
+        );
+        count_reply(&mut self.store.counters, status);
+        out.push(Delivery::Reply {
+            conn: proposal.conn,
+            origin,
+            bytes,
+        });
     }
 
     /// Answers `Unavailable` to this node's proposals that were not applied
@@ -420,7 +466,7 @@ struct Context<'s> {
 fn answer<'a>(
     store: &'a mut Store,
     parser: &'a mut Parser,
-    context: Context<'_>,
+    context: Context<'a>,
     buf: &'a mut [u8],
     len: usize,
     parked_id: &mut &'a str,
@@ -470,11 +516,16 @@ fn answer<'a>(
 /// this node answers alone (`Version`, and `Stats` with its place).
 fn propose<'a>(
     store: &'a Store,
-    replicated: &mut Replicated,
+    replicated: &'a mut Replicated,
     request: &Request<'a>,
     parked_id: &mut &'a str,
 ) -> Decided<'a> {
     let action = request.action();
+    if action.is_admin() {
+        if let Some(refusal) = refuse_admin(replicated, request) {
+            return Decided::Now(Outcome::Reply(Reply::Bare(refusal)));
+        }
+    }
     if Replicated::replicates(action) {
         *parked_id = request.id();
         return Decided::Proposed(replicated.propose(request));
@@ -483,9 +534,36 @@ fn propose<'a>(
         crate::protocol::Action::Stats => {
             Reply::ClusterStats(&store.counters, replicated.place_fields())
         }
+        crate::protocol::Action::Members => Reply::Members {
+            place: replicated.place_fields(),
+            voters: &replicated.admin.voters,
+            peers: &replicated.admin.peers,
+        },
         _ => Reply::Version,
     };
     Decided::Now(Outcome::Reply(reply))
+}
+
+/// Why an administration request is refused, if it is: `BadAction` where
+/// there is no cluster (a durable single server), `NotOwner` unless it was
+/// authenticated as one of the `--admin` Names, `BadPayload` for a
+/// `FileName` that names no member.
+fn refuse_admin(replicated: &Replicated, request: &Request<'_>) -> Option<Status> {
+    let admin = &replicated.admin;
+    if !admin.clustered {
+        return Some(Status::BadAction);
+    }
+    if !request
+        .owner_name()
+        .is_some_and(|tag| admin.names.contains(&tag))
+    {
+        return Some(Status::NotOwner);
+    }
+    let action = request.action();
+    if action != crate::protocol::Action::Members && member_spec(action, request.name()).is_none() {
+        return Some(Status::BadPayload);
+    }
+    None
 }
 
 /// Appends `reply` and its newline to `out` in `encoding`; `plain` is
@@ -523,7 +601,8 @@ pub fn count_reply(counters: &mut Counters, status: Status) {
         | Status::Stats
         | Status::NoData
         | Status::Corruption
-        | Status::Unavailable => {}
+        | Status::Unavailable
+        | Status::Members => {}
     }
 }
 

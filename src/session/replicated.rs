@@ -24,6 +24,7 @@ use hashbrown::HashMap;
 
 use super::ConnKey;
 use crate::protocol::codec::Encoding;
+use crate::protocol::request::NameTag;
 use crate::protocol::{Action, Request};
 use crate::replication::command::{self, Origin};
 use crate::replication::node::Place;
@@ -76,6 +77,64 @@ pub struct Replicated {
     pub cluster_time: Moment,
     /// This node's place, for `Stats`.
     pub(super) place: Place,
+    /// Cluster administration (see [`MemberRequest`]).
+    pub admin: Admin,
+}
+
+/// What cluster administration needs in the session: who may, what the
+/// members are, and the changes applied that the Raft node must propose.
+#[derive(Debug, Default)]
+pub struct Admin {
+    /// A cluster with members (`--peers`), not one durable server.
+    pub clustered: bool,
+    /// The Names (`--admin`) whose authenticated requests may administer.
+    pub names: Vec<NameTag>,
+    /// `Voters` of a `Members` reply, e.g. `1,2,3`.
+    pub voters: String,
+    /// `Peers` of a `Members` reply, e.g. `1=10.0.0.1:7001,2=...`.
+    pub peers: String,
+    /// Changes asked for by applied `AddMember`/`RemoveMember` requests,
+    /// for the leader to propose.
+    pub requests: Vec<MemberRequest>,
+}
+
+/// An applied request to change the membership: the leader proposes it as
+/// a raft configuration change; its reply comes once that is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRequest {
+    pub origin: Origin,
+    pub add: bool,
+    pub node: u64,
+    /// `HOST:PORT`, for an addition.
+    pub addr: String,
+    /// The term of the entry that carried it: only the leader of that term
+    /// proposes it (a request applied again after a restart, or left by a
+    /// leader that fell, is not; its asker got `Unavailable`).
+    pub term: u64,
+}
+
+/// The member an `AddMember` (`ID=HOST:PORT`) or `RemoveMember` (`ID`)
+/// request names in its `FileName`: its node ID (1 to 65535) and address;
+/// `None` when it names none.
+pub fn member_spec(action: Action, file_name: &str) -> Option<(u64, &str)> {
+    let (id, addr) = match action {
+        Action::AddMember => file_name.split_once('=')?,
+        Action::RemoveMember => (file_name, ""),
+        _ => return None,
+    };
+    let id: u16 = id.trim().parse().ok().filter(|&id| id > 0)?;
+    if action == Action::AddMember {
+        let (host, port) = addr.rsplit_once(':')?;
+        let host_ok = !host.is_empty()
+            && host.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
+        port.parse::<u16>().ok().filter(|&p| p > 0)?;
+        if !host_ok {
+            return None;
+        }
+    }
+    Some((u64::from(id), addr))
 }
 
 impl Replicated {
@@ -102,13 +161,14 @@ impl Replicated {
                 applied: 0,
                 is_leader: false,
             },
+            admin: Admin::default(),
         }
     }
 
     /// Whether `action` goes through the log: everything the store
     /// decides, reads included (so they are linearizable).
     pub(super) fn replicates(action: Action) -> bool {
-        !matches!(action, Action::Version | Action::Stats)
+        !matches!(action, Action::Version | Action::Stats | Action::Members)
     }
 
     /// Adds `request` to this turn's commands (or, a read that may be
@@ -194,5 +254,35 @@ impl Replicated {
             ("Committed", p.committed),
             ("Applied", p.applied),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_is_named_by_id_and_address() {
+        let add = |name| member_spec(Action::AddMember, name);
+        assert_eq!(add("4=127.0.0.1:7004"), Some((4, "127.0.0.1:7004")));
+        assert_eq!(add("65535=db-4.example:1"), Some((65535, "db-4.example:1")));
+        assert_eq!(add("4=[::1]:7004"), Some((4, "[::1]:7004")));
+        for bad in [
+            "4",
+            "0=h:1",
+            "65536=h:1",
+            "4=h",
+            "4=h:0",
+            "4=:1",
+            "x=h:1",
+            "4=h\"x:1",
+        ] {
+            assert_eq!(add(bad), None, "{bad}");
+        }
+        let remove = |name| member_spec(Action::RemoveMember, name);
+        assert_eq!(remove("2"), Some((2, "")));
+        assert_eq!(remove("0"), None);
+        assert_eq!(remove("2=h:1"), None);
+        assert_eq!(member_spec(Action::Lock, "2"), None);
     }
 }

@@ -275,6 +275,11 @@ impl Store {
             Action::Erase => self.erase(now, req),
             Action::Version => Reply::Version,
             Action::Stats => Reply::Stats(&self.counters),
+            // A store alone has no members; a cluster member's session
+            // answers these before they reach it.
+            Action::AddMember | Action::RemoveMember | Action::Members => {
+                Reply::Bare(Status::BadAction)
+            }
         };
         Outcome::Reply(reply)
     }

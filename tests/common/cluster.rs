@@ -62,8 +62,25 @@ impl TestCluster {
         cluster
     }
 
+    /// Starts one more member, with `--join` and the next ID, listening
+    /// for the others on a free port; its index and that address, for
+    /// `dlm cluster add`. Later restarts of any member list it in --peers.
+    pub fn start_joining(&mut self) -> (usize, String) {
+        let i = self.members.len();
+        let addr = format!("127.0.0.1:{}", free_ports(1)[0]);
+        self.peers.push_str(&format!(",{}={addr}", i + 1));
+        self.members.push(None);
+        self.dirs.push(temp_dir(&format!("member{}", i + 1)));
+        self.spawn(i, &["--join"]);
+        (i, addr)
+    }
+
     /// Starts member `i` (0-based) again, on its data directory.
     pub fn restart(&mut self, i: usize) {
+        self.spawn(i, &[]);
+    }
+
+    fn spawn(&mut self, i: usize, extra: &[&str]) {
         assert!(self.members[i].is_none(), "member {i} is running");
         let dir = &self.dirs[i];
         let mut command = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"));
@@ -74,6 +91,7 @@ impl TestCluster {
             .arg(dir.join("data"))
             .args(["--peers", &self.peers, "--node-id", &(i + 1).to_string()])
             .args(&self.args)
+            .args(extra)
             .stderr(Stdio::null());
         let (child, addr) = spawn_listening(&mut command);
         self.members[i] = Some(Member { child, addr });

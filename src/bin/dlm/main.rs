@@ -253,6 +253,11 @@ enum Command {
     /// Identity files for authentication (`--name`, `--identity-file`).
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// A cluster's members: list them, add one, remove one. Needs `--name`
+    /// and `--identity-file` of a Name the servers were started with as
+    /// `--admin`.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Draw every counter of a statistics log (this server's or upstream's
     /// JackrabbitDLM.log) over time as an SVG chart, one line per counter,
     /// log scale.
@@ -263,6 +268,45 @@ enum Command {
         #[arg(short, long, value_name = "FILE.svg")]
         output: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Show the members as the server asked sees them: its ID, the leader,
+    /// the term, the voters and every member's replication address.
+    Status,
+    /// Add member ID, listening for the others at HOST:PORT (its --peers
+    /// entry); then start it with --join. Safe to repeat.
+    Add {
+        /// The new member as ID=HOST:PORT.
+        #[arg(value_name = "ID=HOST:PORT", value_parser = member_to_add)]
+        member: (u16, String),
+    },
+    /// Remove member ID (then stop it). Safe to repeat.
+    Remove {
+        /// The member's ID.
+        #[arg(value_name = "ID", value_parser = clap::value_parser!(u16).range(1..))]
+        member: u16,
+    },
+}
+
+/// `ID=HOST:PORT`, as `dlm cluster add` takes it.
+fn member_to_add(text: &str) -> Result<(u16, String), String> {
+    let (id, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not ID=HOST:PORT"))?;
+    let id = id
+        .parse::<u16>()
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| format!("{id:?} is not a member ID from 1 to 65535"))?;
+    if addr
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(format!("{addr:?} is not HOST:PORT"));
+    }
+    Ok((id, addr.to_owned()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -358,7 +402,7 @@ fn dispatch(cli: Cli) -> u8 {
         | Command::Get { name }
         | Command::Erase { name }
         | Command::Run { name, .. } => name.clone(),
-        Command::Version | Command::Stats => "dlm".to_owned(),
+        Command::Version | Command::Stats | Command::Cluster(_) => "dlm".to_owned(),
         Command::Identity(IdentityCommand::New { name, dir }) => {
             return identity_new(name, dir, Report { json, drawn: false });
         }
@@ -403,6 +447,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Erase { .. } => erase(&mut locker, report),
         Command::Version => version(&mut locker, report),
         Command::Stats => stats(&mut locker, report),
+        Command::Cluster(command) => cluster(&mut locker, command, report),
         Command::Run {
             expire,
             wait,
@@ -710,6 +755,55 @@ fn erase(locker: &mut Locker, report: Report) -> Result<Outcome, Error> {
 fn version(locker: &mut Locker, report: Report) -> Result<Outcome, Error> {
     let version = locker.version()?;
     report.answer(&version, json!({"Status": "Version", "ID": version}));
+    Ok(Outcome::Success)
+}
+
+fn cluster(locker: &mut Locker, command: ClusterCommand, report: Report) -> Result<Outcome, Error> {
+    match command {
+        ClusterCommand::Status => {
+            let m = locker.members()?;
+            let voters: Vec<String> = m.voters.iter().map(u64::to_string).collect();
+            let mut plain = vec![
+                format!("node: {}", m.node_id),
+                format!("leader: {}", m.leader),
+                format!("term: {}", m.term),
+                format!("voters: {}", voters.join(",")),
+            ];
+            plain.extend(
+                m.peers
+                    .iter()
+                    .map(|(id, addr)| format!("member {id}: {addr}")),
+            );
+            let peers: serde_json::Map<String, Value> = m
+                .peers
+                .iter()
+                .map(|(id, addr)| (id.to_string(), Value::from(addr.as_str())))
+                .collect();
+            let json = serde_json::json!({
+                "Status": "Members",
+                "NodeId": m.node_id,
+                "Leader": m.leader,
+                "Term": m.term,
+                "Voters": m.voters,
+                "Peers": peers,
+            });
+            report.answer(&plain.join("\n"), json);
+        }
+        ClusterCommand::Add { member: (id, addr) } => {
+            locker.add_member(id, &addr)?;
+            report.answer(
+                &format!("member {id} added at {addr}: start it with --join"),
+                serde_json::json!({"Status": "Done", "Added": id, "Address": addr}),
+            );
+        }
+        ClusterCommand::Remove { member: id } => {
+            locker.remove_member(id)?;
+            report.answer(
+                &format!("member {id} removed: stop it"),
+                serde_json::json!({"Status": "Done", "Removed": id}),
+            );
+        }
+    }
     Ok(Outcome::Success)
 }
 

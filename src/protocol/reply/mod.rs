@@ -33,6 +33,8 @@ pub enum Status {
     /// A cluster node could not commit the request in time (PROTOCOL.md,
     /// Cluster): its effect is unknown. A single server never sends it.
     Unavailable,
+    /// The answer to `Members` (cluster administration, ours).
+    Members,
 }
 
 /// Each status's wire name, listed once. From the list come
@@ -78,6 +80,7 @@ wire_names! {
     NoData => "NoData",
     Corruption => "Corruption",
     Unavailable => "Unavailable",
+    Members => "Members",
 }
 
 impl Status {
@@ -144,6 +147,14 @@ pub enum Reply<'a> {
     /// `Stats` of a cluster member: every counter, then `NodeId`, `Leader`,
     /// `Term`, `Committed` and `Applied` (PROTOCOL.md, Cluster).
     ClusterStats(&'a Counters, [(&'static str, u64); 5]),
+    /// `{"Status":"Members",...}`: this node's place (as in `Stats`), then
+    /// `Voters` (`"1,2,3"`) and `Peers` (`"1=HOST:PORT,..."`, the members'
+    /// replication addresses as this node knows them).
+    Members {
+        place: [(&'static str, u64); 5],
+        voters: &'a str,
+        peers: &'a str,
+    },
 }
 
 impl Reply<'_> {
@@ -157,6 +168,7 @@ impl Reply<'_> {
             Reply::Value { .. } => Status::Done,
             Reply::Version => Status::Version,
             Reply::Stats(_) | Reply::ClusterStats(..) => Status::Stats,
+            Reply::Members { .. } => Status::Members,
         }
     }
 
@@ -232,6 +244,18 @@ impl Reply<'_> {
                 write_head(out, Status::Stats);
                 write_counters(out, counters);
                 write_number_fields(out, place.into_iter());
+            }
+            Reply::Members {
+                place,
+                voters,
+                peers,
+            } => {
+                write_head(out, Status::Members);
+                write_number_fields(out, place.into_iter());
+                out.extend_from_slice(b",\"Voters\":");
+                write_json_string(out, voters);
+                out.extend_from_slice(b",\"Peers\":");
+                write_json_string(out, peers);
             }
         }
     }

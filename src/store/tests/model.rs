@@ -109,6 +109,9 @@ impl Model {
                 Some(_) => Reply::Bare(Status::NotOwner),
             },
             Action::Version | Action::Stats => Reply::Version,
+            Action::AddMember | Action::RemoveMember | Action::Members => {
+                Reply::Bare(Status::BadAction)
+            }
         };
         json(reply)
     }
