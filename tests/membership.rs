@@ -149,3 +149,53 @@ fn administration_is_for_cluster_members_only() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--admin needs --peers"), "{err}");
 }
+
+/// A member that was down while another joined catches up from a snapshot,
+/// which carries no addresses: it learns the newcomer's from its `Hello`.
+#[test]
+fn a_member_away_during_a_join_learns_the_newcomer_address() {
+    let ids = temp_dir("admins-away");
+    let ops = secret('o');
+    std::fs::write(ids.join("ops.cfg"), json!({"Identity": ops}).to_string()).unwrap();
+    let dir = ids.to_str().unwrap();
+    let args = [
+        "--heartbeat-ms",
+        "50",
+        "--identity-dir",
+        dir,
+        "--admin",
+        "ops",
+    ];
+    let mut cluster = TestCluster::start(3, &args);
+    let leader = cluster.leader();
+    let away = (leader + 1) % 3;
+    cluster.kill(away);
+    let (four, four_addr) = cluster.start_joining();
+    let up = (leader + 2) % 3;
+    let (code, added) = dlm(
+        &ids,
+        cluster.addr(up).port(),
+        &["cluster", "add", &format!("4={four_addr}")],
+    );
+    assert_eq!(code, 0, "{added}");
+    // Restarted with the old --peers (no member 4), behind the snapshot
+    // taken at the change.
+    cluster.restart_with_peers(away, 3);
+    let committed = cluster.stats(leader)["Committed"].as_u64().unwrap();
+    cluster.wait_applied(away, committed);
+    cluster.wait_applied(four, committed);
+    let start = std::time::Instant::now();
+    loop {
+        let members = cluster
+            .client(away)
+            .call(&admin("Members", "m", "ops", &ops));
+        let peers = members["Peers"].as_str().unwrap_or_default().to_owned();
+        if members["Voters"] == "1,2,3,4" && peers.contains(&format!("4={four_addr}")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < common::cluster::SETTLE,
+            "never learned: {members}"
+        );
+    }
+}

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! frame = length:u32 (of kind and payload, little-endian) kind:u8 payload
-//! kind  1 Hello    node:u64
+//! kind  1 Hello    node:u64 addr (UTF-8, to the end, at most 255 bytes:
+//!                  where the sender listens for members, as in --peers)
 //!       2 Raft     a raft-rs Message, protobuf-encoded
 //!       3 Relay    commands (see command.rs) for the leader to propose
 //! ```
@@ -31,7 +32,7 @@ const LEN: usize = 4;
 /// One frame, decoded.
 #[derive(Debug)]
 pub enum Frame<'a> {
-    Hello { node: u64 },
+    Hello { node: u64, addr: &'a str },
     Raft(Box<Message>),
     Relay(&'a [u8]),
 }
@@ -68,10 +69,19 @@ fn begin(out: &mut Vec<u8>, kind: u8, payload_len: usize) {
     out.push(kind);
 }
 
-/// Appends a `Hello` from `node`.
-pub fn push_hello(out: &mut Vec<u8>, node: u64) {
-    begin(out, KIND_HELLO, 8);
+/// The longest address a `Hello` carries.
+pub const MAX_HELLO_ADDR: usize = 255;
+
+/// Appends a `Hello` from `node`, which listens for members at `addr`
+/// (cut to [`MAX_HELLO_ADDR`] bytes at a character boundary).
+pub fn push_hello(out: &mut Vec<u8>, node: u64, addr: &str) {
+    let mut end = addr.len().min(MAX_HELLO_ADDR);
+    while !addr.is_char_boundary(end) {
+        end -= 1;
+    }
+    begin(out, KIND_HELLO, 8 + end);
     out.extend_from_slice(&node.to_le_bytes());
+    out.extend_from_slice(&addr.as_bytes()[..end]);
 }
 
 /// Appends a raft message.
@@ -112,9 +122,15 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<(Frame<'_>, usize)>, 
     let (kind, payload) = (body[0], &body[1..]);
     let frame = match kind {
         KIND_HELLO => {
-            let node: [u8; 8] = payload.try_into().map_err(|_| WireError::BadHello)?;
+            let (node, addr) = payload
+                .split_first_chunk::<8>()
+                .ok_or(WireError::BadHello)?;
+            if addr.len() > MAX_HELLO_ADDR {
+                return Err(WireError::BadHello);
+            }
             Frame::Hello {
-                node: u64::from_le_bytes(node),
+                node: u64::from_le_bytes(*node),
+                addr: std::str::from_utf8(addr).map_err(|_| WireError::BadHello)?,
             }
         }
         KIND_RAFT => Frame::Raft(Box::new(
@@ -135,7 +151,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_wait_for_their_last_byte() {
         let mut out = Vec::new();
-        push_hello(&mut out, 7);
+        push_hello(&mut out, 7, "127.0.0.1:7007");
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgHeartbeat);
         m.to = 2;
@@ -147,7 +163,13 @@ mod tests {
             assert!(next_frame(&out[..cut], 1024).unwrap().is_none(), "{cut}");
         }
         let (frame, used) = next_frame(&out, 1024).unwrap().unwrap();
-        assert!(matches!(frame, Frame::Hello { node: 7 }));
+        assert!(matches!(
+            frame,
+            Frame::Hello {
+                node: 7,
+                addr: "127.0.0.1:7007"
+            }
+        ));
         let rest = &out[used..];
         let (frame, used2) = next_frame(rest, 1024).unwrap().unwrap();
         let Frame::Raft(got) = frame else { panic!() };

@@ -99,6 +99,8 @@ pub struct Cluster {
     dir: PathBuf,
     /// A snapshot was installed: the `Members` texts are to be redone.
     membership_stale: bool,
+    /// Where each member that connected said it listens (its `Hello`).
+    heard: BTreeMap<u64, String>,
 }
 
 impl Cluster {
@@ -183,7 +185,15 @@ impl Cluster {
                     }
                 }
                 let max = usize::try_from(config.max_peer_message).unwrap_or(usize::MAX);
-                Some(Members::bind(u64::from(me), listen, others, max, registry)?)
+                let advertise = own.1.clone();
+                Some(Members::bind(
+                    u64::from(me),
+                    advertise,
+                    listen,
+                    others,
+                    max,
+                    registry,
+                )?)
             }
             None => None,
         };
@@ -215,6 +225,7 @@ impl Cluster {
             addresses,
             dir: dir.clone(),
             membership_stale: false,
+            heard: BTreeMap::new(),
         }))
     }
 
@@ -324,10 +335,23 @@ impl Cluster {
         registry: &Registry,
     ) -> io::Result<()> {
         self.replica.tick(now);
-        for received in self.received.drain(..) {
+        let mut learned = false;
+        for received in std::mem::take(&mut self.received) {
             match received {
+                Received::Hello { node, addr } => {
+                    if !addr.is_empty() && self.heard.len() < MAX_HEARD {
+                        self.heard.insert(node, addr);
+                    }
+                    learned |= self.learn_addresses();
+                }
                 Received::Raft(m) => self.replica.step(*m),
                 Received::Relay(commands) => self.replica.relayed(&commands),
+            }
+        }
+        if learned {
+            write_members_file(&self.dir, &self.addresses)?;
+            if let Some(replicated) = session.replicated.as_mut() {
+                replicated.admin.peers = peers_text(&self.addresses);
             }
         }
         if let Some(members) = self.members.as_mut() {
@@ -442,6 +466,34 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Members said where they listen (their `Hello`): one whose address
+    /// this node did not know (it was added while this node was away, and
+    /// the snapshot that told of it carries no addresses) is connected to,
+    /// if it is a member (a removed one that still runs is not).
+    /// Only numeric addresses are learned (no name lookups in the reactor).
+    /// Whether the addresses changed.
+    fn learn_addresses(&mut self) -> bool {
+        let Some(members) = self.members.as_mut() else {
+            return false;
+        };
+        let voters = self.replica.voters();
+        let mut learned = false;
+        for (&node, addr) in &self.heard {
+            if self.addresses.contains_key(&node) || !voters.contains(&node) {
+                continue;
+            }
+            let Ok(resolved) = addr.parse::<SocketAddr>() else {
+                log::info!("node {node} listens at {addr:?}, which is not numeric: not learned");
+                continue;
+            };
+            log::info!("node {node} listens at {addr}: connecting to it");
+            members.add(node, resolved);
+            self.addresses.insert(node, addr.clone());
+            learned = true;
+        }
+        learned
+    }
+
     /// The leader proposes the changes of membership that applied
     /// `AddMember`/`RemoveMember` requests of its own term asked for.
     fn propose_member_changes(&mut self, session: &mut Session) {
@@ -473,6 +525,7 @@ impl Cluster {
         }
         // A snapshot brings its membership with it.
         self.membership_stale = false;
+        self.learn_addresses();
         for change in changes {
             session.answer_member_change(
                 change.asked_by,
@@ -579,6 +632,10 @@ fn restore(session: &mut Session, data: &[u8]) -> Result<Moment, crate::store::S
     }
     Ok(at)
 }
+
+/// Most `Hello` addresses remembered (members connect from at most
+/// `MAX_INCOMING` connections at once; IDs are u16).
+const MAX_HEARD: usize = 1 << 16;
 
 /// The file in `--data-dir` that keeps the members' addresses once the
 /// membership changed: `ID=HOST:PORT` lines.

@@ -68,6 +68,11 @@ struct Incoming {
 
 /// What a member sent, for the reactor to hand to the Raft node.
 pub enum Received {
+    /// A member connected, and listens for members at `addr`.
+    Hello {
+        node: u64,
+        addr: String,
+    },
     Raft(Box<raft::eraftpb::Message>),
     Relay(Vec<u8>),
 }
@@ -75,6 +80,9 @@ pub enum Received {
 /// Every replication connection of this member.
 pub struct Members {
     me: u64,
+    /// Where this member listens for the others, as its --peers entry
+    /// says: sent in every `Hello`.
+    advertise: String,
     listener: TcpListener,
     local_addr: SocketAddr,
     outgoing: Vec<Outgoing>,
@@ -89,6 +97,7 @@ impl Members {
     /// Listens on `listen` and prepares a connection to each of `others`.
     pub fn bind(
         me: u64,
+        advertise: String,
         listen: SocketAddr,
         others: Vec<(u64, SocketAddr)>,
         max_message: usize,
@@ -116,6 +125,7 @@ impl Members {
             .collect();
         Ok(Members {
             me,
+            advertise,
             listener,
             local_addr,
             outgoing,
@@ -209,7 +219,7 @@ impl Members {
                     // anywhere: start clean, with the greeting.
                     out.queue.clear();
                     out.sent = 0;
-                    wire::push_hello(&mut out.queue, self.me);
+                    wire::push_hello(&mut out.queue, self.me, &self.advertise);
                 }
                 Err(_) => out.retry_at = Some(now.after(RECONNECT_AFTER)),
             }
@@ -404,7 +414,13 @@ fn take_frames(conn: &mut Incoming, max: usize, received: &mut Vec<Received>) ->
             Ok(Some((frame, n))) => {
                 used += n;
                 match frame {
-                    Frame::Hello { node } => conn.from = Some(node),
+                    Frame::Hello { node, addr } => {
+                        conn.from = Some(node);
+                        received.push(Received::Hello {
+                            node,
+                            addr: addr.to_owned(),
+                        });
+                    }
                     _ if conn.from.is_none() => {
                         log::warn!("a replication connection sent before its Hello");
                         break false;

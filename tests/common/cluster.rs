@@ -80,6 +80,15 @@ impl TestCluster {
         self.spawn(i, &[]);
     }
 
+    /// Starts member `i` again with `--peers` naming only the first `n`
+    /// members (as an operator who did not update it after a join).
+    pub fn restart_with_peers(&mut self, i: usize, n: usize) {
+        let all = self.peers.clone();
+        self.peers = all.split(',').take(n).collect::<Vec<_>>().join(",");
+        self.spawn(i, &[]);
+        self.peers = all;
+    }
+
     fn spawn(&mut self, i: usize, extra: &[&str]) {
         assert!(self.members[i].is_none(), "member {i} is running");
         let dir = &self.dirs[i];
