@@ -196,3 +196,30 @@ fn the_last_interval_is_audited_at_shutdown() {
         "{log}"
     );
 }
+
+/// With `--data-dir` every decision of the store comes back through the
+/// log, and its refusals are still the asking address's.
+#[test]
+fn refusals_decided_through_the_log_are_the_asking_address() {
+    let data = common::temp_dir("audit-durable");
+    let server = InProcess::with_args(&[
+        "--audit",
+        "--stats-interval",
+        "1",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let mut holder = from(&server, "127.0.0.1");
+    assert_eq!(status(&holder.call(&not_owner("secret-holder"))), "Locked");
+    let mut b = from(&server, "127.0.0.2");
+    for _ in 0..2 {
+        assert_eq!(status(&b.call(&not_owner("secret-id-b"))), "NotOwner");
+    }
+    let lines = next_interval(&server, &mut holder, 1);
+    assert_eq!(
+        audit_lines(&lines),
+        ["DLMerror/NotOwner: 127.0.0.2 2"],
+        "{lines:#?}"
+    );
+    let _ = std::fs::remove_dir_all(data);
+}

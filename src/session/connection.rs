@@ -258,7 +258,17 @@ impl Connection {
     /// now waits in a lock's queue.
     pub fn deliver(&mut self, session: &mut Session, delivery: Delivery) {
         match delivery {
-            Delivery::Reply { origin, bytes, .. } => {
+            Delivery::Reply {
+                origin,
+                status,
+                bytes,
+                ..
+            } => {
+                // Refused by the store through the log: this connection's
+                // refusal, for --audit (the counters counted it already).
+                if let (Some(refusals), Status::NotOwner) = (&mut self.refusals, status) {
+                    refusals.not_owner += 1;
+                }
                 self.parked
                     .answer(Awaited::Commit(origin), bytes, &mut self.output);
             }

@@ -213,15 +213,8 @@ impl Session {
                     };
                     match outcome {
                         Outcome::Reply(reply) => {
-                            let mut bytes = Vec::new();
-                            let status = reply.status();
-                            write_reply(reply, proposal.encoding, plain, &mut bytes);
+                            let status = owe(reply, origin, proposal, plain, out);
                             count_reply(&mut store.counters, status);
-                            out.push(Delivery::Reply {
-                                conn: proposal.conn,
-                                origin,
-                                bytes,
-                            });
                         }
                         Outcome::Parked(ticket) => out.push(Delivery::Parked {
                             conn: proposal.conn,
@@ -263,15 +256,9 @@ impl Session {
                 Some(reply) => {
                     replicated.proposals.remove(&origin);
                     let counts = crate::store::read_counts(&reply);
-                    let mut reply_bytes = Vec::new();
-                    write_reply(reply, proposal.encoding, plain, &mut reply_bytes);
+                    let status = owe(reply, origin, proposal, plain, out);
                     crate::store::count_read(&mut store.counters, counts);
-                    count_reply(&mut store.counters, counts.0);
-                    out.push(Delivery::Reply {
-                        conn: proposal.conn,
-                        origin,
-                        bytes: reply_bytes,
-                    });
+                    count_reply(&mut store.counters, status);
                 }
                 None => replicated.through_log(bytes),
             }
@@ -296,19 +283,8 @@ impl Session {
         } else {
             Status::Done
         };
-        let mut bytes = Vec::new();
-        write_reply(
-            Reply::Bare(status),
-            proposal.encoding,
-            &mut self.plain,
-            &mut bytes,
-        );
+        owe(Reply::Bare(status), origin, proposal, &mut self.plain, out);
         count_reply(&mut self.store.counters, status);
-        out.push(Delivery::Reply {
-            conn: proposal.conn,
-            origin,
-            bytes,
-        });
     }
 
     /// Answers `Unavailable` to this node's proposals that were not applied
@@ -320,15 +296,9 @@ impl Session {
         let mut late = Vec::new();
         replicated.timed_out(now, &mut late);
         for (origin, proposal) in late {
-            let mut bytes = Vec::new();
             let reply = Reply::Bare(Status::Unavailable);
-            write_reply(reply, proposal.encoding, &mut self.plain, &mut bytes);
+            owe(reply, origin, proposal, &mut self.plain, out);
             count_reply(&mut self.store.counters, Status::Unavailable);
-            out.push(Delivery::Reply {
-                conn: proposal.conn,
-                origin,
-                bytes,
-            });
         }
     }
 
@@ -564,6 +534,28 @@ fn refuse_admin(replicated: &Replicated, request: &Request<'_>) -> Option<Status
         return Some(Status::BadPayload);
     }
     None
+}
+
+/// The reply to this node's proposal `origin`, written in its encoding and
+/// owed to its connection; its status, for the caller to count (once the
+/// reply, which may borrow the store, is gone).
+fn owe(
+    reply: Reply<'_>,
+    origin: Origin,
+    proposal: replicated::Proposal,
+    plain: &mut Vec<u8>,
+    out: &mut Vec<Delivery>,
+) -> Status {
+    let mut bytes = Vec::new();
+    let status = reply.status();
+    write_reply(reply, proposal.encoding, plain, &mut bytes);
+    out.push(Delivery::Reply {
+        conn: proposal.conn,
+        origin,
+        status,
+        bytes,
+    });
+    status
 }
 
 /// Appends `reply` and its newline to `out` in `encoding`; `plain` is

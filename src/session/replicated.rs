@@ -25,7 +25,7 @@ use hashbrown::HashMap;
 use super::ConnKey;
 use crate::protocol::codec::Encoding;
 use crate::protocol::request::NameTag;
-use crate::protocol::{Action, Request};
+use crate::protocol::{Action, Request, Status};
 use crate::replication::command::{self, Origin};
 use crate::replication::node::Place;
 use crate::store::Ticket;
@@ -41,10 +41,12 @@ pub(super) struct Proposal {
 /// What applying entries (or the commit timeout) owes a connection.
 #[derive(Debug)]
 pub enum Delivery {
-    /// The reply to the proposed request `origin`, encoded.
+    /// The reply to the proposed request `origin`, encoded (its status,
+    /// for `--audit`).
     Reply {
         conn: ConnKey,
         origin: Origin,
+        status: Status,
         bytes: Vec<u8>,
     },
     /// The proposed request `origin` was applied and waits in a queue as
