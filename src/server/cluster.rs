@@ -626,7 +626,7 @@ impl Cluster {
 fn restore(session: &mut Session, data: &[u8]) -> Result<Moment, crate::store::SnapshotError> {
     let config = session.store.config().clone();
     let (store, at) = crate::store::Store::read_snapshot(config, data)?;
-    session.store = store;
+    session.replace_store(store);
     if let Some(replicated) = session.replicated.as_mut() {
         replicated.cluster_time = at;
     }

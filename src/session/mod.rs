@@ -60,6 +60,9 @@ pub struct Session {
     max_line: usize,
     /// Which connection each parked request belongs to.
     parked: HashMap<Ticket, ConnKey>,
+    /// Completions taken from a store about to be replaced, for the next
+    /// [`Session::completions`].
+    carried: Vec<(ConnKey, Completion)>,
     /// With `--identity-dir`: the identities and the anonymous limits.
     auth: Option<auth::Policy>,
     /// In a cluster or with `--data-dir`: requests go through the log.
@@ -107,6 +110,7 @@ impl Session {
             batch: batch.max(1),
             max_line,
             parked: HashMap::new(),
+            carried: Vec::new(),
             auth: None,
             replicated: None,
         }
@@ -136,6 +140,7 @@ impl Session {
     /// the key of the connection it belongs to (completions of connections
     /// that closed are dropped).
     pub fn completions(&mut self, out: &mut Vec<(ConnKey, Completion)>) {
+        out.append(&mut self.carried);
         let mut done = Vec::new();
         self.store.take_completions(&mut done);
         for completion in done {
@@ -143,6 +148,26 @@ impl Session {
                 out.push((conn, completion));
             }
         }
+    }
+
+    /// Replaces the store by `store` (a leader's snapshot installed): every
+    /// request parked in the old one is answered `NotOwner`, as on a change
+    /// of leader, since the new store knows nothing of this node's tickets;
+    /// the counters carry over.
+    pub fn replace_store(&mut self, store: Store) {
+        self.store.cancel_all_waits();
+        let mut carried = std::mem::take(&mut self.carried);
+        self.completions(&mut carried);
+        self.carried = carried;
+        self.parked.clear();
+        // The counters are this node's, not the snapshot's: they go on,
+        // but for what is alive now.
+        let mut store = store;
+        let (a_lock, a_data) = (store.counters.a_lock, store.counters.a_data);
+        store.counters = self.store.counters.clone();
+        store.counters.a_lock = a_lock;
+        store.counters.a_data = a_data;
+        self.store = store;
     }
 
     /// Applies one committed log entry at cluster time `at` (replicated

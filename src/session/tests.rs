@@ -275,3 +275,39 @@ fn an_audited_connection_counts_its_own_refusals() {
     assert!(audited.take_refusals().is_empty(), "taken");
     assert!(holder.take_refusals().is_empty(), "not audited");
 }
+
+/// A store replaced wholesale (a follower installing the leader's
+/// snapshot) answers the requests parked in the old one `NotOwner`, so the
+/// replies behind them go out, and this node's counters carry over.
+#[test]
+fn replacing_the_store_answers_its_parked_requests() {
+    let mut e = session();
+    let mut holder = Connection::new(1024, 1);
+    let mut waiter = Connection::new(1024, 2);
+    feed(
+        &mut e,
+        &mut holder,
+        b"{\"ID\":\"h\",\"FileName\":\"x\",\"Action\":\"Lock\",\"Expire\":9}\n",
+        100,
+    );
+    let pipelined = concat!(
+        "{\"ID\":\"w\",\"FileName\":\"x\",\"Action\":\"Lock\",\"Expire\":9,\"Wait\":9}\n",
+        "{\"ID\":\"w\",\"FileName\":\"v\",\"Action\":\"Version\"}\n",
+    );
+    feed(&mut e, &mut waiter, pipelined.as_bytes(), 1000);
+    assert!(waiter.is_waiting());
+    let requests = e.store.counters.requests_in;
+    e.replace_store(Store::new(StoreConfig::unbounded(), T0));
+    assert_eq!(e.store.counters.requests_in, requests, "counters carried");
+    let mut done = Vec::new();
+    e.completions(&mut done);
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].0, done[0].1.granted), (2, None));
+    waiter.complete(&mut e, done[0].1);
+    let text = String::from_utf8(waiter.unsent().to_vec()).unwrap();
+    assert!(
+        text.starts_with("{\"Status\":\"NotOwner\"}\n{\"Status\":\"Version\""),
+        "{text}"
+    );
+    assert!(!waiter.is_waiting());
+}
