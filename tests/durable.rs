@@ -202,3 +202,38 @@ fn a_killed_member_restarted_catches_up_from_its_data_dir() {
         assert_eq!(token(&renewed), tok, "{name}: {renewed}");
     }
 }
+
+/// Request origins never repeat across restarts even if the wall clock
+/// stepped back: each run starts past the sequence block the last run
+/// reserved in `DATA_DIR/sequence` (here set far ahead of the wall clock,
+/// as a clock stepped back a year would leave it).
+#[test]
+fn sequence_numbers_start_past_the_last_run_whatever_the_wall_clock() {
+    let dir = temp_dir("durable-sequence");
+    let reserved = |dir: &Path| -> u64 {
+        let text = std::fs::read_to_string(dir.join("sequence")).expect("the sequence file");
+        text.trim().parse().expect("a number")
+    };
+    let mut server = start(&dir);
+    let first = reserved(&dir);
+    server.terminate();
+    let ahead = first + (365 * 24 * 3600 * 1_000_000);
+    std::fs::write(dir.join("sequence"), format!("{ahead}\n")).unwrap();
+    let mut server = start(&dir);
+    let mut client = server.connect();
+    for n in 0..50 {
+        let reply = client.call(&request("Lock", "w", &format!("s{n}"), "60"));
+        assert_eq!(status(&reply), "Locked", "{reply}");
+    }
+    assert!(reserved(&dir) > ahead, "the new run reserved past {ahead}");
+    server.terminate();
+    std::fs::write(dir.join("sequence"), "not a number\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jackrabbit-dlm"))
+        .args(["127.0.0.1", "0", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sequence: not a number"), "{err}");
+}

@@ -101,6 +101,8 @@ pub struct Cluster {
     membership_stale: bool,
     /// Where each member that connected said it listens (its `Hello`).
     heard: BTreeMap<u64, String>,
+    /// Sequence numbers below this are reserved for this run, durably.
+    seq_reserved: u64,
 }
 
 impl Cluster {
@@ -197,8 +199,15 @@ impl Cluster {
             }
             None => None,
         };
+        // Origins must never repeat across runs of this node (an entry of
+        // an earlier run, applied after a restart, would answer a new
+        // request): the wall clock alone could step back, so sequence
+        // numbers start past the block the last run reserved.
+        let first_seq = wall_micros().max(read_sequence_file(dir)?);
+        let seq_reserved = first_seq.saturating_add(SEQUENCE_BLOCK);
+        write_sequence_file(dir, seq_reserved)?;
         let mut replicated =
-            Replicated::new(me, Millis::from_secs(config.commit_timeout), wall_micros());
+            Replicated::new(me, Millis::from_secs(config.commit_timeout), first_seq);
         replicated.cluster_time = cluster_time;
         replicated.admin.clustered = members.is_some();
         replicated.admin.names = config.admins.iter().map(|n| auth::name_tag(n)).collect();
@@ -226,6 +235,7 @@ impl Cluster {
             dir: dir.clone(),
             membership_stale: false,
             heard: BTreeMap::new(),
+            seq_reserved,
         }))
     }
 
@@ -360,6 +370,11 @@ impl Cluster {
             }
         }
         if let Some(replicated) = session.replicated.as_mut() {
+            // Before anything of this turn is proposed or relayed.
+            if replicated.last_seq() >= self.seq_reserved {
+                self.seq_reserved = replicated.last_seq().saturating_add(SEQUENCE_BLOCK);
+                write_sequence_file(&self.dir, self.seq_reserved)?;
+            }
             self.commands.clear();
             self.commands.extend_from_slice(replicated.turn_commands());
             replicated.clear_turn();
@@ -633,6 +648,30 @@ fn restore(session: &mut Session, data: &[u8]) -> Result<Moment, crate::store::S
     Ok(at)
 }
 
+/// The file in `--data-dir` that keeps the sequence numbers reserved for
+/// this node's requests: one decimal number, below which the next run does
+/// not start.
+const SEQUENCE_FILE: &str = "sequence";
+/// Sequence numbers reserved at a time (one durable write per block).
+const SEQUENCE_BLOCK: u64 = 1 << 20;
+
+/// The reservation of the last run (0 if there is none).
+fn read_sequence_file(dir: &Path) -> io::Result<u64> {
+    let path = dir.join(SEQUENCE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| io::Error::other(format!("{}: not a number", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    }
+}
+
+fn write_sequence_file(dir: &Path, reserved: u64) -> io::Result<()> {
+    replace_file(dir, SEQUENCE_FILE, format!("{reserved}\n").as_bytes())
+}
+
 /// Most `Hello` addresses remembered (members connect from at most
 /// `MAX_INCOMING` connections at once; IDs are u16).
 const MAX_HEARD: usize = 1 << 16;
@@ -671,17 +710,23 @@ fn read_members_file(dir: &Path) -> io::Result<Option<BTreeMap<u64, String>>> {
     ))
 }
 
-/// Replaces the members file, durably (a new file renamed over the old).
+/// Replaces the members file, durably.
 fn write_members_file(dir: &Path, addresses: &BTreeMap<u64, String>) -> io::Result<()> {
     let mut text = String::new();
     for (id, addr) in addresses {
         text.push_str(&format!("{id}={addr}\n"));
     }
-    let path = dir.join(MEMBERS_FILE);
-    let new = dir.join(format!("{MEMBERS_FILE}.new"));
+    replace_file(dir, MEMBERS_FILE, text.as_bytes())
+}
+
+/// Replaces `dir/name` by `bytes`, durably: a new file, synced, renamed
+/// over the old, and the directory synced.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let path = dir.join(name);
+    let new = dir.join(format!("{name}.new"));
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let mut file = std::fs::File::create(&new).map_err(named)?;
-    io::Write::write_all(&mut file, text.as_bytes()).map_err(named)?;
+    io::Write::write_all(&mut file, bytes).map_err(named)?;
     file.sync_all().map_err(named)?;
     std::fs::rename(&new, &path).map_err(named)?;
     std::fs::File::open(dir)

@@ -236,6 +236,12 @@ impl Replicated {
         }
     }
 
+    /// The sequence number of the last request proposed (origins are
+    /// `(node, seq)`).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// When the oldest proposal times out.
     pub fn next_timeout(&self) -> Option<Moment> {
         self.timeouts.front().map(|&(t, _)| t)
