@@ -47,6 +47,8 @@ pub(super) struct ParkedReplies {
     slots: VecDeque<Slot>,
     /// Bytes of replies held back (answers of parked requests included).
     held: usize,
+    /// Slots still waiting for their commit (asked once per line).
+    commits: usize,
 }
 
 impl ParkedReplies {
@@ -76,7 +78,10 @@ impl ParkedReplies {
     /// earlier one.
     pub(super) fn park(&mut self, awaited: Awaited, id: Box<str>, encoding: Encoding) {
         let origin = match awaited {
-            Awaited::Commit(origin) => Some(origin),
+            Awaited::Commit(origin) => {
+                self.commits += 1;
+                Some(origin)
+            }
             Awaited::Wait(_) => None,
         };
         self.slots.push_back(Slot {
@@ -109,9 +114,15 @@ impl ParkedReplies {
 
     /// Whether a proposed request is still to be applied.
     pub(super) fn awaits_commit(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|s| matches!(s.awaited, Awaited::Commit(_)) && s.reply.is_none())
+        debug_assert_eq!(
+            self.commits,
+            self.slots
+                .iter()
+                .filter(|s| matches!(s.awaited, Awaited::Commit(_)) && s.reply.is_none())
+                .count(),
+            "the count of slots awaiting a commit"
+        );
+        self.commits > 0
     }
 
     /// A proposed request was applied and parked in a lock's queue: from now
@@ -120,9 +131,10 @@ impl ParkedReplies {
         if let Some(slot) = self
             .slots
             .iter_mut()
-            .find(|s| s.awaited == Awaited::Commit(origin))
+            .find(|s| s.awaited == Awaited::Commit(origin) && s.reply.is_none())
         {
             slot.awaited = Awaited::Wait(ticket);
+            self.commits -= 1;
         }
     }
 
@@ -138,6 +150,9 @@ impl ParkedReplies {
         };
         self.held += reply.len();
         slot.reply = Some(reply);
+        if let Awaited::Commit(_) = awaited {
+            self.commits -= 1;
+        }
         while let Some(front) = self.slots.front_mut() {
             let Some(reply) = front.reply.take() else {
                 break;
