@@ -277,3 +277,24 @@ fn waits_are_granted_across_nodes_and_answered_on_a_change_of_leader() {
     let still = cluster.call_settled(new, &request("Lock", "bob", "door", "600"));
     assert_eq!(token(&still), token(&granted), "bob still holds it");
 }
+
+/// Members must decide alike: one started with other store settings
+/// (here `--max-holders`) is not listened to, and not listening either, so
+/// it answers `Unavailable` and never a decision of its own, while the
+/// others go on.
+#[test]
+fn a_member_with_other_store_settings_takes_no_part() {
+    let mut cluster = TestCluster::start(3, FAST);
+    let leader = cluster.leader();
+    let odd = (leader + 1) % 3;
+    cluster.kill(odd);
+    cluster.restart_with_args(odd, &["--max-holders", "5"]);
+    let others: Vec<usize> = (0..3).filter(|&i| i != odd).collect();
+    let held = cluster.call_settled(others[0], &request("Lock", "a", "door", "60"));
+    assert_eq!(status(&held), "Locked", "{held}");
+    let mut client = cluster.client(odd);
+    let reply = client.call(&request("Lock", "b", "door", "60"));
+    assert_eq!(status(&reply), "Unavailable", "{reply}");
+    assert_eq!(cluster.stats(odd)["Leader"], 0);
+    assert_eq!(cluster.leader_among(&others), leader);
+}

@@ -31,7 +31,11 @@ fn check_frames(data: &[u8]) {
                 assert!(used >= 5 && at + used <= data.len(), "took {used} at {at}");
                 let mut again = Vec::new();
                 match &frame {
-                    Frame::Hello { node, addr } => wire::push_hello(&mut again, *node, addr),
+                    Frame::Hello {
+                        node,
+                        settings,
+                        addr,
+                    } => wire::push_hello(&mut again, *node, *settings, addr),
                     Frame::Raft(m) => wire::push_raft(&mut again, m).expect("encodes"),
                     Frame::Relay(c) => wire::push_relay(&mut again, c),
                 }
@@ -40,9 +44,18 @@ fn check_frames(data: &[u8]) {
                     .expect("whole");
                 assert_eq!(n, again.len());
                 match (&frame, &back) {
-                    (Frame::Hello { node: a, addr: x }, Frame::Hello { node: b, addr: y }) => {
-                        assert_eq!((a, x), (b, y))
-                    }
+                    (
+                        Frame::Hello {
+                            node: a,
+                            settings: s,
+                            addr: x,
+                        },
+                        Frame::Hello {
+                            node: b,
+                            settings: t,
+                            addr: y,
+                        },
+                    ) => assert_eq!((a, s, x), (b, t, y)),
                     (Frame::Raft(a), Frame::Raft(b)) => assert_eq!(a, b),
                     (Frame::Relay(a), Frame::Relay(b)) => assert_eq!(a, b),
                     _ => panic!("{frame:?} came back as {back:?}"),

@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! frame = length:u32 (of kind and payload, little-endian) kind:u8 payload
-//! kind  1 Hello    node:u64 addr (UTF-8, to the end, at most 255 bytes:
-//!                  where the sender listens for members, as in --peers)
+//! kind  1 Hello    node:u64 settings:u64 addr (UTF-8, to the end, at most
+//!                  255 bytes: where the sender listens for members, as in
+//!                  --peers); settings: the fingerprint of the store
+//!                  settings it decides with, which must be the receiver's
 //!       2 Raft     a raft-rs Message, protobuf-encoded
 //!       3 Relay    commands (see command.rs) for the leader to propose
 //! ```
@@ -32,7 +34,11 @@ const LEN: usize = 4;
 /// One frame, decoded.
 #[derive(Debug)]
 pub enum Frame<'a> {
-    Hello { node: u64, addr: &'a str },
+    Hello {
+        node: u64,
+        settings: u64,
+        addr: &'a str,
+    },
     Raft(Box<Message>),
     Relay(&'a [u8]),
 }
@@ -72,15 +78,17 @@ fn begin(out: &mut Vec<u8>, kind: u8, payload_len: usize) {
 /// The longest address a `Hello` carries.
 pub const MAX_HELLO_ADDR: usize = 255;
 
-/// Appends a `Hello` from `node`, which listens for members at `addr`
-/// (cut to [`MAX_HELLO_ADDR`] bytes at a character boundary).
-pub fn push_hello(out: &mut Vec<u8>, node: u64, addr: &str) {
+/// Appends a `Hello` from `node`, which decides with store settings of
+/// fingerprint `settings` and listens for members at `addr` (cut to
+/// [`MAX_HELLO_ADDR`] bytes at a character boundary).
+pub fn push_hello(out: &mut Vec<u8>, node: u64, settings: u64, addr: &str) {
     let mut end = addr.len().min(MAX_HELLO_ADDR);
     while !addr.is_char_boundary(end) {
         end -= 1;
     }
-    begin(out, KIND_HELLO, 8 + end);
+    begin(out, KIND_HELLO, 16 + end);
     out.extend_from_slice(&node.to_le_bytes());
+    out.extend_from_slice(&settings.to_le_bytes());
     out.extend_from_slice(&addr.as_bytes()[..end]);
 }
 
@@ -122,14 +130,16 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<(Frame<'_>, usize)>, 
     let (kind, payload) = (body[0], &body[1..]);
     let frame = match kind {
         KIND_HELLO => {
-            let (node, addr) = payload
+            let (node, rest) = payload
                 .split_first_chunk::<8>()
                 .ok_or(WireError::BadHello)?;
+            let (settings, addr) = rest.split_first_chunk::<8>().ok_or(WireError::BadHello)?;
             if addr.len() > MAX_HELLO_ADDR {
                 return Err(WireError::BadHello);
             }
             Frame::Hello {
                 node: u64::from_le_bytes(*node),
+                settings: u64::from_le_bytes(*settings),
                 addr: std::str::from_utf8(addr).map_err(|_| WireError::BadHello)?,
             }
         }
@@ -151,7 +161,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_wait_for_their_last_byte() {
         let mut out = Vec::new();
-        push_hello(&mut out, 7, "127.0.0.1:7007");
+        push_hello(&mut out, 7, 99, "127.0.0.1:7007");
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgHeartbeat);
         m.to = 2;
@@ -167,6 +177,7 @@ mod tests {
             frame,
             Frame::Hello {
                 node: 7,
+                settings: 99,
                 addr: "127.0.0.1:7007"
             }
         ));

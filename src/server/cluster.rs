@@ -191,6 +191,7 @@ impl Cluster {
                 Some(Members::bind(
                     u64::from(me),
                     advertise,
+                    session.store.config().fingerprint(),
                     listen,
                     others,
                     max,

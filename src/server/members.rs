@@ -83,6 +83,13 @@ pub struct Members {
     /// Where this member listens for the others, as its --peers entry
     /// says: sent in every `Hello`.
     advertise: String,
+    /// The fingerprint of this member's store settings, sent in every
+    /// `Hello`; a member whose differs is not listened to.
+    settings: u64,
+    /// Members already reported for other settings (reported once).
+    mismatched: Vec<u64>,
+    /// Scratch for reads.
+    chunk: Vec<u8>,
     listener: TcpListener,
     local_addr: SocketAddr,
     outgoing: Vec<Outgoing>,
@@ -98,6 +105,7 @@ impl Members {
     pub fn bind(
         me: u64,
         advertise: String,
+        settings: u64,
         listen: SocketAddr,
         others: Vec<(u64, SocketAddr)>,
         max_message: usize,
@@ -126,6 +134,9 @@ impl Members {
         Ok(Members {
             me,
             advertise,
+            settings,
+            mismatched: Vec::new(),
+            chunk: vec![0; READ_CHUNK],
             listener,
             local_addr,
             outgoing,
@@ -219,7 +230,7 @@ impl Members {
                     // anywhere: start clean, with the greeting.
                     out.queue.clear();
                     out.sent = 0;
-                    wire::push_hello(&mut out.queue, self.me, &self.advertise);
+                    wire::push_hello(&mut out.queue, self.me, self.settings, &self.advertise);
                 }
                 Err(_) => out.retry_at = Some(now.after(RECONNECT_AFTER)),
             }
@@ -383,13 +394,17 @@ impl Members {
         let Some(conn) = self.incoming.get_mut(key) else {
             return;
         };
-        let mut chunk = vec![0; READ_CHUNK];
+        let mut greeting = Greeting {
+            settings: self.settings,
+            mismatched: &mut self.mismatched,
+        };
+        let chunk = &mut self.chunk;
         let open = loop {
-            match conn.stream.read(&mut chunk) {
+            match conn.stream.read(chunk) {
                 Ok(0) => break false,
                 Ok(n) => {
                     conn.input.extend_from_slice(&chunk[..n]);
-                    if !take_frames(conn, max, received) {
+                    if !take_frames(conn, max, &mut greeting, received) {
                         break false;
                     }
                 }
@@ -404,17 +419,42 @@ impl Members {
     }
 }
 
+/// What a `Hello` is checked against.
+struct Greeting<'a> {
+    settings: u64,
+    mismatched: &'a mut Vec<u64>,
+}
+
 /// Hands on every whole frame at the front of `conn.input`; false when the
-/// connection must close (a frame that is not valid, or data before the
-/// `Hello`). What remains is less than one frame of at most `max` bytes.
-fn take_frames(conn: &mut Incoming, max: usize, received: &mut Vec<Received>) -> bool {
+/// connection must close (a frame that is not valid, data before the
+/// `Hello`, or a `Hello` from a member with other store settings). What
+/// remains is less than one frame of at most `max` bytes.
+fn take_frames(
+    conn: &mut Incoming,
+    max: usize,
+    greeting: &mut Greeting<'_>,
+    received: &mut Vec<Received>,
+) -> bool {
     let mut used = 0;
     let ok = loop {
         match wire::next_frame(&conn.input[used..], max) {
             Ok(Some((frame, n))) => {
                 used += n;
                 match frame {
-                    Frame::Hello { node, addr } => {
+                    Frame::Hello { node, settings, .. } if settings != greeting.settings => {
+                        if !greeting.mismatched.contains(&node) {
+                            greeting.mismatched.push(node);
+                            log::error!(
+                                "node {node} decides with other store settings than this node \
+                                 (--max-memory, --max-holders, --max-waiters, \
+                                 --max-waiters-total): not listening to it; start every member \
+                                 with the same ones (--max-memory given: its default follows \
+                                 each machine's memory)"
+                            );
+                        }
+                        break false;
+                    }
+                    Frame::Hello { node, addr, .. } => {
                         conn.from = Some(node);
                         received.push(Received::Hello {
                             node,

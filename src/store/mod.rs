@@ -114,6 +114,25 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// A fingerprint of the settings the store decides with (the memory
+    /// cap, the waiter bounds, `--max-holders`; not the first token, which
+    /// a cluster's log sets, nor compaction, which decides nothing): cluster
+    /// members compare theirs, since they must decide alike. FNV-1a, stable
+    /// across builds.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let fields = [
+            self.max_bytes,
+            u64::from(self.max_waiters_per_lock),
+            self.max_waiters_total as u64,
+            u64::from(self.max_holders),
+        ];
+        for byte in fields.iter().flat_map(|f| f.to_le_bytes()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        hash
+    }
+
     /// No memory cap, compaction after 1 MiB freed, tokens from 1, and the
     /// server's default waiter bounds: for tests and tools.
     pub fn unbounded() -> StoreConfig {

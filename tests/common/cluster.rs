@@ -80,6 +80,11 @@ impl TestCluster {
         self.spawn(i, &[]);
     }
 
+    /// Starts member `i` again with `extra` options besides the cluster's.
+    pub fn restart_with_args(&mut self, i: usize, extra: &[&str]) {
+        self.spawn(i, extra);
+    }
+
     /// Starts member `i` again with `--peers` naming only the first `n`
     /// members (as an operator who did not update it after a join).
     pub fn restart_with_peers(&mut self, i: usize, n: usize) {
