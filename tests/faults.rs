@@ -24,6 +24,8 @@ mod history;
 mod model;
 #[path = "faults/proxy.rs"]
 mod proxy;
+#[path = "faults/remembering.rs"]
+mod remembering;
 #[path = "faults/schedule.rs"]
 mod schedule;
 
@@ -42,7 +44,7 @@ use schedule::{Fault, Schedule};
 /// Quick elections and a short commit timeout: more leader changes a run.
 const FAST: &[&str] = &["--heartbeat-ms", "50", "--commit-timeout", "2"];
 /// Clients running at once.
-const CLIENTS: u64 = 5;
+const CLIENTS: u64 = 8;
 
 fn setting(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -62,6 +64,8 @@ fn proxied(n: usize, network: &mut Network) -> TestCluster {
 struct Run {
     faults: Vec<String>,
     calls: Vec<history::Call>,
+    /// The leader's term at the end: how many elections there were.
+    term: u64,
 }
 
 /// Runs the schedule of `seed` for `seconds` on `n` members, then heals
@@ -116,6 +120,7 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
         // The schedule's own pacing: how long this fault stands.
         std::thread::sleep(hold);
     }
+    eprintln!("faults: schedule done, healing");
     network.heal();
     for i in 0..n {
         if paused[i] {
@@ -130,7 +135,9 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
     for worker in workers {
         worker.join().expect("a client thread");
     }
-    cluster.leader();
+    eprintln!("faults: clients stopped, reading every name back");
+    let leader = cluster.leader();
+    let term = cluster.stats(leader)["Term"].as_u64().unwrap_or(0);
     let names: BTreeSet<String> = history.calls().into_iter().map(|c| c.name).collect();
     let names: Vec<String> = names.into_iter().collect();
     clients::Client::new(seed, CLIENTS, history.clone(), addrs.clone())
@@ -138,6 +145,7 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
     Run {
         faults,
         calls: history.calls(),
+        term,
     }
 }
 
@@ -159,6 +167,10 @@ fn a_random_schedule_of_faults_leaves_a_checked_history() {
     println!("faults: seed {seed}; replay with: {replay}");
     let began = Instant::now();
     let run = run(seed, seconds, n);
+    eprintln!(
+        "faults: seed {seed}: run done, checking {} calls",
+        run.calls.len()
+    );
     let checking = Instant::now();
     let anomalies = check::anomalies(&run.calls);
     let answered = run.calls.iter().filter(|c| c.returned.is_some()).count();
@@ -168,8 +180,9 @@ fn a_random_schedule_of_faults_leaves_a_checked_history() {
         .filter(|c| matches!(c.ret(), Some(Ret::Locked { .. })))
         .count();
     println!(
-        "faults: seed {seed}: {} faults, {} calls ({answered} answered, {granted} grants), run {:.1} s, checked in {:.1} s",
+        "faults: seed {seed}: {} faults, term {}, {} calls ({answered} answered, {granted} grants), run {:.1} s, checked in {:.1} s",
         run.faults.len(),
+        run.term,
         run.calls.len(),
         checking.duration_since(began).as_secs_f64(),
         checking.elapsed().as_secs_f64()
@@ -267,6 +280,14 @@ fn the_checker_passes_allowed_histories_and_flags_each_anomaly() {
         (5, "d", Op::Get { id: 1 }, Some(Ret::NotOwner)),
     ]);
     assert_eq!(check::anomalies(&fine), Vec::<String>::new());
+    let names = |calls: &[history::Call], name: &str| -> Vec<history::Call> {
+        calls.iter().filter(|c| c.name == name).cloned().collect()
+    };
+    for name in ["l", "m", "d"] {
+        let calls = names(&fine, name);
+        let calls: Vec<&history::Call> = calls.iter().collect();
+        assert_eq!(remembering::linearizable(&calls), Some(true), "{name}");
+    }
 
     let two_holders = History::sequential(&[
         (1, "l", lock(0), locked(10)),
@@ -279,6 +300,8 @@ fn the_checker_passes_allowed_histories_and_flags_each_anomaly() {
         "{found:?}"
     );
     assert!(found.iter().any(|a| a.contains("still held")), "{found:?}");
+    let calls: Vec<&history::Call> = two_holders.iter().collect();
+    assert_eq!(remembering::linearizable(&calls), Some(false));
 
     let lost = History::sequential(&[
         (1, "d", put_op(0, "a"), Some(Ret::Done)),

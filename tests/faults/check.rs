@@ -3,11 +3,14 @@
 //! properties checked directly on the calls, each a list of anomalies.
 
 use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 
 use super::history::Call;
 use super::model::{Entry, Id, Op, Ret};
+use super::remembering;
 
 /// The calls of each name, in invocation order.
 fn by_name(calls: &[Call]) -> BTreeMap<&str, Vec<&Call>> {
@@ -22,11 +25,19 @@ fn by_name(calls: &[Call]) -> BTreeMap<&str, Vec<&Call>> {
 pub fn anomalies(calls: &[Call]) -> Vec<String> {
     let mut found = Vec::new();
     for (name, calls) in by_name(calls) {
-        if !linearizable(&calls) {
-            found.push(format!(
-                "{name}: not linearizable; its calls:\n{}",
-                render(&calls)
-            ));
+        // stateright's tester first; where its search runs out of time,
+        // the same model searched with memory of the states it has seen.
+        let verdict = match linearizable_within(&calls, SEARCH_BUDGET) {
+            Some(true) => None,
+            Some(false) => Some("not linearizable"),
+            None => match remembering::linearizable(&calls) {
+                Some(true) => None,
+                Some(false) => Some("not linearizable (found by the remembering search)"),
+                None => Some("undecided: both searches ran out of room"),
+            },
+        };
+        if let Some(verdict) = verdict {
+            found.push(format!("{name}: {verdict}; its calls:\n{}", render(&calls)));
         }
         found.extend(overlapping_holds(name, &calls));
         found.extend(lost_puts(name, &calls));
@@ -51,10 +62,33 @@ pub fn render(calls: &[&Call]) -> String {
         .join("\n")
 }
 
+/// How long the tester may search one name's history (its search has no
+/// memory of states seen, so a history with many calls in flight at once
+/// can take it very long).
+const SEARCH_BUDGET: Duration = Duration::from_secs(5);
+
+/// [`linearizable`] on a thread of its own, `None` when it has not decided
+/// within `budget` (the thread is left to finish with the test process).
+fn linearizable_within(calls: &[&Call], budget: Duration) -> Option<bool> {
+    let owned: Vec<Call> = calls.iter().map(|&c| c.clone()).collect();
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let calls: Vec<&Call> = owned.iter().collect();
+        let _ = send.send(linearizable(&calls));
+    });
+    receive.recv_timeout(budget).ok()
+}
+
+/// Whether a call counts for linearizability: a read left in flight
+/// changes nothing and is left out.
+pub fn counts(call: &Call) -> bool {
+    call.returned.is_some() || !matches!(call.op, Op::TestLock { .. } | Op::Get { .. })
+}
+
 /// Whether one name's calls are linearizable against the model.
 pub fn linearizable(calls: &[&Call]) -> bool {
     let mut events: Vec<(u64, &Call, bool)> = Vec::new();
-    for call in calls {
+    for call in calls.iter().filter(|c| counts(c)) {
         events.push((call.invoked, call, false));
         if call.returned.is_some() {
             events.push((call.returned_at(), call, true));

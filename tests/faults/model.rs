@@ -76,7 +76,7 @@ pub enum Ret {
     Other(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Hold {
     id: Id,
     shared: bool,
@@ -85,7 +85,7 @@ struct Hold {
 }
 
 /// One name: its holders, the highest token granted on it, its data item.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Entry {
     holds: Vec<Hold>,
     floor: u64,
