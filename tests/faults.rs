@@ -122,8 +122,8 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
     }
     eprintln!("faults: schedule done, healing");
     network.heal();
-    for i in 0..n {
-        if paused[i] {
+    for (i, &paused) in paused.iter().enumerate() {
+        if paused {
             cluster.resume(i);
         }
         if !cluster.is_up(i) {
@@ -180,12 +180,13 @@ fn a_random_schedule_of_faults_leaves_a_checked_history() {
         .filter(|c| matches!(c.ret(), Some(Ret::Locked { .. })))
         .count();
     println!(
-        "faults: seed {seed}: {} faults, term {}, {} calls ({answered} answered, {granted} grants), run {:.1} s, checked in {:.1} s",
+        "faults: seed {seed}: {} faults, term {}, {} calls ({answered} answered, {granted} grants), run {:.1} s, checked in {:.1} s ({} names by the remembering search)",
         run.faults.len(),
         run.term,
         run.calls.len(),
         checking.duration_since(began).as_secs_f64(),
-        checking.elapsed().as_secs_f64()
+        checking.elapsed().as_secs_f64(),
+        check::REMEMBERED.load(std::sync::atomic::Ordering::Relaxed)
     );
     assert!(answered > 0, "no call was answered: {:?}", run.faults);
     if !anomalies.is_empty() {

@@ -3,6 +3,7 @@
 //! properties checked directly on the calls, each a list of anomalies.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -30,7 +31,10 @@ pub fn anomalies(calls: &[Call]) -> Vec<String> {
         let verdict = match linearizable_within(&calls, SEARCH_BUDGET) {
             Some(true) => None,
             Some(false) => Some("not linearizable"),
-            None => match remembering::linearizable(&calls) {
+            None => match {
+                REMEMBERED.fetch_add(1, Ordering::Relaxed);
+                remembering::linearizable(&calls)
+            } {
                 Some(true) => None,
                 Some(false) => Some("not linearizable (found by the remembering search)"),
                 None => Some("undecided: both searches ran out of room"),
@@ -61,6 +65,9 @@ pub fn render(calls: &[&Call]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// How many names stateright's tester left to the remembering search.
+pub static REMEMBERED: AtomicUsize = AtomicUsize::new(0);
 
 /// How long the tester may search one name's history (its search has no
 /// memory of states seen, so a history with many calls in flight at once
