@@ -85,3 +85,71 @@ impl History {
         history.calls()
     }
 }
+
+/// The `key: value` fields of a rendered variant (`Lock { id: 1, ... }`).
+fn fields(text: &str) -> (&str, Vec<(&str, &str)>) {
+    let (variant, rest) = text.split_once(" { ").unwrap_or((text, ""));
+    let pairs = rest
+        .trim_end_matches(" }")
+        .split(", ")
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once(": ").expect("a field"))
+        .collect();
+    (variant, pairs)
+}
+
+fn field<T: std::str::FromStr>(pairs: &[(&str, &str)], key: &str) -> T {
+    let (_, value) = pairs.iter().find(|(k, _)| *k == key).expect("the field");
+    value.parse().ok().expect("a field's value")
+}
+
+impl History {
+    /// Reads back the calls of one name as `check::render` wrote them
+    /// (lock calls only: the histories kept as regression tests).
+    pub fn parse(text: &str, name: &str) -> Vec<Call> {
+        text.lines()
+            .map(|line| {
+                let (times, rest) = line.trim().split_once("] t").expect("[times] tTHREAD");
+                let (invoked, returned) = times[1..].split_once("..").expect("a..b");
+                let (thread, rest) = rest.split_once(' ').expect("a thread");
+                let (op, ret) = rest.split_once(" -> ").expect("op -> answer");
+                let (variant, pairs) = fields(op);
+                let id = field(&pairs, "id");
+                let op = match variant {
+                    "Lock" => Op::Lock {
+                        id,
+                        shared: field(&pairs, "shared"),
+                        wait: field(&pairs, "wait"),
+                    },
+                    "Unlock" => Op::Unlock { id },
+                    "TestLock" => Op::TestLock { id },
+                    other => panic!("not a lock call: {other}"),
+                };
+                let (variant, pairs) = fields(ret);
+                let ret = match variant {
+                    "unknown" => None,
+                    "Locked" => Some(Ret::Locked {
+                        token: field(&pairs, "token"),
+                        shared: field(&pairs, "shared"),
+                    }),
+                    "Held" => Some(Ret::Held {
+                        shared: field(&pairs, "shared"),
+                        holders: field(&pairs, "holders"),
+                    }),
+                    "Unlocked" => Some(Ret::Unlocked {
+                        released: field(&pairs, "released"),
+                    }),
+                    "NotOwner" => Some(Ret::NotOwner),
+                    other => panic!("not a lock answer: {other}"),
+                };
+                Call {
+                    thread: u64::from_str_radix(thread, 16).expect("a thread"),
+                    name: name.to_owned(),
+                    op,
+                    invoked: invoked.parse().expect("invoked"),
+                    returned: ret.map(|ret| (returned.parse().expect("returned"), ret)),
+                }
+            })
+            .collect()
+    }
+}
