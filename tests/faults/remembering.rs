@@ -14,8 +14,9 @@ use super::check::counts;
 use super::history::Call;
 use super::model::Entry;
 
-/// Most configurations remembered before the search gives up.
-const ROOM: usize = 5_000_000;
+/// Most configurations remembered before the search gives up (a few
+/// hundred bytes each).
+const ROOM: usize = 1_000_000;
 
 /// The calls linearized so far, one bit each.
 type Done = Vec<u64>;
