@@ -31,14 +31,7 @@ pub fn anomalies(calls: &[Call]) -> Vec<String> {
         let verdict = match linearizable_within(&calls, SEARCH_BUDGET) {
             Some(true) => None,
             Some(false) => Some("not linearizable"),
-            None => match {
-                REMEMBERED.fetch_add(1, Ordering::Relaxed);
-                remembering::linearizable(&calls)
-            } {
-                Some(true) => None,
-                Some(false) => Some("not linearizable (found by the remembering search)"),
-                None => Some("undecided: both searches ran out of room"),
-            },
+            None => remembered(&calls),
         };
         if let Some(verdict) = verdict {
             found.push(format!("{name}: {verdict}; its calls:\n{}", render(&calls)));
@@ -49,6 +42,17 @@ pub fn anomalies(calls: &[Call]) -> Vec<String> {
     found.extend(token_order(calls));
     found.extend(foreign_values(calls));
     found
+}
+
+/// The verdict of the remembering search on a name the tester left
+/// undecided, counted in [`REMEMBERED`]; `None` when linearizable.
+fn remembered(calls: &[&Call]) -> Option<&'static str> {
+    REMEMBERED.fetch_add(1, Ordering::Relaxed);
+    match remembering::linearizable(calls) {
+        Some(true) => None,
+        Some(false) => Some("not linearizable (found by the remembering search)"),
+        None => Some("undecided: both searches ran out of room"),
+    }
 }
 
 /// One call a line, for a report.
