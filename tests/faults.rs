@@ -172,7 +172,7 @@ fn a_random_schedule_of_faults_leaves_a_checked_history() {
         run.calls.len()
     );
     let checking = Instant::now();
-    let anomalies = check::anomalies(&run.calls);
+    let (anomalies, remembered) = check::checked(&run.calls);
     let answered = run.calls.iter().filter(|c| c.returned.is_some()).count();
     let granted = run
         .calls
@@ -186,7 +186,7 @@ fn a_random_schedule_of_faults_leaves_a_checked_history() {
         run.calls.len(),
         checking.duration_since(began).as_secs_f64(),
         checking.elapsed().as_secs_f64(),
-        check::REMEMBERED.load(std::sync::atomic::Ordering::Relaxed)
+        remembered
     );
     assert!(answered > 0, "no call was answered: {:?}", run.faults);
     if !anomalies.is_empty() {

@@ -3,7 +3,6 @@
 //! properties checked directly on the calls, each a list of anomalies.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -24,14 +23,24 @@ fn by_name(calls: &[Call]) -> BTreeMap<&str, Vec<&Call>> {
 
 /// Every check; an empty list when the history passes.
 pub fn anomalies(calls: &[Call]) -> Vec<String> {
+    checked(calls).0
+}
+
+/// Every check's anomalies, and how many names the tester left to the
+/// remembering search.
+pub fn checked(calls: &[Call]) -> (Vec<String>, usize) {
     let mut found = Vec::new();
+    let mut remembered = 0;
     for (name, calls) in by_name(calls) {
         // stateright's tester first; where its search runs out of time,
         // the same model searched with memory of the states it has seen.
         let verdict = match linearizable_within(&calls, SEARCH_BUDGET) {
             Some(true) => None,
             Some(false) => Some("not linearizable"),
-            None => remembered(&calls),
+            None => {
+                remembered += 1;
+                remembering_verdict(&calls)
+            }
         };
         if let Some(verdict) = verdict {
             found.push(format!("{name}: {verdict}; its calls:\n{}", render(&calls)));
@@ -41,13 +50,12 @@ pub fn anomalies(calls: &[Call]) -> Vec<String> {
     }
     found.extend(token_order(calls));
     found.extend(foreign_values(calls));
-    found
+    (found, remembered)
 }
 
 /// The verdict of the remembering search on a name the tester left
-/// undecided, counted in [`REMEMBERED`]; `None` when linearizable.
-fn remembered(calls: &[&Call]) -> Option<&'static str> {
-    REMEMBERED.fetch_add(1, Ordering::Relaxed);
+/// undecided; `None` when linearizable.
+fn remembering_verdict(calls: &[&Call]) -> Option<&'static str> {
     match remembering::linearizable(calls) {
         Some(true) => None,
         Some(false) => Some("not linearizable (found by the remembering search)"),
@@ -69,9 +77,6 @@ pub fn render(calls: &[&Call]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
-
-/// How many names stateright's tester left to the remembering search.
-pub static REMEMBERED: AtomicUsize = AtomicUsize::new(0);
 
 /// How long the tester may search one name's history (its search has no
 /// memory of states seen, so a history with many calls in flight at once
