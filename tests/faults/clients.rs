@@ -1,6 +1,7 @@
 //! Clients that run random requests against random members and record
-//! each in the history: one connection per request, so a member killed,
-//! paused or cut off costs one call, whose answer is then unknown.
+//! each in the history. A client keeps its connection for a few requests
+//! (a follower relays them across leader changes), and closes it after a
+//! call whose answer did not come (unknown).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -89,16 +90,23 @@ fn ret(op: &Op, reply: &Value) -> Option<Ret> {
     })
 }
 
-/// Sends one request on a fresh connection; its reply, or `None` when none
-/// came (connection broken, timeout).
-fn exchange(stream: TcpStream, request: &str) -> Option<Value> {
+/// A connection to a member, with the timeouts of a client.
+fn connect(addr: SocketAddr) -> Option<BufReader<TcpStream>> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(CLIENT_TIMEOUT)).ok()?;
     stream.set_nodelay(true).ok()?;
-    (&stream)
+    Some(BufReader::new(stream))
+}
+
+/// Sends one request and reads its reply, or `None` when none came
+/// (connection broken, timeout).
+fn exchange(connection: &mut BufReader<TcpStream>, request: &str) -> Option<Value> {
+    connection
+        .get_mut()
         .write_all(format!("{request}\n").as_bytes())
         .ok()?;
     let mut reply = String::new();
-    let n = BufReader::new(&stream).read_line(&mut reply).ok()?;
+    let n = connection.read_line(&mut reply).ok()?;
     if n == 0 {
         return None;
     }
@@ -106,10 +114,11 @@ fn exchange(stream: TcpStream, request: &str) -> Option<Value> {
 }
 
 /// One client: its own random stream, its tester thread (renumbered after
-/// each unknown answer).
+/// each unknown answer), the connection it keeps for a few requests.
 pub struct Client {
     pub number: u64,
     thread: u64,
+    kept: Option<BufReader<TcpStream>>,
     rng: Rng,
     history: Arc<History>,
     addrs: Addrs,
@@ -120,6 +129,7 @@ impl Client {
         Client {
             number,
             thread: number << 32,
+            kept: None,
             rng: Rng::new(seed, 1000 + number),
             history,
             addrs,
@@ -134,17 +144,24 @@ impl Client {
         Some(up[self.rng.below(n) as usize])
     }
 
-    /// Runs `op` on `name` at a random member and records it; whether its
-    /// answer came. Nothing is recorded when no connection could be made
-    /// (the request was never sent).
+    /// Runs `op` on `name` and records it; whether its answer came. Three
+    /// times in four on the connection the last call left open, else on a
+    /// new one to a random member. Nothing is recorded when no connection
+    /// could be made (the request was never sent).
     pub fn call(&mut self, name: &str, op: Op) -> Option<Ret> {
-        let addr = self.member()?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        let mut connection = match self.kept.take() {
+            Some(kept) if self.rng.below(4) != 0 => kept,
+            _ => connect(self.member()?)?,
+        };
         let request = line(&op, name);
         let index = self.history.invoke(self.thread, name, op.clone());
-        let answer = exchange(stream, &request).and_then(|reply| ret(&op, &reply));
+        let answer = exchange(&mut connection, &request).and_then(|reply| ret(&op, &reply));
         match &answer {
-            Some(ret) => self.history.complete(index, ret.clone()),
+            Some(ret) => {
+                self.history.complete(index, ret.clone());
+                self.kept = Some(connection);
+            }
+            // Its reply may still come: the connection is closed.
             None => self.thread += 1,
         }
         answer
