@@ -21,7 +21,9 @@ struct Member {
 /// A cluster of real processes; every live member is killed when dropped.
 pub struct TestCluster {
     members: Vec<Option<Member>>,
-    peers: String,
+    /// Each member's `--peers` (its own entry is where it listens; the
+    /// others are where it reaches them, which a test may route).
+    peers: Vec<String>,
     pub dirs: Vec<PathBuf>,
     args: Vec<String>,
 }
@@ -41,13 +43,37 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl TestCluster {
     /// `n` members with `args` added to each (e.g. a short heartbeat).
     pub fn start(n: usize, args: &[&str]) -> TestCluster {
-        let ports = free_ports(n);
-        let peers = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        TestCluster::start_routed(n, args, |_, _, addr| addr)
+    }
+
+    /// `n` members of which member `from` reaches member `to` (0-based) at
+    /// `route(from, to, addr)` instead of at `to`'s replication address
+    /// `addr`: a proxy the test controls. Only a member's own entry of
+    /// `--peers` is bound, so the others may differ between members.
+    pub fn start_routed(
+        n: usize,
+        args: &[&str],
+        mut route: impl FnMut(usize, usize, SocketAddr) -> SocketAddr,
+    ) -> TestCluster {
+        let addrs: Vec<SocketAddr> = free_ports(n)
+            .into_iter()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .collect();
+        let peers = (0..n)
+            .map(|from| {
+                (0..n)
+                    .map(|to| {
+                        let addr = if to == from {
+                            addrs[to]
+                        } else {
+                            route(from, to, addrs[to])
+                        };
+                        format!("{}={addr}", to + 1)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
         let mut cluster = TestCluster {
             members: (0..n).map(|_| None).collect(),
             peers,
@@ -103,7 +129,7 @@ impl TestCluster {
             .arg(dir)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--peers", &self.peers, "--node-id", &(i + 1).to_string()])
+            .args(["--peers", &self.peers[i], "--node-id", &(i + 1).to_string()])
             .args(&self.args)
             .args(extra)
             .stderr(Stdio::null());
