@@ -94,7 +94,14 @@ impl TestCluster {
     pub fn start_joining(&mut self) -> (usize, String) {
         let i = self.members.len();
         let addr = format!("127.0.0.1:{}", free_ports(1)[0]);
-        self.peers.push_str(&format!(",{}={addr}", i + 1));
+        let entry = format!(",{}={addr}", i + 1);
+        // The newcomer reaches the others as the first member does (an
+        // unrouted cluster: at their own addresses).
+        let first = self.peers[0].clone();
+        self.peers.push(first);
+        for peers in &mut self.peers {
+            peers.push_str(&entry);
+        }
         self.members.push(None);
         self.dirs.push(temp_dir(&format!("member{}", i + 1)));
         self.spawn(i, &["--join"]);
@@ -114,10 +121,10 @@ impl TestCluster {
     /// Starts member `i` again with `--peers` naming only the first `n`
     /// members (as an operator who did not update it after a join).
     pub fn restart_with_peers(&mut self, i: usize, n: usize) {
-        let all = self.peers.clone();
-        self.peers = all.split(',').take(n).collect::<Vec<_>>().join(",");
+        let all = self.peers[i].clone();
+        self.peers[i] = all.split(',').take(n).collect::<Vec<_>>().join(",");
         self.spawn(i, &[]);
-        self.peers = all;
+        self.peers[i] = all;
     }
 
     fn spawn(&mut self, i: usize, extra: &[&str]) {
