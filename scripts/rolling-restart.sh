@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# A rolling restart of a three-member jackrabbit-dlm cluster under lockfight
+# load (issue 15), measured: for each member in turn, the leader first,
+# lockfight runs against the two others (persistent mode, one run per
+# member, side by side) while that member gets SIGTERM, exits (a leader
+# hands over first), is started again on its data directory and catches up.
+# Prints, per step, how long the stop took, and each lockfight run's
+# requests, errors (an Unavailable or a dropped connection is one) and
+# slowest answer; exits 1 if any run saw an error.
+#
+# Usage: scripts/rolling-restart.sh [--duration S] [--base-port P]
+#   --duration S   seconds of each lockfight run (default 6; the restart
+#                  happens 1 s into it)
+#   --base-port P  first of the 6 loopback ports used (default 27400, below the
+#                  ephemeral range, so no test's connection takes one)
+# Needs release binaries: it builds them (cargo build --release).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+duration=6
+base=27400
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
+        --base-port) base=${2:?--base-port needs a port}; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "rolling-restart.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+echo "rolling-restart.sh: building release binaries" >&2
+cargo build --release --quiet --bin jackrabbit-dlm --bin lockfight
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 - "$root/target/release" "$work" "$base" "$duration" <<'EOF'
+import json, os, signal, socket, subprocess, sys, time
+
+bin_dir, work, base, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+host = "127.0.0.1"
+client = [base + i for i in range(3)]
+peers = ",".join(f"{i + 1}={host}:{base + 3 + i}" for i in range(3))
+procs = [None, None, None]
+
+def start(i):
+    d = os.path.join(work, f"m{i + 1}")
+    os.makedirs(d, exist_ok=True)
+    procs[i] = subprocess.Popen(
+        [os.path.join(bin_dir, "jackrabbit-dlm"), host, str(client[i]), "--node-id", str(i + 1),
+         "--peers", peers, "--data-dir", os.path.join(d, "data"), "--log-dir", d],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr"), "a"))
+
+def stats(i):
+    try:
+        with socket.create_connection((host, client[i]), timeout=2) as s:
+            s.sendall(b'{"Action":"Stats","ID":"roll","FileName":"roll"}\n')
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)
+    except (OSError, ValueError):
+        return {}
+
+def until(check, what, limit=30):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    for i in range(3):
+        path = os.path.join(work, f"m{i + 1}", "stderr")
+        if os.path.exists(path):
+            with open(path) as f:
+                print(f"member {i + 1}:", f.read()[-2000:], file=sys.stderr)
+    sys.exit(f"rolling-restart.sh: no {what} within {limit} s")
+
+def leader():
+    def agreed():
+        leaders = [stats(i).get("Leader", 0) for i in range(3)]
+        return leaders[0] if leaders[0] and len(set(leaders)) == 1 else 0
+    return until(agreed, "leader") - 1
+
+try:
+    for i in range(3):
+        start(i)
+    first = leader()
+    failed = False
+    print(f"rolling restart of 3 members, leader (member {first + 1}) first; "
+          f"lockfight --mode persistent -c 16 -k 256 --duration {duration:g} against the other two")
+    print(f"{'stopped':>8} {'stop s':>7} {'against':>8} {'requests':>9} {'req/s':>8} "
+          f"{'errors':>7} {'slowest ms':>11}")
+    for x in [first, (first + 1) % 3, (first + 2) % 3]:
+        others = [i for i in range(3) if i != x]
+        runs = []
+        for o in others:
+            out = open(os.path.join(work, f"lf-{x}-{o}.json"), "w")
+            runs.append((o, out, subprocess.Popen(
+                [os.path.join(bin_dir, "lockfight"), "--mode", "persistent", "-c", "16", "-k", "256",
+                 "--duration", str(duration), "--json", "--quiet",
+                 "--target", f"m{o + 1}=jackrabbit://{host}:{client[o]}"],
+                stdout=out, stderr=subprocess.DEVNULL)))
+        time.sleep(1)  # load first: this is a benchmark's pacing
+        asked = time.time()
+        procs[x].send_signal(signal.SIGTERM)
+        procs[x].wait(timeout=30)
+        stop = time.time() - asked
+        start(x)
+        lead = leader()
+        committed = stats(lead).get("Committed", 0)
+        until(lambda: stats(x).get("Applied", 0) >= committed, "catch-up")
+        for o, out, p in runs:
+            p.wait(timeout=duration + 60)
+            out.close()
+            with open(out.name) as f:
+                run = json.load(f)["runs"][0]
+            errors = run["errors"]
+            failed |= errors > 0 or run["requests"] == 0
+            print(f"{x + 1:>8} {stop:>7.2f} {o + 1:>8} {run['requests']:>9} "
+                  f"{run['requests_per_sec']:>8.0f} {errors:>7} {run['max_us'] / 1000:>11.1f}")
+            if errors:
+                print(f"    first unexpected reply: {run['first_unexpected_reply']}, "
+                      f"first connection failure: {run['first_connection_failure']}")
+    sys.exit(1 if failed else 0)
+finally:
+    for p in procs:
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+EOF
