@@ -25,7 +25,7 @@ use super::members::{self, Members, Received};
 use crate::config::Config;
 use crate::replication::node::{Applied, MemberChange, Outgoing, Replica, Settings};
 use crate::replication::storage::DiskStorage;
-use crate::session::{Delivery, Replicated, Session, auth};
+use crate::session::{Deliveries, Replicated, Session, auth};
 use crate::time::{Millis, Moment};
 
 /// What the Raft node keeps its log in.
@@ -68,7 +68,7 @@ pub struct Cluster {
     members: Option<Members>,
     received: Vec<Received>,
     /// Replies and parkings owed to this node's connections.
-    pub deliveries: Vec<Delivery>,
+    pub deliveries: Deliveries,
     /// The turn's commands, taken from the session (kept for its capacity).
     commands: Vec<u8>,
     /// Reads waiting for their read index: (context, local time asked,
@@ -219,7 +219,7 @@ impl Cluster {
             replica,
             members,
             received: Vec::new(),
-            deliveries: Vec::new(),
+            deliveries: Deliveries::default(),
             commands: Vec::new(),
             reads: Vec::new(),
             next_read: 0,

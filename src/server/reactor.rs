@@ -667,17 +667,23 @@ impl Server {
                 .line(&format!("cannot write the replicated log, stopping: {e}"));
             return Err(e);
         }
-        for delivery in std::mem::take(&mut cluster.deliveries) {
+        let mut deliveries = std::mem::take(&mut cluster.deliveries);
+        for delivery in deliveries.list.drain(..) {
             let key = match &delivery {
                 Delivery::Reply { conn, .. } | Delivery::Parked { conn, .. } => *conn,
             };
             if let Some(peer) = self.peers.get_mut(key) {
-                peer.conn.deliver(&mut self.session, delivery);
+                peer.conn
+                    .deliver(&mut self.session, delivery, &deliveries.bytes);
                 if !peer.flush_queued {
                     peer.flush_queued = true;
                     self.unflushed.push(key);
                 }
             }
+        }
+        deliveries.clear();
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.deliveries = deliveries;
         }
         Ok(())
     }

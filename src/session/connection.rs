@@ -256,7 +256,7 @@ impl Connection {
     /// What applying the log (or the commit timeout) owes this connection:
     /// a proposed request's reply, released in order, or the news that it
     /// now waits in a lock's queue.
-    pub fn deliver(&mut self, session: &mut Session, delivery: Delivery) {
+    pub fn deliver(&mut self, session: &mut Session, delivery: Delivery, bytes_of: &[u8]) {
         match delivery {
             Delivery::Reply {
                 origin,
@@ -269,8 +269,9 @@ impl Connection {
                 if let (Some(refusals), Status::NotOwner) = (&mut self.refusals, status) {
                     refusals.not_owner += 1;
                 }
+                let reply = bytes_of.get(bytes).unwrap_or_default();
                 self.parked
-                    .answer(Awaited::Commit(origin), bytes, &mut self.output);
+                    .answer(Awaited::Commit(origin), reply, &mut self.output);
             }
             Delivery::Parked { origin, ticket, .. } => {
                 self.parked.committed_parked(origin, ticket);
@@ -296,7 +297,7 @@ impl Connection {
         let before = self.refusals.map(|_| Refusals::of(&session.store.counters));
         count_reply(&mut session.store.counters, reply.status());
         self.note_refusals(before, session);
-        self.parked.answer(awaited, bytes, &mut self.output);
+        self.parked.answer(awaited, &bytes, &mut self.output);
     }
 
     /// Takes this connection's requests out of every lock queue, answering

@@ -39,7 +39,7 @@ use crate::store::{Completion, Outcome, Store, Ticket};
 use crate::time::{Millis, Moment};
 
 pub use connection::{Connection, Served};
-pub use replicated::{Admin, Delivery, MemberRequest, Replicated, member_spec};
+pub use replicated::{Admin, Deliveries, Delivery, MemberRequest, Replicated, member_spec};
 
 /// Identifies a connection to the session: the reactor's slab key.
 pub type ConnKey = usize;
@@ -175,7 +175,7 @@ impl Session {
     /// the replies this node owes its own clients are pushed to `out`.
     /// Every node runs exactly this on the same entries, so their stores
     /// agree (no local clock, no connection state decides anything here).
-    pub fn apply_entry(&mut self, at: Moment, data: &[u8], out: &mut Vec<Delivery>) {
+    pub fn apply_entry(&mut self, at: Moment, data: &[u8], out: &mut Deliveries) {
         let Session {
             store,
             plain,
@@ -241,7 +241,7 @@ impl Session {
                             let status = owe(reply, origin, proposal, plain, out);
                             count_reply(&mut store.counters, status);
                         }
-                        Outcome::Parked(ticket) => out.push(Delivery::Parked {
+                        Outcome::Parked(ticket) => out.list.push(Delivery::Parked {
                             conn: proposal.conn,
                             origin,
                             ticket,
@@ -257,7 +257,7 @@ impl Session {
     /// this node has applied, from the store as it stands, without the log
     /// (`Store::read`); a read that would change something on the way is
     /// sent through the log instead.
-    pub fn answer_reads(&mut self, commands: &[u8], out: &mut Vec<Delivery>) {
+    pub fn answer_reads(&mut self, commands: &[u8], out: &mut Deliveries) {
         let Session {
             store,
             plain,
@@ -293,7 +293,7 @@ impl Session {
     /// A change of membership asked for by `asked_by` was applied: if the
     /// request is this node's, its reply, `Done`, or `NotOwner` when raft
     /// refused the change.
-    pub fn answer_member_change(&mut self, asked_by: u64, refused: bool, out: &mut Vec<Delivery>) {
+    pub fn answer_member_change(&mut self, asked_by: u64, refused: bool, out: &mut Deliveries) {
         let Some(replicated) = self.replicated.as_mut() else {
             return;
         };
@@ -314,7 +314,7 @@ impl Session {
 
     /// Answers `Unavailable` to this node's proposals that were not applied
     /// within `--commit-timeout` of local time `now`.
-    pub fn expire_proposals(&mut self, now: Moment, out: &mut Vec<Delivery>) {
+    pub fn expire_proposals(&mut self, now: Moment, out: &mut Deliveries) {
         let Some(replicated) = self.replicated.as_mut() else {
             return;
         };
@@ -569,16 +569,16 @@ fn owe(
     origin: Origin,
     proposal: replicated::Proposal,
     plain: &mut Vec<u8>,
-    out: &mut Vec<Delivery>,
+    out: &mut Deliveries,
 ) -> Status {
-    let mut bytes = Vec::new();
+    let start = out.bytes.len();
     let status = reply.status();
-    write_reply(reply, proposal.encoding, plain, &mut bytes);
-    out.push(Delivery::Reply {
+    write_reply(reply, proposal.encoding, plain, &mut out.bytes);
+    out.list.push(Delivery::Reply {
         conn: proposal.conn,
         origin,
         status,
-        bytes,
+        bytes: start..out.bytes.len(),
     });
     status
 }

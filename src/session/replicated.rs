@@ -41,13 +41,13 @@ pub(super) struct Proposal {
 /// What applying entries (or the commit timeout) owes a connection.
 #[derive(Debug)]
 pub enum Delivery {
-    /// The reply to the proposed request `origin`, encoded (its status,
-    /// for `--audit`).
+    /// The reply to the proposed request `origin`, encoded: `bytes` of
+    /// [`Deliveries::bytes`] (its status, for `--audit`).
     Reply {
         conn: ConnKey,
         origin: Origin,
         status: Status,
-        bytes: Vec<u8>,
+        bytes: std::ops::Range<usize>,
     },
     /// The proposed request `origin` was applied and waits in a queue as
     /// `ticket`.
@@ -56,6 +56,30 @@ pub enum Delivery {
         origin: Origin,
         ticket: Ticket,
     },
+}
+
+/// Most room kept for a turn's replies between turns.
+pub const MAX_KEPT_REPLY_BYTES: usize = 16 << 20;
+
+/// What a turn owes this node's connections: the deliveries, and the
+/// bytes of their replies, one buffer for all (kept from turn to turn, so a
+/// reply costs no allocation of its own).
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    pub list: Vec<Delivery>,
+    pub bytes: Vec<u8>,
+}
+
+impl Deliveries {
+    /// Empties both, keeping their room (up to [`MAX_KEPT_REPLY_BYTES`]
+    /// for the replies: a burst's buffer is not kept for ever).
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.bytes.clear();
+        if self.bytes.capacity() > MAX_KEPT_REPLY_BYTES {
+            self.bytes = Vec::new();
+        }
+    }
 }
 
 /// The replicated mode's state in a session.

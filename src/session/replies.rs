@@ -140,18 +140,28 @@ impl ParkedReplies {
 
     /// Gives request `awaited` its reply, then moves every slot at the
     /// front that has its reply, and the replies behind it, to `output`.
-    pub(super) fn answer(&mut self, awaited: Awaited, reply: Vec<u8>, output: &mut Vec<u8>) {
-        let Some(slot) = self
+    pub(super) fn answer(&mut self, awaited: Awaited, reply: &[u8], output: &mut Vec<u8>) {
+        let Some(at) = self
             .slots
-            .iter_mut()
-            .find(|s| s.awaited == awaited && s.reply.is_none())
+            .iter()
+            .position(|s| s.awaited == awaited && s.reply.is_none())
         else {
             return;
         };
-        self.held += reply.len();
-        slot.reply = Some(reply);
         if let Awaited::Commit(_) = awaited {
             self.commits -= 1;
+        }
+        if at == 0 {
+            // The oldest: out at once, with what waited behind it (the
+            // usual case, and no copy kept).
+            if let Some(front) = self.slots.pop_front() {
+                self.held -= front.behind.len();
+                output.extend_from_slice(reply);
+                output.extend_from_slice(&front.behind);
+            }
+        } else {
+            self.held += reply.len();
+            self.slots[at].reply = Some(reply.to_vec());
         }
         while let Some(front) = self.slots.front_mut() {
             let Some(reply) = front.reply.take() else {
