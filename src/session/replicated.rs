@@ -71,7 +71,7 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    /// Empties both, keeping their room (up to [`MAX_KEPT_REPLY_BYTES`]
+    /// Empties both, keeping their room (up to `MAX_KEPT_REPLY_BYTES`
     /// for the replies: a burst's buffer is not kept for ever).
     pub fn clear(&mut self) {
         self.list.clear();
