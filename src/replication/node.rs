@@ -49,6 +49,9 @@ pub trait LogStore: raft::Storage {
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> io::Result<()>;
     /// Makes every write since the last sync durable (one fsync).
     fn sync(&mut self) -> io::Result<()>;
+    /// Whether [`LogStore::sync`] has anything to make durable (it would
+    /// wait for the disk).
+    fn needs_sync(&self) -> bool;
     /// Keeps `data`, the state machine's snapshot at applied `index`, and
     /// drops the log before it.
     fn compact(&mut self, index: u64, conf_state: ConfState, data: Vec<u8>) -> io::Result<()>;
@@ -96,6 +99,12 @@ pub enum Applied<'a> {
     Snapshot { index: u64, data: &'a [u8] },
     /// A change of membership, applied (or refused alike on every node).
     Membership(MemberChange),
+    /// The node is about to wait for the disk (one fsync): send now what
+    /// does not depend on it (the messages in `outbox`, a leader's appends
+    /// among them, so that the followers write while the leader does) and
+    /// write the replies of what was applied so far, which depend only on
+    /// entries already committed.
+    BeforeSync(&'a mut Vec<Outgoing>),
 }
 
 /// A committed change of membership, as applied.
@@ -531,6 +540,9 @@ impl<S: LogStore> Replica<S> {
             self.raw.mut_store().set_hard_state(hs)?;
         }
         let role_changed = ready.ss().map(|ss| ss.raft_state);
+        if self.raw.store().needs_sync() {
+            apply(Applied::BeforeSync(&mut self.outbox));
+        }
         self.raw.mut_store().sync()?;
         for m in ready.take_persisted_messages() {
             self.outbox.push(Outgoing::Raft(m));
@@ -690,6 +702,10 @@ impl LogStore for super::storage::DiskStorage {
         super::storage::DiskStorage::sync(self).map_err(io::Error::other)
     }
 
+    fn needs_sync(&self) -> bool {
+        super::storage::DiskStorage::needs_sync(self)
+    }
+
     fn compact(&mut self, index: u64, conf_state: ConfState, data: Vec<u8>) -> io::Result<()> {
         super::storage::DiskStorage::compact(self, index, conf_state, data)
             .map_err(io::Error::other)
@@ -723,6 +739,10 @@ impl LogStore for raft::storage::MemStorage {
 
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn needs_sync(&self) -> bool {
+        false
     }
 
     fn compact(&mut self, index: u64, _: ConfState, _: Vec<u8>) -> io::Result<()> {

@@ -335,6 +335,11 @@ impl DiskStorage {
         Ok(())
     }
 
+    /// Whether [`DiskStorage::sync`] has anything to write or fsync.
+    pub fn needs_sync(&self) -> bool {
+        self.unsynced || self.hard_state_dirty || self.conf_state_dirty || !self.pending.is_empty()
+    }
+
     fn write_pending(&mut self) -> Result<(), StorageError> {
         if self.pending.is_empty() {
             return Ok(());

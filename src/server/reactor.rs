@@ -55,7 +55,7 @@ use super::system;
 use super::systemd;
 use crate::config::Config;
 use crate::session::auth;
-use crate::session::{Connection, Delivery, Served, Session};
+use crate::session::{Connection, Deliveries, Delivery, Served, Session};
 use crate::stats::format_pairs;
 use crate::store::{Store, StoreConfig};
 use crate::time::{Millis, Moment};
@@ -657,34 +657,40 @@ impl Server {
     }
 
     /// The replicated turn (`cluster.rs`), then the replies it owes this
-    /// node's connections, written with the rest of the turn's.
+    /// node's connections, written with the rest of the turn's (and those
+    /// owed before the turn waits for the disk, written before it waits).
     fn replicated_turn(&mut self, now: Moment) -> io::Result<()> {
         let Some(cluster) = self.cluster.as_mut() else {
             return Ok(());
         };
-        if let Err(e) = cluster.turn(&mut self.session, now, self.poll.registry()) {
+        let peers = &mut self.peers;
+        let unflushed = &mut self.unflushed;
+        let mut before_sync = |session: &mut Session, deliveries: &mut Deliveries| {
+            deliver(peers, unflushed, session, deliveries);
+            for &key in unflushed.iter() {
+                if let Some(peer) = peers.get_mut(key) {
+                    // A broken connection is found and closed by the
+                    // turn's flush.
+                    let _ = flush(peer);
+                }
+            }
+        };
+        if let Err(e) = cluster.turn(
+            &mut self.session,
+            now,
+            self.poll.registry(),
+            &mut before_sync,
+        ) {
             self.log
                 .line(&format!("cannot write the replicated log, stopping: {e}"));
             return Err(e);
         }
-        let mut deliveries = std::mem::take(&mut cluster.deliveries);
-        for delivery in deliveries.list.drain(..) {
-            let key = match &delivery {
-                Delivery::Reply { conn, .. } | Delivery::Parked { conn, .. } => *conn,
-            };
-            if let Some(peer) = self.peers.get_mut(key) {
-                peer.conn
-                    .deliver(&mut self.session, delivery, &deliveries.bytes);
-                if !peer.flush_queued {
-                    peer.flush_queued = true;
-                    self.unflushed.push(key);
-                }
-            }
-        }
-        deliveries.clear();
-        if let Some(cluster) = self.cluster.as_mut() {
-            cluster.deliveries = deliveries;
-        }
+        deliver(
+            &mut self.peers,
+            &mut self.unflushed,
+            &mut self.session,
+            &mut cluster.deliveries,
+        );
         Ok(())
     }
 
@@ -897,6 +903,29 @@ fn finished(peer: &Peer) -> bool {
     peer.conn.unsent().is_empty()
         && !peer.conn.is_waiting()
         && (peer.conn.is_done() || (peer.eof && !peer.conn.has_input()))
+}
+
+/// Hands each delivery to its connection (the replies are written by the
+/// next flush) and empties `deliveries`, keeping its room.
+fn deliver(
+    peers: &mut Slab<Peer>,
+    unflushed: &mut Vec<usize>,
+    session: &mut Session,
+    deliveries: &mut Deliveries,
+) {
+    for delivery in deliveries.list.drain(..) {
+        let key = match &delivery {
+            Delivery::Reply { conn, .. } | Delivery::Parked { conn, .. } => *conn,
+        };
+        if let Some(peer) = peers.get_mut(key) {
+            peer.conn.deliver(session, delivery, &deliveries.bytes);
+            if !peer.flush_queued {
+                peer.flush_queued = true;
+                unflushed.push(key);
+            }
+        }
+    }
+    deliveries.clear();
 }
 
 /// Writes unsent replies until done or the socket would block.
