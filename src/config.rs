@@ -193,6 +193,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_after: u64,
 
+    /// Also write a snapshot once the entries applied since the last one hold this many bytes: the log since the snapshot is kept in memory, so this bounds it
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(1 << 16..))]
+    pub snapshot_after_bytes: u64,
+
     /// Longest message a member accepts from another, in bytes (raft batches and snapshots); a longer one closes that replication connection
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30,
           value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 32))]

@@ -12,6 +12,16 @@
 //! turn, messages queued in [`Replica::outbox`], committed entries handed to
 //! the caller to apply), and loops while raft has more ready.
 //!
+//! With a [`Syncer`] (the server's durable storage) the fsync does not hold
+//! up the turn: the records are written, the file goes to the syncer's
+//! thread, raft is told the `Ready` is only written
+//! (`advance_append_async`), and the messages that depend on it (a
+//! follower's acknowledgements, votes) wait in `unpersisted`. A later turn,
+//! woken by the syncer, learns what became durable, sends those messages
+//! and tells raft (`on_persist_ready`), which only then counts the node's
+//! own copy and applies what that commits. Without one (tests on raft's
+//! memory storage) each `Ready` is synced in its turn.
+//!
 //! Cluster time: the leader stamps each entry with
 //! `base + (local now - became leader)`, where `base` is the cluster time of
 //! the last entry it had applied when it won; appliers take the running
@@ -24,6 +34,8 @@
 //! Boundary: no sockets and no clock: the local time is an argument and the
 //! messages go out through the outbox; storage is the [`LogStore`] given.
 
+use std::collections::VecDeque;
+use std::fs::File;
 use std::io;
 
 use protobuf::Message as _;
@@ -33,6 +45,7 @@ use raft::eraftpb::{
 use raft::{Config, RawNode, StateRole};
 
 use super::command;
+use super::syncer::Syncer;
 use crate::time::{Millis, Moment};
 
 /// What a Raft node persists: raft-rs's `Storage` (what it reads) plus the
@@ -49,6 +62,10 @@ pub trait LogStore: raft::Storage {
     fn apply_snapshot(&mut self, snapshot: Snapshot) -> io::Result<()>;
     /// Makes every write since the last sync durable (one fsync).
     fn sync(&mut self) -> io::Result<()>;
+    /// Writes what [`LogStore::sync`] would make durable, without the
+    /// fsync, and hands over the file to fsync (none: nothing to make
+    /// durable, or nothing this storage can hand over).
+    fn write_for_sync(&mut self) -> io::Result<Option<File>>;
     /// Whether [`LogStore::sync`] has anything to make durable (it would
     /// wait for the disk).
     fn needs_sync(&self) -> bool;
@@ -206,6 +223,11 @@ pub struct Replica<S: LogStore> {
     pub read_states: Vec<(u64, u64)>,
     /// Wall-clock microseconds, for a new leader's token floor.
     wall_micros: fn() -> u64,
+    /// The fsync thread, when syncs run beside the turn.
+    syncer: Option<Syncer>,
+    /// `Ready`s written and not yet known durable, in order: their number
+    /// and the messages that must wait for it.
+    unpersisted: VecDeque<(u64, Vec<Message>)>,
 }
 
 /// Raft-rs logs through slog; this hands its records to `log`.
@@ -251,7 +273,65 @@ impl<S: LogStore> Replica<S> {
             outbox: Vec::new(),
             read_states: Vec::new(),
             wall_micros,
+            syncer: None,
+            unpersisted: VecDeque::new(),
         })
+    }
+
+    /// From now on, fsyncs run on `syncer`'s thread beside the turns.
+    pub fn set_syncer(&mut self, syncer: Syncer) {
+        self.syncer = Some(syncer);
+    }
+
+    /// Fsyncs made on the syncer's thread.
+    pub fn background_fsyncs(&self) -> u64 {
+        self.syncer.as_ref().map_or(0, Syncer::fsyncs)
+    }
+
+    /// Whether written `Ready`s wait for the disk.
+    pub fn awaits_disk(&self) -> bool {
+        !self.unpersisted.is_empty()
+    }
+
+    /// Takes in what the syncer made durable since the last turn: the
+    /// messages that waited for it go out, and raft counts it. Not while a
+    /// `Ready` is being handled.
+    fn collect_durable(&mut self) -> io::Result<()> {
+        let Some(syncer) = self.syncer.as_mut() else {
+            return Ok(());
+        };
+        let upto = syncer.durable()?.unwrap_or(0);
+        let all = !syncer.is_busy();
+        self.release(upto, all);
+        Ok(())
+    }
+
+    /// Waits for every fsync asked for (before the log moves to another
+    /// file, or a snapshot replaces it). Not while a `Ready` is handled.
+    fn wait_for_disk(&mut self) -> io::Result<()> {
+        if let Some(syncer) = self.syncer.as_mut() {
+            syncer.wait()?;
+            self.release(0, true);
+        }
+        Ok(())
+    }
+
+    /// Releases the `Ready`s durable: those numbered up to `upto`, or all
+    /// when no fsync is out (the rest wrote nothing that needed one).
+    fn release(&mut self, upto: u64, all: bool) {
+        let mut last = None;
+        while let Some((number, _)) = self.unpersisted.front() {
+            if !all && *number > upto {
+                break;
+            }
+            if let Some((number, messages)) = self.unpersisted.pop_front() {
+                self.outbox.extend(messages.into_iter().map(Outgoing::Raft));
+                last = Some(number);
+            }
+        }
+        if let Some(number) = last {
+            self.raw.on_persist_ready(number);
+        }
     }
 
     /// Starts an election at once (a single-member cluster needs no wait).
@@ -368,6 +448,8 @@ impl<S: LogStore> Replica<S> {
     /// Hands the storage `data`, the store's snapshot as of the last
     /// applied entry, so it drops the log before it.
     pub fn compact(&mut self, data: Vec<u8>) -> io::Result<()> {
+        // The syncer's fsyncs are of the segment compaction replaces.
+        self.wait_for_disk()?;
         let index = self.applied();
         let conf_state = self.raw.raft.prs().conf().to_conf_state();
         self.raw.mut_store().compact(index, conf_state, data)
@@ -458,6 +540,7 @@ impl<S: LogStore> Replica<S> {
         store_deadline: Option<Moment>,
         apply: &mut dyn FnMut(Applied<'_>),
     ) -> io::Result<()> {
+        self.collect_durable()?;
         self.propose_turn(now, commands, store_deadline);
         while self.raw.has_ready() {
             self.handle_ready(now, apply)?;
@@ -523,6 +606,11 @@ impl<S: LogStore> Replica<S> {
             self.outbox.push(Outgoing::Raft(m));
         }
         if !ready.snapshot().is_empty() {
+            if let Some(syncer) = self.syncer.as_mut() {
+                // The snapshot starts another segment: what the syncer
+                // has of the old one is made durable first.
+                syncer.wait()?;
+            }
             let snapshot = ready.snapshot().clone();
             let index = snapshot.get_metadata().index;
             self.raw.mut_store().apply_snapshot(snapshot.clone())?;
@@ -540,6 +628,48 @@ impl<S: LogStore> Replica<S> {
             self.raw.mut_store().set_hard_state(hs)?;
         }
         let role_changed = ready.ss().map(|ss| ss.raft_state);
+        if self.syncer.is_some() {
+            self.written(ready)?;
+        } else {
+            self.synced(ready, apply)?;
+        }
+        match role_changed {
+            Some(StateRole::Leader) if self.reign.is_none() => self.begin_reign(now),
+            Some(StateRole::Leader) | None => {}
+            Some(_) => self.reign = None,
+        }
+        Ok(())
+    }
+
+    /// Ends a `Ready` whose records are written: its fsync goes to the
+    /// syncer, and what depends on it waits.
+    fn written(&mut self, mut ready: raft::Ready) -> io::Result<()> {
+        let number = ready.number();
+        let waiting = ready.take_persisted_messages();
+        let file = self.raw.mut_store().write_for_sync()?;
+        self.raw.advance_append_async(ready);
+        self.unpersisted.push_back((number, waiting));
+        if let Some(syncer) = self.syncer.as_mut() {
+            match file {
+                Some(file) => syncer.submit(number, file)?,
+                // Nothing to make durable (an installed snapshot is on
+                // return): it is as soon as those before are.
+                None if !syncer.is_busy() => self.release(number, true),
+                None => {}
+            }
+        }
+        // After the release: raft applies no further than it knows durable
+        // (a snapshot's index among it).
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    /// Ends a `Ready` with one sync in the turn.
+    fn synced(
+        &mut self,
+        mut ready: raft::Ready,
+        apply: &mut dyn FnMut(Applied<'_>),
+    ) -> io::Result<()> {
         if self.raw.store().needs_sync() {
             apply(Applied::BeforeSync(&mut self.outbox));
         }
@@ -557,11 +687,6 @@ impl<S: LogStore> Replica<S> {
         let committed = light.take_committed_entries();
         self.apply_entries(&committed, apply);
         self.raw.advance_apply();
-        match role_changed {
-            Some(StateRole::Leader) if self.reign.is_none() => self.begin_reign(now),
-            Some(StateRole::Leader) | None => {}
-            Some(_) => self.reign = None,
-        }
         Ok(())
     }
 
@@ -706,6 +831,10 @@ impl LogStore for super::storage::DiskStorage {
         super::storage::DiskStorage::needs_sync(self)
     }
 
+    fn write_for_sync(&mut self) -> io::Result<Option<File>> {
+        super::storage::DiskStorage::write_for_sync(self).map_err(io::Error::other)
+    }
+
     fn compact(&mut self, index: u64, conf_state: ConfState, data: Vec<u8>) -> io::Result<()> {
         super::storage::DiskStorage::compact(self, index, conf_state, data)
             .map_err(io::Error::other)
@@ -743,6 +872,10 @@ impl LogStore for raft::storage::MemStorage {
 
     fn needs_sync(&self) -> bool {
         false
+    }
+
+    fn write_for_sync(&mut self) -> io::Result<Option<File>> {
+        Ok(None)
     }
 
     fn compact(&mut self, index: u64, _: ConfState, _: Vec<u8>) -> io::Result<()> {

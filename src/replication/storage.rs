@@ -64,6 +64,8 @@ pub struct DiskStorage {
     snapshot: Snapshot,
     /// The log after the snapshot: entry `i` has index `snapshot + 1 + i`.
     entries: Vec<Entry>,
+    /// The bytes of the entries' data in `entries`.
+    entry_bytes: u64,
     /// The segment records are appended to.
     log: File,
     log_path: PathBuf,
@@ -163,6 +165,7 @@ impl DiskStorage {
             hard_state: state.hard_state,
             conf_state: state.conf_state,
             snapshot,
+            entry_bytes: data_bytes(&state.entries),
             entries: state.entries,
             log,
             log_path,
@@ -218,6 +221,12 @@ impl DiskStorage {
         &self.hard_state
     }
 
+    /// The bytes of the entries kept since the snapshot (their data): what
+    /// the log holds in memory, and what a compaction would drop.
+    pub fn log_bytes(&self) -> u64 {
+        self.entry_bytes
+    }
+
     /// fsyncs made since `open` (files and directories).
     pub fn fsyncs(&self) -> u64 {
         self.counters.fsyncs
@@ -271,8 +280,12 @@ impl DiskStorage {
             }
         }
         let keep = usize::try_from(first.index - first_index).unwrap_or(self.entries.len());
+        if let Some(dropped) = self.entries.get(keep..) {
+            self.entry_bytes = self.entry_bytes.saturating_sub(data_bytes(dropped));
+        }
         self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);
+        self.entry_bytes = self.entry_bytes.saturating_add(data_bytes(entries));
         if self.pending.len() >= WRITE_BUFFER_BYTES {
             self.write_pending()?;
         }
@@ -309,6 +322,39 @@ impl DiskStorage {
     /// records and the hard state and configuration if they changed, with
     /// one write and one fsync of the log file. Nothing to do, no fsync.
     pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.write()?;
+        if self.unsynced {
+            let synced = self.counters.sync_file(&self.log, &self.log_path);
+            // After a failed fsync the kernel may have dropped the dirty
+            // pages: retrying would report success for lost data.
+            if synced.is_err() {
+                self.failed = true;
+            }
+            synced?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Like [`DiskStorage::sync`] without the fsync: writes what `sync`
+    /// would, and hands over the log file to fsync, if it needs one; the
+    /// caller is then the one to fsync it before it counts on the writes.
+    pub fn write_for_sync(&mut self) -> Result<Option<File>, StorageError> {
+        self.write()?;
+        if !self.unsynced {
+            return Ok(None);
+        }
+        let file = self
+            .log
+            .try_clone()
+            .map_err(|e| StorageError::io(&self.log_path, "duplicate the handle of", e))?;
+        self.unsynced = false;
+        Ok(Some(file))
+    }
+
+    /// Writes the buffered records, and the hard state and configuration if
+    /// they changed, to the log file (no fsync).
+    fn write(&mut self) -> Result<(), StorageError> {
         self.check_usable()?;
         // After the entries: the commit index may name entries of this turn.
         if self.hard_state_dirty {
@@ -321,18 +367,7 @@ impl DiskStorage {
                 .map_err(|e| StorageError::encode(&self.log_path, e))?;
             self.conf_state_dirty = false;
         }
-        self.write_pending()?;
-        if self.unsynced {
-            let synced = self.counters.sync_file(&self.log, &self.log_path);
-            // After a failed fsync the kernel may have dropped the dirty
-            // pages: retrying would report success for lost data.
-            if synced.is_err() {
-                self.failed = true;
-            }
-            synced?;
-            self.unsynced = false;
-        }
-        Ok(())
+        self.write_pending()
     }
 
     /// Whether [`DiskStorage::sync`] has anything to write or fsync.
@@ -392,6 +427,7 @@ impl DiskStorage {
         self.hard_state.commit = self.hard_state.commit.max(index);
         self.conf_state = meta.get_conf_state().clone();
         self.entries.clear();
+        self.entry_bytes = 0;
         let old = self.replace_snapshot(snapshot);
         self.start_segment(index, old)
     }
@@ -436,6 +472,8 @@ impl DiskStorage {
         let mut snapshot = Snapshot::default();
         snapshot.set_metadata(meta);
         snapshot.data = data.into();
+        let dropped = self.entries.get(..=position).map_or(0, data_bytes);
+        self.entry_bytes = self.entry_bytes.saturating_sub(dropped);
         self.entries.drain(..=position);
         self.conf_state = conf_state;
         let old = self.replace_snapshot(snapshot);
@@ -598,6 +636,10 @@ fn write_segment(
     let bytes = format::encode_segment(base, &state.hard_state, &state.conf_state, &state.entries)
         .map_err(|e| StorageError::encode(&dir.join(&name), e))?;
     counters.write_atomically(dir, &name, &[&bytes])
+}
+
+fn data_bytes(entries: &[Entry]) -> u64 {
+    entries.iter().map(|e| e.data.len() as u64).sum()
 }
 
 fn raft_error(kind: raft::StorageError) -> raft::Error {

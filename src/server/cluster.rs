@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mio::{Registry, event::Event};
 
@@ -25,6 +26,7 @@ use super::members::{self, Members, Received};
 use crate::config::Config;
 use crate::replication::node::{Applied, MemberChange, Outgoing, Replica, Settings};
 use crate::replication::storage::DiskStorage;
+use crate::replication::syncer::Syncer;
 use crate::session::{Deliveries, Replicated, Session, auth};
 use crate::time::{Millis, Moment};
 
@@ -82,6 +84,7 @@ pub struct Cluster {
     commit_timeout: Millis,
     /// `--snapshot-after`: applied entries between two snapshots.
     snapshot_after: u64,
+    snapshot_after_bytes: u64,
     /// The index of the last snapshot.
     snapshot_at: u64,
     heartbeat: Millis,
@@ -113,6 +116,7 @@ impl Cluster {
         session: &mut Session,
         now: Moment,
         registry: &Registry,
+        waker: &Arc<mio::Waker>,
     ) -> io::Result<Option<Cluster>> {
         let (me, voters, peers) = match (&config.peers, config.node_id) {
             (Some(peers), Some(id)) => (
@@ -160,6 +164,14 @@ impl Cluster {
 
         let mut replica =
             Replica::new(&settings, storage, now, wall_micros).map_err(io::Error::other)?;
+        // The log's fsyncs run on their own thread, which wakes the
+        // reactor when one is done.
+        let waker = Arc::clone(waker);
+        replica.set_syncer(Syncer::start(Arc::new(move || {
+            if let Err(e) = waker.wake() {
+                log::warn!("cannot wake the reactor: {e}");
+            }
+        }))?);
         if voters == [u64::from(me)] && !config.join {
             replica.campaign().map_err(io::Error::other)?;
         }
@@ -226,6 +238,7 @@ impl Cluster {
             turn_reads: Vec::new(),
             commit_timeout: Millis::from_secs(config.commit_timeout),
             snapshot_after: config.snapshot_after,
+            snapshot_after_bytes: config.snapshot_after_bytes,
             snapshot_at: applied,
             heartbeat: Millis::new(config.heartbeat_ms),
             stopping: None,
@@ -454,7 +467,12 @@ impl Cluster {
         self.propose_member_changes(session);
         self.follow_membership(session)?;
         let applied = self.replica.applied();
-        if self.snapshot_now || applied >= self.snapshot_at.saturating_add(self.snapshot_after) {
+        let log_full = self.replica.storage().log_bytes() >= self.snapshot_after_bytes
+            && applied > self.snapshot_at;
+        if self.snapshot_now
+            || log_full
+            || applied >= self.snapshot_at.saturating_add(self.snapshot_after)
+        {
             self.snapshot_now = false;
             let mut data = Vec::new();
             let at = session

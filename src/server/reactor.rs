@@ -188,6 +188,7 @@ impl Server {
         if let Clock::Manual(clock) = &mode.clock {
             clock.attach(Arc::clone(&waker));
         }
+        let cluster_waker = Arc::clone(&waker);
         let control = Control::new(waker);
 
         // Replicated, the store runs on cluster time from 0 and its tokens
@@ -232,7 +233,13 @@ impl Server {
             }
             None => None,
         };
-        let cluster = Cluster::start(config, &mut session, mode.clock.now(), poll.registry())?;
+        let cluster = Cluster::start(
+            config,
+            &mut session,
+            mode.clock.now(),
+            poll.registry(),
+            &cluster_waker,
+        )?;
         if let Some(path) = &config.pid_file {
             system::write_pid_file(path)?;
         }

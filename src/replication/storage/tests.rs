@@ -10,7 +10,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{Config, GetEntriesContext, RawNode, Storage};
 
 use super::format::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use super::{DiskStorage, files};
+use super::{DiskStorage, data_bytes, files};
 
 /// A directory of its own, removed on drop.
 struct TempDir(PathBuf);
@@ -805,4 +805,29 @@ fn write_wal_fuzz_seeds() {
         "seed-installed-segment",
         &fs::read(segment_path(&dir, 10)).unwrap(),
     );
+}
+
+#[test]
+fn log_bytes_count_the_entries_kept_through_appends_conflicts_compaction_and_reopen() {
+    let dir = TempDir::new("log-bytes");
+    let mut s = five_entries(&dir);
+    let bytes = |s: &DiskStorage| data_bytes(&all_entries(s));
+    assert!(s.log_bytes() > 0);
+    assert_eq!(s.log_bytes(), bytes(&s));
+    s.append(&[entry(4, 2, b"a much longer fourth entry than before")])
+        .expect("append");
+    assert_eq!(
+        s.log_bytes(),
+        bytes(&s),
+        "the replaced suffix is not counted"
+    );
+    s.set_hard_state(&hard_state(2, 3, 3));
+    s.sync().expect("sync");
+    s.compact(3, voters(&[1]), b"store".to_vec())
+        .expect("compact");
+    assert_eq!(s.log_bytes(), bytes(&s), "what compaction dropped is not");
+    assert_eq!(s.log_bytes(), 38);
+    drop(s);
+    let s = open(&dir);
+    assert_eq!(s.log_bytes(), 38, "reopened");
 }
