@@ -283,16 +283,6 @@ impl<S: LogStore> Replica<S> {
         self.syncer = Some(syncer);
     }
 
-    /// Fsyncs made on the syncer's thread.
-    pub fn background_fsyncs(&self) -> u64 {
-        self.syncer.as_ref().map_or(0, Syncer::fsyncs)
-    }
-
-    /// Whether written `Ready`s wait for the disk.
-    pub fn awaits_disk(&self) -> bool {
-        !self.unpersisted.is_empty()
-    }
-
     /// Takes in what the syncer made durable since the last turn: the
     /// messages that waited for it go out, and raft counts it. Not while a
     /// `Ready` is being handled.

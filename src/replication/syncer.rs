@@ -130,3 +130,67 @@ impl Drop for Syncer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn temp_file(name: &str) -> (std::path::PathBuf, File) {
+        let path = std::env::temp_dir().join(format!("syncer-{}-{name}", std::process::id()));
+        let file = File::create(&path).expect("create");
+        (path, file)
+    }
+
+    #[test]
+    fn every_submitted_number_is_reported_durable_and_the_reactor_woken() {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&wakes);
+        let mut syncer = Syncer::start(Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }))
+        .expect("start");
+        let (path, mut file) = temp_file("numbers");
+        assert!(!syncer.is_busy());
+        assert_eq!(syncer.durable().expect("durable"), None, "nothing asked");
+        for number in 1..=5 {
+            file.write_all(b"record").expect("write");
+            syncer
+                .submit(number, file.try_clone().expect("clone"))
+                .expect("submit");
+        }
+        assert!(syncer.is_busy());
+        assert_eq!(syncer.wait().expect("wait"), Some(5));
+        assert!(!syncer.is_busy());
+        let fsyncs = syncer.fsyncs();
+        assert!((1..=5).contains(&fsyncs), "{fsyncs} fsyncs for 5 numbers");
+        // The thread wakes the reactor just after it reports.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while wakes.load(Ordering::SeqCst) < usize::try_from(fsyncs).unwrap() {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "no wake after an fsync"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            wakes.load(Ordering::SeqCst),
+            usize::try_from(fsyncs).unwrap()
+        );
+        assert_eq!(syncer.wait().expect("wait"), None, "nothing more out");
+        drop(syncer);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_failed_fsync_is_an_error() {
+        let mut syncer = Syncer::start(Arc::new(|| {})).expect("start");
+        // fdatasync refuses a pipe (EINVAL).
+        let (reader, _writer) = std::io::pipe().expect("pipe");
+        let fd: std::os::fd::OwnedFd = reader.into();
+        syncer.submit(1, File::from(fd)).expect("submit");
+        assert!(syncer.wait().is_err());
+    }
+}
