@@ -64,8 +64,8 @@ pub trait LogStore: raft::Storage {
     fn sync(&mut self) -> io::Result<()>;
     /// Writes what [`LogStore::sync`] would make durable, without the
     /// fsync, and hands over the file to fsync (none: nothing to make
-    /// durable, or nothing this storage can hand over).
-    fn write_for_sync(&mut self) -> io::Result<Option<File>>;
+    /// durable, `must_sync` false, or nothing this storage can hand over).
+    fn write_for_sync(&mut self, must_sync: bool) -> io::Result<Option<File>>;
     /// Whether [`LogStore::sync`] has anything to make durable (it would
     /// wait for the disk).
     fn needs_sync(&self) -> bool;
@@ -636,7 +636,9 @@ impl<S: LogStore> Replica<S> {
     fn written(&mut self, mut ready: raft::Ready) -> io::Result<()> {
         let number = ready.number();
         let waiting = ready.take_persisted_messages();
-        let file = self.raw.mut_store().write_for_sync()?;
+        // raft says whether this Ready needs the disk (entries, a vote, a
+        // term, a snapshot); a commit index that moved does not.
+        let file = self.raw.mut_store().write_for_sync(ready.must_sync())?;
         self.raw.advance_append_async(ready);
         self.unpersisted.push_back((number, waiting));
         if let Some(syncer) = self.syncer.as_mut() {
@@ -821,8 +823,8 @@ impl LogStore for super::storage::DiskStorage {
         super::storage::DiskStorage::needs_sync(self)
     }
 
-    fn write_for_sync(&mut self) -> io::Result<Option<File>> {
-        super::storage::DiskStorage::write_for_sync(self).map_err(io::Error::other)
+    fn write_for_sync(&mut self, must_sync: bool) -> io::Result<Option<File>> {
+        super::storage::DiskStorage::write_for_sync(self, must_sync).map_err(io::Error::other)
     }
 
     fn compact(&mut self, index: u64, conf_state: ConfState, data: Vec<u8>) -> io::Result<()> {
@@ -864,7 +866,7 @@ impl LogStore for raft::storage::MemStorage {
         false
     }
 
-    fn write_for_sync(&mut self) -> io::Result<Option<File>> {
+    fn write_for_sync(&mut self, _: bool) -> io::Result<Option<File>> {
         Ok(None)
     }
 

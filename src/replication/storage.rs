@@ -339,9 +339,13 @@ impl DiskStorage {
     /// Like [`DiskStorage::sync`] without the fsync: writes what `sync`
     /// would, and hands over the log file to fsync, if it needs one; the
     /// caller is then the one to fsync it before it counts on the writes.
-    pub fn write_for_sync(&mut self) -> Result<Option<File>, StorageError> {
+    /// With `must_sync` false (nothing raft needs durable yet: a commit
+    /// index moved) it only writes, and a later fsync covers it.
+    pub fn write_for_sync(&mut self, must_sync: bool) -> Result<Option<File>, StorageError> {
+        // A change of membership is made durable at once all the same.
+        let must_sync = must_sync || self.conf_state_dirty;
         self.write()?;
-        if !self.unsynced {
+        if !self.unsynced || !must_sync {
             return Ok(None);
         }
         let file = self

@@ -831,3 +831,32 @@ fn log_bytes_count_the_entries_kept_through_appends_conflicts_compaction_and_reo
     let s = open(&dir);
     assert_eq!(s.log_bytes(), 38, "reopened");
 }
+
+#[test]
+fn write_for_sync_hands_over_the_file_only_when_something_must_be_durable() {
+    let dir = TempDir::new("write-for-sync");
+    let mut s = five_entries(&dir);
+    assert!(
+        s.write_for_sync(true).expect("write").is_none(),
+        "nothing written"
+    );
+    s.set_commit(4);
+    assert!(
+        s.write_for_sync(false).expect("write").is_none(),
+        "a commit index alone waits for a later fsync"
+    );
+    s.append(&entries(6, 6, 1)).expect("append");
+    let file = s
+        .write_for_sync(true)
+        .expect("write")
+        .expect("a file to fsync");
+    file.sync_data().expect("fsync");
+    drop(s);
+    let s = open(&dir);
+    assert_eq!(
+        Storage::last_index(&s).unwrap(),
+        6,
+        "the entry is in the file"
+    );
+    assert_eq!(s.hard_state().commit, 4, "and the commit index before it");
+}
