@@ -117,6 +117,22 @@ fn change_members(addrs: &clients::Addrs, not: usize, action: &str, file: &str) 
     }
 }
 
+/// The member that says it leads, among those up and not paused, if one
+/// does.
+fn leading(addrs: &clients::Addrs, paused: &[bool]) -> Option<usize> {
+    let stats = r#"{"Action":"Stats","ID":"t","FileName":"t"}"#;
+    let up: Vec<(usize, SocketAddr)> = {
+        let addrs = addrs.read().unwrap();
+        let up = addrs.iter().enumerate().filter(|&(i, _)| !paused[i]);
+        up.filter_map(|(i, addr)| Some((i, (*addr)?))).collect()
+    };
+    up.into_iter()
+        .find(|&(i, addr)| {
+            ask(addr, stats).is_some_and(|s| s["Leader"].as_u64() == Some(i as u64 + 1))
+        })
+        .map(|(i, _)| i)
+}
+
 /// One request on a new connection to `addr`, its answer if one came.
 fn ask(addr: SocketAddr, request: &str) -> Option<serde_json::Value> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
@@ -229,7 +245,14 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
                 set_addr(i, None);
                 cluster.terminate(i);
             }
-            Fault::StepMonotonic(i, ms) => clocks.step(i, ms, 0),
+            Fault::StepMonotonic(i, ms, of_leader) => {
+                let leader = of_leader.then(|| leading(&addrs, &paused)).flatten();
+                if let Some(leader) = leader {
+                    faults.push(format!("          (the leader is member {leader})"));
+                    *tally.entry("of them the leader's").or_insert(0) += 1;
+                }
+                clocks.step(leader.unwrap_or(i), ms, 0);
+            }
             Fault::StepWall(i, ms) => clocks.step(i, 0, ms),
             Fault::Remove(i) => {
                 network.heal();

@@ -26,8 +26,9 @@ pub enum Fault {
     Resume(usize),
     /// SIGTERM: a leader hands over first; it is down until a `Restart`.
     Terminate(usize),
-    /// The member's monotonic clock stepped forward by this many ms.
-    StepMonotonic(usize, u64),
+    /// The member's monotonic clock stepped forward by this many ms; with
+    /// `true`, the leader's instead, if the members up name one.
+    StepMonotonic(usize, u64, bool),
     /// The member's wall clock stepped by this many ms, either way.
     StepWall(usize, i64),
     /// The network healed, the member removed (`RemoveMember`) and
@@ -73,7 +74,10 @@ impl fmt::Display for Fault {
             Fault::Pause(i) => write!(f, "SIGSTOP member {i}"),
             Fault::Resume(i) => write!(f, "SIGCONT member {i}"),
             Fault::Terminate(i) => write!(f, "SIGTERM member {i}"),
-            Fault::StepMonotonic(i, ms) => {
+            Fault::StepMonotonic(_, ms, true) => {
+                write!(f, "step the leader's monotonic clock forward by {ms} ms")
+            }
+            Fault::StepMonotonic(i, ms, false) => {
                 write!(f, "step member {i}'s monotonic clock forward by {ms} ms")
             }
             Fault::StepWall(i, ms) => write!(f, "step member {i}'s wall clock by {ms:+} ms"),
@@ -184,7 +188,10 @@ impl Schedule {
                 side.sort_unstable();
                 Fault::Partition(side)
             }
-            10 => Fault::StepMonotonic(self.member(), 100 + self.rng.below(2900) as u64),
+            10 => {
+                let (i, ms) = (self.member(), 100 + self.rng.below(2900) as u64);
+                Fault::StepMonotonic(i, ms, self.below(2) == 0)
+            }
             11 => {
                 let ms = i64::from(1000 + self.rng.below(3_599_000));
                 let i = self.member();
