@@ -202,6 +202,10 @@ pub struct Config {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30,
           value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 32))]
     pub max_peer_message: u64,
+
+    /// A test hook: read "MONOTONIC_MS WALL_MS" from this file at most every 50 ms, and step the clock this server reads forward by the first (never back) and the wall clock by the second (FAULTS.md)
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 /// The members of a cluster: `(id, address)` by ID, each address as given
@@ -278,7 +282,7 @@ pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
         out,
         "Every option can also be set from a variable; an option given on the command line wins."
     )?;
-    for arg in command.get_arguments() {
+    for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
         let Some(var) = arg.get_env().and_then(|v| v.to_str()) else {
             continue;
         };
@@ -417,6 +421,17 @@ mod tests {
         }
         let help = command.clone().render_long_help().to_string();
         assert!(help.contains("[env: JACKRABBIT_DLM_MAX_LINE="), "{help}");
+        // The test hook is hidden, from the man page too.
+        assert!(!help.contains("clock-offset"), "{help}");
+        let mut page = Vec::new();
+        write_man_page(&mut page).unwrap();
+        let page = String::from_utf8_lossy(&page);
+        assert!(!page.contains("CLOCK_OFFSET"), "{page}");
+        let c = Config::from_args(["x", "--clock-offset-file", "/tmp/o"]).unwrap();
+        assert_eq!(
+            c.clock_offset_file.as_deref(),
+            Some(std::path::Path::new("/tmp/o"))
+        );
     }
 
     #[test]

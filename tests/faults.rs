@@ -1,7 +1,8 @@
 //! Fault injection with checked histories (FAULTS.md): three or five real
 //! members on loopback whose replication traffic goes through proxies the
 //! test controls, a seeded random schedule of partitions, cut and slowed
-//! links, bounced connections, `kill -9`, restarts, SIGSTOP and SIGCONT,
+//! links, bounced connections, `kill -9`, SIGTERM, restarts, SIGSTOP and
+//! SIGCONT, one member's clocks stepped, a member removed and added back,
 //! while clients run every kind of request against random members. Every
 //! call is recorded and the history is checked: linearizable against a
 //! model of PROTOCOL.md (stateright's tester, name by name), never two
@@ -30,12 +31,15 @@ mod remembering;
 mod schedule;
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use common::cluster::{SETTLE, TestCluster};
-use common::{put, request, status};
+use common::{put, request, status, temp_dir, token};
 use history::History;
 use model::{Op, Ret};
 use proxy::Network;
@@ -55,14 +59,123 @@ fn setting(name: &str, default: u64) -> u64 {
     }
 }
 
-/// A cluster of `n` whose every link goes through `network`.
-fn proxied(n: usize, network: &mut Network) -> TestCluster {
-    TestCluster::start_routed(n, FAST, |from, to, addr| network.route(from, to, addr))
+/// The admin Name that changes the members, and its Identity.
+const ADMIN: &str = "ops";
+
+fn admin_identity() -> String {
+    std::iter::repeat_n('o', 1400).collect()
+}
+
+/// A cluster of `n` whose every link goes through `network`, each member
+/// reading its clock offsets from its clock file, with an admin (the
+/// identity directory `ids`) that may change the members; anonymous
+/// clients may ask for the clients' TTLs.
+fn proxied(n: usize, network: &mut Network, ids: &std::path::Path) -> TestCluster {
+    let file = serde_json::json!({ "Identity": admin_identity() }).to_string();
+    std::fs::write(ids.join(format!("{ADMIN}.cfg")), file).expect("write the admin's identity");
+    let ids = ids.to_str().expect("a UTF-8 path");
+    let mut args = FAST.to_vec();
+    args.extend([
+        "--identity-dir",
+        ids,
+        "--admin",
+        ADMIN,
+        "--anonymous-max-ttl",
+        "86400",
+    ]);
+    TestCluster::start_routed_with_clock_files(n, &args, |from, to, addr| {
+        network.route(from, to, addr)
+    })
+}
+
+/// Sends the admin `action` on `file` to the members up in `addrs` (but
+/// `not`), one after another, until one answers `Done`.
+fn change_members(addrs: &clients::Addrs, not: usize, action: &str, file: &str) {
+    let request = serde_json::json!({
+        "ID": "op", "FileName": file, "Action": action,
+        "Name": ADMIN, "Identity": admin_identity(),
+    })
+    .to_string();
+    let start = Instant::now();
+    let mut answers = Vec::new();
+    for round in 0.. {
+        let up: Vec<SocketAddr> = {
+            let addrs = addrs.read().unwrap();
+            let up = addrs.iter().enumerate().filter(|&(i, _)| i != not);
+            up.filter_map(|(_, addr)| *addr).collect()
+        };
+        let addr = up[round % up.len()];
+        let answer = ask(addr, &request);
+        if answer.as_ref().is_some_and(|a| status(a) == "Done") {
+            return;
+        }
+        answers.push(answer);
+        assert!(
+            start.elapsed() < SETTLE,
+            "{action} {file} never done: {answers:?}"
+        );
+    }
+}
+
+/// The member that says it leads, among those up and not paused, if one
+/// does.
+fn leading(addrs: &clients::Addrs, paused: &[bool]) -> Option<usize> {
+    let stats = r#"{"Action":"Stats","ID":"t","FileName":"t"}"#;
+    let up: Vec<(usize, SocketAddr)> = {
+        let addrs = addrs.read().unwrap();
+        let up = addrs.iter().enumerate().filter(|&(i, _)| !paused[i]);
+        up.filter_map(|(i, addr)| Some((i, (*addr)?))).collect()
+    };
+    up.into_iter()
+        .find(|&(i, addr)| {
+            ask(addr, stats).is_some_and(|s| s["Leader"].as_u64() == Some(i as u64 + 1))
+        })
+        .map(|(i, _)| i)
+}
+
+/// One request on a new connection to `addr`, its answer if one came.
+fn ask(addr: SocketAddr, request: &str) -> Option<serde_json::Value> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    (&stream)
+        .write_all(format!("{request}\n").as_bytes())
+        .ok()?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).ok()?;
+    serde_json::from_str(&reply).ok()
+}
+
+/// Each member's clock offsets, written to its clock file (`MONOTONIC_MS
+/// WALL_MS`, replaced whole so a member never reads half of it).
+struct Clocks {
+    offsets: Vec<(u64, i64)>,
+    files: Vec<PathBuf>,
+}
+
+impl Clocks {
+    fn new(cluster: &TestCluster) -> Clocks {
+        let n = cluster.len();
+        Clocks {
+            offsets: vec![(0, 0); n],
+            files: (0..n).map(|i| cluster.clock_file(i)).collect(),
+        }
+    }
+
+    fn step(&mut self, i: usize, monotonic_ms: u64, wall_ms: i64) {
+        let (monotonic, wall) = &mut self.offsets[i];
+        *monotonic += monotonic_ms;
+        *wall += wall_ms;
+        let next = self.files[i].with_extension("next");
+        std::fs::write(&next, format!("{monotonic} {wall}\n")).expect("write the offsets");
+        std::fs::rename(&next, &self.files[i]).expect("replace the offsets");
+    }
 }
 
 /// What a run did.
 struct Run {
     faults: Vec<String>,
+    /// How many faults of each kind.
+    tally: std::collections::BTreeMap<&'static str, usize>,
     calls: Vec<history::Call>,
     /// The leader's term at the end: how many elections there were.
     term: u64,
@@ -72,8 +185,17 @@ struct Run {
 /// everything and reads every name back.
 fn run(seed: u64, seconds: u64, n: usize) -> Run {
     let mut network = Network::new(n);
-    let mut cluster = proxied(n, &mut network);
+    let ids = temp_dir("faults-ids");
+    let mut cluster = proxied(n, &mut network, &ids);
     cluster.leader();
+    // Where each member is reached once added back: through the links.
+    let into: Vec<String> = (0..n)
+        .map(|i| {
+            let addr = cluster.members_addr(i).parse().expect("a numeric address");
+            network.route_into(i, addr).to_string()
+        })
+        .collect();
+    let mut clocks = Clocks::new(&cluster);
     let addrs: clients::Addrs =
         Arc::new(RwLock::new((0..n).map(|i| Some(cluster.addr(i))).collect()));
     let history = Arc::new(History::default());
@@ -88,11 +210,14 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
         .collect();
     let mut schedule = Schedule::new(seed, n);
     let mut faults = Vec::new();
+    let mut tally = std::collections::BTreeMap::new();
     let mut paused = vec![false; n];
+    let mut removed = vec![false; n];
     let set_addr = |i: usize, addr| addrs.write().unwrap()[i] = addr;
     while start.elapsed() < Duration::from_secs(seconds) {
         let (fault, hold) = schedule.next();
         faults.push(format!("{:>6} ms  {fault}", start.elapsed().as_millis()));
+        *tally.entry(fault.kind()).or_insert(0) += 1;
         match fault {
             Fault::Heal => network.heal(),
             Fault::Partition(side) => network.partition(&side),
@@ -116,6 +241,31 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
                 cluster.resume(i);
                 paused[i] = false;
             }
+            Fault::Terminate(i) => {
+                set_addr(i, None);
+                cluster.terminate(i);
+            }
+            Fault::StepMonotonic(i, ms, of_leader) => {
+                let leader = of_leader.then(|| leading(&addrs, &paused)).flatten();
+                if let Some(leader) = leader {
+                    faults.push(format!("          (the leader is member {leader})"));
+                    *tally.entry("of them the leader's").or_insert(0) += 1;
+                }
+                clocks.step(leader.unwrap_or(i), ms, 0);
+            }
+            Fault::StepWall(i, ms) => clocks.step(i, 0, ms),
+            Fault::Remove(i) => {
+                network.heal();
+                set_addr(i, None);
+                change_members(&addrs, i, "RemoveMember", &(i + 1).to_string());
+                cluster.terminate(i);
+                removed[i] = true;
+            }
+            Fault::Rejoin(i) => {
+                network.heal();
+                rejoin(&mut cluster, &addrs, i, &into[i]);
+                removed[i] = false;
+            }
         }
         // The schedule's own pacing: how long this fault stands.
         std::thread::sleep(hold);
@@ -126,10 +276,13 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
         if paused {
             cluster.resume(i);
         }
-        if !cluster.is_up(i) {
+        if !cluster.is_up(i) && !removed[i] {
             cluster.restart(i);
             set_addr(i, Some(cluster.addr(i)));
         }
+    }
+    for i in (0..n).filter(|&i| removed[i]) {
+        rejoin(&mut cluster, &addrs, i, &into[i]);
     }
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
@@ -142,11 +295,22 @@ fn run(seed: u64, seconds: u64, n: usize) -> Run {
     let names: Vec<String> = names.into_iter().collect();
     clients::Client::new(seed, CLIENTS, history.clone(), addrs.clone())
         .read_back(&names, Instant::now() + SETTLE);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&ids);
     Run {
         faults,
+        tally,
         calls: history.calls(),
         term,
     }
+}
+
+/// Starts removed member `i` on an empty data directory with `--join`
+/// and adds it back, at `addr` (which carries each member's link to it).
+fn rejoin(cluster: &mut TestCluster, addrs: &clients::Addrs, i: usize, addr: &str) {
+    cluster.rejoin(i);
+    change_members(addrs, i, "AddMember", &format!("{}={addr}", i + 1));
+    addrs.write().unwrap()[i] = Some(cluster.addr(i));
 }
 
 /// The main run: a random schedule (or `FAULTS_SEED`'s), its history
@@ -188,6 +352,12 @@ fn a_random_schedule_of_faults_leaves_a_checked_history() {
         checking.elapsed().as_secs_f64(),
         remembered
     );
+    let tally: Vec<String> = run
+        .tally
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    println!("faults: seed {seed}: {}", tally.join(", "));
     assert!(answered > 0, "no call was answered: {:?}", run.faults);
     if !anomalies.is_empty() {
         let path =
@@ -215,7 +385,8 @@ fn a_random_schedule_of_faults_leaves_a_checked_history() {
 #[test]
 fn a_leader_cut_off_by_the_proxies_is_replaced_and_catches_up() {
     let mut network = Network::new(3);
-    let cluster = proxied(3, &mut network);
+    let ids = temp_dir("faults-ids");
+    let cluster = proxied(3, &mut network, &ids);
     let old = cluster.leader();
     network.partition(&[old]);
     let rest: Vec<usize> = (0..3).filter(|&i| i != old).collect();
@@ -228,6 +399,89 @@ fn a_leader_cut_off_by_the_proxies_is_replaced_and_catches_up() {
     cluster.wait_applied(old, committed);
     let got = cluster.call_settled(old, &request("Get", "w", "kept", "0"));
     assert_eq!(got["DataStore"], "djE=", "{got}");
+}
+
+/// One member's clock file steps its clocks: its monotonic clock forward
+/// (a hold's TTL runs out as if the time had passed), its wall clock
+/// either way (a new leader's token floor follows it up, never down).
+#[test]
+fn a_members_clock_file_steps_its_clocks() {
+    let mut cluster = TestCluster::start_routed_with_clock_files(1, FAST, |_, _, addr| addr);
+    let file = cluster.clock_file(0);
+    let lock = |id: &str, name: &str| request("Lock", id, name, "600");
+    let held = cluster.call_settled(0, &lock("a", "stepped"));
+    assert_eq!(status(&held), "Locked", "{held}");
+    // 601 s later on the clock it reads, the hold has run out.
+    std::fs::write(&file, "601000 0").unwrap();
+    let start = Instant::now();
+    loop {
+        let taken = cluster.call_settled(0, &lock("b", "stepped"));
+        if status(&taken) == "Locked" {
+            assert!(token(&taken) > token(&held), "{taken}");
+            break;
+        }
+        assert!(start.elapsed() < SETTLE, "the hold never ran out: {taken}");
+    }
+    // An hour ahead: the next leader's tokens start past that hour.
+    std::fs::write(&file, "601000 3600000").unwrap();
+    cluster.terminate(0);
+    cluster.restart(0);
+    let ahead = cluster.call_settled(0, &lock("c", "ahead"));
+    let hour_on = std::time::SystemTime::now() + Duration::from_secs(3500);
+    let micros = hour_on
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    assert!(u128::from(token(&ahead)) > micros, "{ahead}");
+    // An hour behind: tokens still grow.
+    std::fs::write(&file, "0 -3600000").unwrap();
+    cluster.terminate(0);
+    cluster.restart(0);
+    let behind = cluster.call_settled(0, &lock("d", "behind"));
+    assert!(token(&behind) > token(&ahead), "{behind} after {ahead}");
+}
+
+/// A member removed and added back (an empty data directory, `--join`)
+/// catches up, and the others reach it through the links from
+/// themselves: with every link into it cut it hears no leader.
+#[test]
+fn a_member_added_back_is_reached_through_the_links() {
+    let mut network = Network::new(3);
+    let ids = temp_dir("faults-ids");
+    let mut cluster = proxied(3, &mut network, &ids);
+    let leader = cluster.leader();
+    let gone = (leader + 1) % 3;
+    let into = network.route_into(gone, cluster.members_addr(gone).parse().unwrap());
+    let addrs: clients::Addrs =
+        Arc::new(RwLock::new((0..3).map(|i| Some(cluster.addr(i))).collect()));
+    change_members(&addrs, gone, "RemoveMember", &(gone + 1).to_string());
+    cluster.terminate(gone);
+    addrs.write().unwrap()[gone] = None;
+    let stored = cluster.call_settled(leader, &put("w", "kept", "djE=", "600"));
+    assert_eq!(status(&stored), "Done", "{stored}");
+    rejoin(&mut cluster, &addrs, gone, &into.to_string());
+    let committed = cluster.stats(leader)["Committed"].as_u64().unwrap();
+    cluster.wait_applied(gone, committed);
+    let got = cluster.call_settled(gone, &request("Get", "w", "kept", "0"));
+    assert_eq!(got["DataStore"], "djE=", "{got}");
+
+    for from in (0..3).filter(|&i| i != gone) {
+        network.cut(from, gone);
+    }
+    let start = Instant::now();
+    while cluster.stats(gone)["Leader"].as_u64() != Some(0) {
+        assert!(
+            start.elapsed() < SETTLE,
+            "member {gone} still hears a leader"
+        );
+    }
+    network.heal();
+    let rest: Vec<usize> = (0..3).filter(|&i| i != gone).collect();
+    let leader = cluster.leader_among(&rest);
+    let committed = cluster.stats(leader)["Committed"].as_u64().unwrap();
+    cluster.wait_applied(gone, committed);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&ids);
 }
 
 fn lock(id: u8) -> Op {

@@ -160,7 +160,7 @@ impl Server {
     /// Opens the log, binds the listening socket and sets up signals, for
     /// the binary. Writes the start-up line to the log.
     pub fn bind(config: &Config) -> Result<Server, StartError> {
-        Server::bind_with(config, RunMode::process())
+        Server::bind_with(config, RunMode::process(config))
     }
 
     /// As [`Server::bind`], run as `mode` says.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use mio::Waker;
 
 use super::clock::{Clock, ManualClock};
+use crate::config::Config;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -46,10 +47,11 @@ pub struct RunMode {
 }
 
 impl RunMode {
-    /// The binary's: the monotonic clock, stopped by SIGINT or SIGTERM.
-    pub fn process() -> RunMode {
+    /// The binary's: the monotonic clock (stepped as `--clock-offset-file`
+    /// says, if given), stopped by SIGINT or SIGTERM.
+    pub fn process(config: &Config) -> RunMode {
         RunMode {
-            clock: Clock::monotonic(),
+            clock: Clock::monotonic_stepped_by(config.clock_offset_file.as_deref()),
             signals: true,
         }
     }

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use crate::protocol::FencingToken;
 
@@ -88,10 +88,11 @@ pub fn percent_hundredths(resident: u64, physical: u64) -> u64 {
     u64::try_from(scaled.div_ceil(u128::from(physical))).unwrap_or(u64::MAX)
 }
 
-/// The first fencing token: microseconds since the epoch on the wall clock,
-/// so tokens keep growing across restarts (PROTOCOL.md, Extensions).
+/// The first fencing token: microseconds since the epoch on the wall clock
+/// ([`super::clock::wall_now`]), so tokens keep growing across restarts
+/// (PROTOCOL.md, Extensions).
 pub fn first_token() -> FencingToken {
-    let micros = SystemTime::now()
+    let micros = super::clock::wall_now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(1);

@@ -26,6 +26,8 @@ pub struct TestCluster {
     peers: Vec<String>,
     pub dirs: Vec<PathBuf>,
     args: Vec<String>,
+    /// Whether each member reads [`TestCluster::clock_file`].
+    clock_files: bool,
 }
 
 /// Free loopback ports, found by binding port 0 (all held at once, so they
@@ -53,7 +55,26 @@ impl TestCluster {
     pub fn start_routed(
         n: usize,
         args: &[&str],
+        route: impl FnMut(usize, usize, SocketAddr) -> SocketAddr,
+    ) -> TestCluster {
+        TestCluster::start_with(n, args, route, false)
+    }
+
+    /// As [`TestCluster::start_routed`], each member reading its clock
+    /// offsets from [`TestCluster::clock_file`] (`--clock-offset-file`).
+    pub fn start_routed_with_clock_files(
+        n: usize,
+        args: &[&str],
+        route: impl FnMut(usize, usize, SocketAddr) -> SocketAddr,
+    ) -> TestCluster {
+        TestCluster::start_with(n, args, route, true)
+    }
+
+    fn start_with(
+        n: usize,
+        args: &[&str],
         mut route: impl FnMut(usize, usize, SocketAddr) -> SocketAddr,
+        clock_files: bool,
     ) -> TestCluster {
         let addrs: Vec<SocketAddr> = free_ports(n)
             .into_iter()
@@ -81,6 +102,7 @@ impl TestCluster {
                 .map(|i| temp_dir(&format!("member{}", i + 1)))
                 .collect(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            clock_files,
         };
         for i in 0..n {
             cluster.restart(i);
@@ -118,6 +140,27 @@ impl TestCluster {
         self.spawn(i, extra);
     }
 
+    /// Starts member `i` again on an empty data directory with `--join`
+    /// (after it was removed from the cluster), at the address it had.
+    pub fn rejoin(&mut self, i: usize) {
+        let data = self.dirs[i].join("data");
+        let _ = std::fs::remove_dir_all(&data);
+        self.spawn(i, &["--join"]);
+    }
+
+    /// Where member `i` reads its clock offsets, `MONOTONIC_MS WALL_MS`,
+    /// in a cluster started with them.
+    pub fn clock_file(&self, i: usize) -> PathBuf {
+        self.dirs[i].join("clock-offsets")
+    }
+
+    /// Member `i`'s replication address, as its own `--peers` entry says.
+    pub fn members_addr(&self, i: usize) -> String {
+        let own = format!("{}=", i + 1);
+        let entry = self.peers[i].split(',').find(|e| e.starts_with(&own));
+        entry.expect("its own entry")[own.len()..].to_owned()
+    }
+
     /// Starts member `i` again with `--peers` naming only the first `n`
     /// members (as an operator who did not update it after a join).
     pub fn restart_with_peers(&mut self, i: usize, n: usize) {
@@ -140,6 +183,9 @@ impl TestCluster {
             .args(&self.args)
             .args(extra)
             .stderr(Stdio::null());
+        if self.clock_files {
+            command.arg("--clock-offset-file").arg(self.clock_file(i));
+        }
         let (child, addr) = spawn_listening(&mut command);
         self.members[i] = Some(Member { child, addr });
     }

@@ -10,6 +10,11 @@
 //! lost, duplicated or reordered message is, on these links, a connection
 //! closed and opened again by the member (every 200 ms), which resends what
 //! raft still needs.
+//!
+//! A member added back to the cluster is reached by all at the one address
+//! its `AddMember` gave: [`Network::route_into`] makes a listener for it
+//! that reads each connection's `Hello` to tell which member opened it,
+//! and then carries it as the link from that member, faults included.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -17,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use jackrabbit_dlm::replication::wire::{self, Frame};
 
 /// How long the proxy tries to reach a member before it gives up on a
 /// connection (the member opens it again).
@@ -51,6 +58,8 @@ pub struct Network {
     n: usize,
     /// Link `(from, to)` at `from * n + to`; `None` on the diagonal.
     links: Vec<Option<Link>>,
+    /// The listeners of [`Network::route_into`].
+    into: Vec<Link>,
     closed: Arc<AtomicBool>,
 }
 
@@ -61,6 +70,7 @@ impl Network {
         Network {
             n,
             links: (0..n * n).map(|_| None).collect(),
+            into: Vec::new(),
             closed: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -77,6 +87,29 @@ impl Network {
         self.links[from * self.n + to] = Some(Link {
             listen,
             state,
+            acceptor: Some(acceptor),
+        });
+        listen
+    }
+
+    /// One address at which every member reaches member `to`, whose
+    /// replication address is `target`, through the link from itself (made
+    /// by [`Network::route`] before): for an `AddMember` of `to`.
+    pub fn route_into(&mut self, to: usize, target: SocketAddr) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy");
+        let listen = listener.local_addr().expect("proxy address");
+        let links: Vec<Option<Arc<Mutex<State>>>> = (0..self.n)
+            .map(|from| {
+                self.links[from * self.n + to]
+                    .as_ref()
+                    .map(|link| link.state.clone())
+            })
+            .collect();
+        let closed = self.closed.clone();
+        let acceptor = std::thread::spawn(move || accept_into(listener, target, links, closed));
+        self.into.push(Link {
+            listen,
+            state: Arc::default(),
             acceptor: Some(acceptor),
         });
         listen
@@ -138,7 +171,7 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Relaxed);
-        for link in self.links.iter_mut().flatten() {
+        for link in self.links.iter_mut().flatten().chain(&mut self.into) {
             link.state.lock().unwrap().close_all();
             // A connection of our own wakes the acceptor, which sees
             // `closed` and returns.
@@ -182,6 +215,71 @@ fn accept(
         }
         let state = state.clone();
         std::thread::spawn(move || forward(incoming, outgoing, &state));
+    }
+}
+
+/// As [`accept`], for connections from any member: each is read up to
+/// its `Hello` (on a thread of its own) and then carried as the link from
+/// the member it names.
+fn accept_into(
+    listener: TcpListener,
+    target: SocketAddr,
+    links: Vec<Option<Arc<Mutex<State>>>>,
+    closed: Arc<AtomicBool>,
+) {
+    let links = Arc::new(links);
+    for incoming in listener.incoming() {
+        if closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(incoming) = incoming else { continue };
+        let links = links.clone();
+        std::thread::spawn(move || {
+            let Some((from, hello)) = read_hello(&incoming) else {
+                return;
+            };
+            let Some(Some(state)) = links.get(from) else {
+                return;
+            };
+            let Ok(mut outgoing) = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) else {
+                return;
+            };
+            let _ = outgoing.set_nodelay(true);
+            let (Ok(a), Ok(b)) = (incoming.try_clone(), outgoing.try_clone()) else {
+                return;
+            };
+            {
+                let mut state = state.lock().unwrap();
+                if state.cut {
+                    return;
+                }
+                state.open.extend([a, b]);
+            }
+            if outgoing.write_all(&hello).is_ok() {
+                forward(incoming, outgoing, state);
+            }
+        });
+    }
+}
+
+/// Reads a member's connection up to its first frame, its `Hello`: the
+/// member (0-based) and the bytes read.
+fn read_hello(mut stream: &TcpStream) -> Option<(usize, Vec<u8>)> {
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT)).ok()?;
+    let mut read = Vec::new();
+    let mut buffer = [0; 512];
+    loop {
+        match wire::next_frame(&read, 64 * 1024) {
+            Ok(Some((Frame::Hello { node, .. }, _))) => {
+                stream.set_read_timeout(None).ok()?;
+                let from = usize::try_from(node).ok()?.checked_sub(1)?;
+                return Some((from, read));
+            }
+            Ok(None) => {}
+            _ => return None,
+        }
+        let n = stream.read(&mut buffer).ok().filter(|&n| n > 0)?;
+        read.extend_from_slice(&buffer[..n]);
     }
 }
 

@@ -24,6 +24,41 @@ pub enum Fault {
     Restart(usize),
     Pause(usize),
     Resume(usize),
+    /// SIGTERM: a leader hands over first; it is down until a `Restart`.
+    Terminate(usize),
+    /// The member's monotonic clock stepped forward by this many ms; with
+    /// `true`, the leader's instead, if the members up name one.
+    StepMonotonic(usize, u64, bool),
+    /// The member's wall clock stepped by this many ms, either way.
+    StepWall(usize, i64),
+    /// The network healed, the member removed (`RemoveMember`) and
+    /// stopped (SIGTERM), its data directory dropped.
+    Remove(usize),
+    /// The network healed, the removed member started on an empty data
+    /// directory with `--join` and added back (`AddMember`).
+    Rejoin(usize),
+}
+
+impl Fault {
+    /// The kind of fault, for a run's tally.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Heal => "heal",
+            Fault::Partition(_) => "partition",
+            Fault::Cut(..) => "cut",
+            Fault::Delay(..) => "delay",
+            Fault::Bounce => "bounce",
+            Fault::Kill(_) => "kill -9",
+            Fault::Restart(_) => "restart",
+            Fault::Pause(_) => "SIGSTOP",
+            Fault::Resume(_) => "SIGCONT",
+            Fault::Terminate(_) => "SIGTERM",
+            Fault::StepMonotonic(..) => "monotonic step",
+            Fault::StepWall(..) => "wall step",
+            Fault::Remove(_) => "remove",
+            Fault::Rejoin(_) => "add back",
+        }
+    }
 }
 
 impl fmt::Display for Fault {
@@ -38,6 +73,16 @@ impl fmt::Display for Fault {
             Fault::Restart(i) => write!(f, "restart member {i}"),
             Fault::Pause(i) => write!(f, "SIGSTOP member {i}"),
             Fault::Resume(i) => write!(f, "SIGCONT member {i}"),
+            Fault::Terminate(i) => write!(f, "SIGTERM member {i}"),
+            Fault::StepMonotonic(_, ms, true) => {
+                write!(f, "step the leader's monotonic clock forward by {ms} ms")
+            }
+            Fault::StepMonotonic(i, ms, false) => {
+                write!(f, "step member {i}'s monotonic clock forward by {ms} ms")
+            }
+            Fault::StepWall(i, ms) => write!(f, "step member {i}'s wall clock by {ms:+} ms"),
+            Fault::Remove(i) => write!(f, "heal, remove member {i} and stop it"),
+            Fault::Rejoin(i) => write!(f, "heal, add member {i} back on an empty data directory"),
         }
     }
 }
@@ -48,6 +93,7 @@ pub struct Schedule {
     n: usize,
     killed: Vec<bool>,
     paused: Vec<bool>,
+    removed: Vec<bool>,
 }
 
 impl Schedule {
@@ -57,6 +103,7 @@ impl Schedule {
             n,
             killed: vec![false; n],
             paused: vec![false; n],
+            removed: vec![false; n],
         }
     }
 
@@ -66,6 +113,12 @@ impl Schedule {
 
     fn member(&mut self) -> usize {
         self.below(self.n)
+    }
+
+    /// A member that was not removed.
+    fn present(&mut self) -> usize {
+        let present: Vec<usize> = (0..self.n).filter(|&i| !self.removed[i]).collect();
+        present[self.below(present.len())]
     }
 
     /// Two different members.
@@ -79,7 +132,11 @@ impl Schedule {
     pub fn next(&mut self) -> (Fault, Duration) {
         let fault = self.choose();
         match fault {
-            Fault::Kill(i) => (self.killed[i], self.paused[i]) = (true, false),
+            Fault::Kill(i) | Fault::Terminate(i) => {
+                (self.killed[i], self.paused[i]) = (true, false);
+            }
+            Fault::Remove(i) => self.removed[i] = true,
+            Fault::Rejoin(i) => self.removed[i] = false,
             Fault::Restart(i) => self.killed[i] = false,
             Fault::Pause(i) => self.paused[i] = true,
             Fault::Resume(i) => self.paused[i] = false,
@@ -91,18 +148,24 @@ impl Schedule {
 
     fn choose(&mut self) -> Fault {
         let down: Vec<usize> = (0..self.n)
-            .filter(|&i| self.killed[i] || self.paused[i])
+            .filter(|&i| self.killed[i] || self.paused[i] || self.removed[i])
             .collect();
-        // Bring one back half the time, and always before all are down.
+        // Bring one back half the time, and always before all are down;
+        // a removed one only when every other is up (adding it back must
+        // commit).
         if !down.is_empty() && (down.len() + 1 >= self.n || self.below(2) == 0) {
-            let i = down[self.below(down.len())];
+            let stopped: Vec<usize> = down.iter().copied().filter(|&i| !self.removed[i]).collect();
+            if stopped.is_empty() {
+                return Fault::Rejoin(down[self.below(down.len())]);
+            }
+            let i = stopped[self.below(stopped.len())];
             return if self.killed[i] {
                 Fault::Restart(i)
             } else {
                 Fault::Resume(i)
             };
         }
-        match self.below(10) {
+        match self.below(14) {
             0 | 1 => Fault::Heal,
             2 => {
                 let (from, to) = self.pair();
@@ -125,13 +188,26 @@ impl Schedule {
                 side.sort_unstable();
                 Fault::Partition(side)
             }
-            choice => {
+            10 => {
+                let (i, ms) = (self.member(), 100 + self.rng.below(2900) as u64);
+                Fault::StepMonotonic(i, ms, self.below(2) == 0)
+            }
+            11 => {
+                let ms = i64::from(1000 + self.rng.below(3_599_000));
                 let i = self.member();
+                Fault::StepWall(i, if self.below(2) == 0 { ms } else { -ms })
+            }
+            // Removed only with every member up, one at a time.
+            12 if down.is_empty() => Fault::Remove(self.member()),
+            12 => Fault::Heal,
+            choice => {
+                let i = self.present();
                 match (self.killed[i], self.paused[i], choice) {
                     (true, _, _) => Fault::Restart(i),
                     (false, true, 7) => Fault::Kill(i),
                     (false, true, _) => Fault::Resume(i),
                     (false, false, 7 | 8) => Fault::Kill(i),
+                    (false, false, 13) => Fault::Terminate(i),
                     (false, false, _) => Fault::Pause(i),
                 }
             }
