@@ -122,30 +122,14 @@ pids+=($!); memory_pid=$!
 
 # The leader of each cluster, once every member agrees on one (at most 30 s).
 jr_leader() {
-    python3 - "$h" "$(port 10)" "$(port 11)" "$(port 12)" <<'EOF'
-import json, socket, sys, time
-host, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
-def stats(port):
-    try:
-        with socket.create_connection((host, port), timeout=2) as s:
-            s.sendall(b'{"Action":"Stats","ID":"bench","FileName":"bench"}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)
-    except (OSError, ValueError):
-        return {}
-deadline = time.time() + 30
-while time.time() < deadline:
-    leaders = [stats(p).get("Leader", 0) for p in ports]
-    if leaders[0] and all(l == leaders[0] for l in leaders):
-        print(ports[int(leaders[0]) - 1])
-        sys.exit(0)
-    time.sleep(0.2)
-sys.exit("no jackrabbit-dlm leader within 30 s")
+    python3 - "$root/scripts" "$h" "$(port 10)" "$(port 11)" "$(port 12)" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import members as lib
+host, ports = sys.argv[2], [int(p) for p in sys.argv[3:]]
+lead = lib.until(lambda: lib.agreed_leader(host, ports, "bench"),
+                     "jackrabbit-dlm leader", 30, None, "cluster-bench.sh")
+print(ports[int(lead) - 1])
 EOF
 }
 etcd_leader() {

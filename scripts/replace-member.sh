@@ -37,10 +37,12 @@ echo "replace-member.sh: building release binaries" >&2
 cargo build --release --quiet --bin jackrabbit-dlm --bin lockfight --bin dlm
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 - "$root/target/release" "$work" "$base" "$duration" <<'EOF'
-import json, os, signal, socket, subprocess, sys, time
+python3 - "$root/target/release" "$work" "$base" "$duration" "$root/scripts" <<'EOF'
+import json, os, signal, subprocess, sys, time
 
 bin_dir, work, base, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+import members as lib
 host = "127.0.0.1"
 # Member n (1 to 5): client port base + 2(n-1), replication port one above.
 client = {n: base + 2 * (n - 1) for n in range(1, 6)}
@@ -70,38 +72,19 @@ def start(n, members, join=False):
     procs[n] = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(d, "stderr"), "a"))
 
+def show_logs():
+    lib.show_logs({n: os.path.join(work, f"m{n}") for n in procs})
+
 def stats(n):
-    try:
-        with socket.create_connection((host, client[n]), timeout=2) as s:
-            s.sendall(b'{"Action":"Stats","ID":"replace","FileName":"replace"}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)
-    except (OSError, ValueError):
-        return {}
+    return lib.stats(host, client[n], "replace")
 
 def until(check, what, limit=30):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    for n in procs:
-        path = os.path.join(work, f"m{n}", "stderr")
-        if os.path.exists(path):
-            with open(path) as f:
-                print(f"member {n}:", f.read()[-2000:], file=sys.stderr)
-    sys.exit(f"replace-member.sh: no {what} within {limit} s")
+    return lib.until(check, what, limit, show_logs, "replace-member.sh")
 
-def leader(members):
+def leader(among):
     def agreed():
-        leaders = [stats(n).get("Leader", 0) for n in members]
-        return leaders[0] if leaders[0] in members and len(set(leaders)) == 1 else 0
+        lead = lib.agreed_leader(host, [client[n] for n in among], "replace")
+        return lead if lead in among else 0
     return until(agreed, "leader")
 
 def cluster(via, *args):

@@ -31,10 +31,12 @@ echo "rolling-restart.sh: building release binaries" >&2
 cargo build --release --quiet --bin jackrabbit-dlm --bin lockfight
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 - "$root/target/release" "$work" "$base" "$duration" <<'EOF'
-import json, os, signal, socket, subprocess, sys, time
+python3 - "$root/target/release" "$work" "$base" "$duration" "$root/scripts" <<'EOF'
+import json, os, signal, subprocess, sys, time
 
 bin_dir, work, base, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+import members as lib
 host = "127.0.0.1"
 client = [base + i for i in range(3)]
 peers = ",".join(f"{i + 1}={host}:{base + 3 + i}" for i in range(3))
@@ -48,39 +50,17 @@ def start(i):
          "--peers", peers, "--data-dir", os.path.join(d, "data"), "--log-dir", d],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr"), "a"))
 
+def show_logs():
+    lib.show_logs({i + 1: os.path.join(work, f"m{i + 1}") for i in range(3)})
+
 def stats(i):
-    try:
-        with socket.create_connection((host, client[i]), timeout=2) as s:
-            s.sendall(b'{"Action":"Stats","ID":"roll","FileName":"roll"}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)
-    except (OSError, ValueError):
-        return {}
+    return lib.stats(host, client[i], "roll")
 
 def until(check, what, limit=30):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    for i in range(3):
-        path = os.path.join(work, f"m{i + 1}", "stderr")
-        if os.path.exists(path):
-            with open(path) as f:
-                print(f"member {i + 1}:", f.read()[-2000:], file=sys.stderr)
-    sys.exit(f"rolling-restart.sh: no {what} within {limit} s")
+    return lib.until(check, what, limit, show_logs, "rolling-restart.sh")
 
 def leader():
-    def agreed():
-        leaders = [stats(i).get("Leader", 0) for i in range(3)]
-        return leaders[0] if leaders[0] and len(set(leaders)) == 1 else 0
-    return until(agreed, "leader") - 1
+    return until(lambda: lib.agreed_leader(host, client, "roll"), "leader") - 1
 
 try:
     for i in range(3):
