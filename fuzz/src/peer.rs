@@ -6,7 +6,7 @@
 //!
 //! - frames: `next_frame` never reads past the input or a frame over the
 //!   limit; each frame it returns, encoded again, decodes to the same frame
-//!   (a raft message: to one that encodes to the same bytes);
+//!   (a raft message: to one with the same known fields);
 //! - entries: a decoded entry's commands, encoded again into a fresh entry
 //!   with the same stamp, decode to the same commands (origins, every
 //!   request field); `check_commands` on a batch's body agrees with walking
@@ -57,12 +57,12 @@ fn check_frames(data: &[u8]) {
                             addr: y,
                         },
                     ) => assert_eq!((a, s, x), (b, t, y)),
-                    // Compared by their encoding: protobuf's equality also
-                    // tells an empty set of unknown fields from none.
-                    (Frame::Raft(_), Frame::Raft(b)) => {
-                        let mut twice = Vec::new();
-                        wire::push_raft(&mut twice, b).expect("encodes");
-                        assert_eq!(again, twice, "a raft message encodes one way");
+                    // Compared by their known fields (protobuf's text form,
+                    // which `Debug` prints): fields raft does not know are
+                    // kept in a hash map, written back in no set order,
+                    // and `==` tells an empty set of them from none.
+                    (Frame::Raft(a), Frame::Raft(b)) => {
+                        assert_eq!(format!("{a:?}"), format!("{b:?}"));
                     }
                     (Frame::Relay(a), Frame::Relay(b)) => assert_eq!(a, b),
                     _ => panic!("{frame:?} came back as {back:?}"),
