@@ -66,9 +66,6 @@ pub trait LogStore: raft::Storage {
     /// fsync, and hands over the file to fsync (none: nothing to make
     /// durable, `must_sync` false, or nothing this storage can hand over).
     fn write_for_sync(&mut self, must_sync: bool) -> io::Result<Option<File>>;
-    /// Whether [`LogStore::sync`] has anything to make durable (it would
-    /// wait for the disk).
-    fn needs_sync(&self) -> bool;
     /// Keeps `data`, the state machine's snapshot at applied `index`, and
     /// drops the log before it.
     fn compact(&mut self, index: u64, conf_state: ConfState, data: Vec<u8>) -> io::Result<()>;
@@ -116,12 +113,6 @@ pub enum Applied<'a> {
     Snapshot { index: u64, data: &'a [u8] },
     /// A change of membership, applied (or refused alike on every node).
     Membership(MemberChange),
-    /// The node is about to wait for the disk (one fsync): send now what
-    /// does not depend on it (the messages in `outbox`, a leader's appends
-    /// among them, so that the followers write while the leader does) and
-    /// write the replies of what was applied so far, which depend only on
-    /// entries already committed.
-    BeforeSync(&'a mut Vec<Outgoing>),
 }
 
 /// A committed change of membership, as applied.
@@ -662,9 +653,6 @@ impl<S: LogStore> Replica<S> {
         mut ready: raft::Ready,
         apply: &mut dyn FnMut(Applied<'_>),
     ) -> io::Result<()> {
-        if self.raw.store().needs_sync() {
-            apply(Applied::BeforeSync(&mut self.outbox));
-        }
         self.raw.mut_store().sync()?;
         for m in ready.take_persisted_messages() {
             self.outbox.push(Outgoing::Raft(m));
@@ -819,10 +807,6 @@ impl LogStore for super::storage::DiskStorage {
         super::storage::DiskStorage::sync(self).map_err(io::Error::other)
     }
 
-    fn needs_sync(&self) -> bool {
-        super::storage::DiskStorage::needs_sync(self)
-    }
-
     fn write_for_sync(&mut self, must_sync: bool) -> io::Result<Option<File>> {
         super::storage::DiskStorage::write_for_sync(self, must_sync).map_err(io::Error::other)
     }
@@ -860,10 +844,6 @@ impl LogStore for raft::storage::MemStorage {
 
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
-    }
-
-    fn needs_sync(&self) -> bool {
-        false
     }
 
     fn write_for_sync(&mut self, _: bool) -> io::Result<Option<File>> {

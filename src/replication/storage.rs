@@ -374,11 +374,6 @@ impl DiskStorage {
         self.write_pending()
     }
 
-    /// Whether [`DiskStorage::sync`] has anything to write or fsync.
-    pub fn needs_sync(&self) -> bool {
-        self.unsynced || self.hard_state_dirty || self.conf_state_dirty || !self.pending.is_empty()
-    }
-
     fn write_pending(&mut self) -> Result<(), StorageError> {
         if self.pending.is_empty() {
             return Ok(());

@@ -352,15 +352,11 @@ impl Cluster {
     /// The replicated turn (see the module's doc). Fails only when the log
     /// cannot be written: the server must then stop, since it could no
     /// longer keep what it acknowledges.
-    /// `write_replies` writes the replies owed so far to this node's
-    /// connections; the turn calls it before each wait for the disk (they
-    /// do not depend on it), and the caller once more after the turn.
     pub fn turn(
         &mut self,
         session: &mut Session,
         now: Moment,
         registry: &Registry,
-        write_replies: &mut dyn FnMut(&mut Session, &mut Deliveries),
     ) -> io::Result<()> {
         self.replica.tick(now);
         let mut learned = false;
@@ -412,7 +408,6 @@ impl Cluster {
         let deliveries = &mut self.deliveries;
         let changes = &mut self.changes;
         let installed = &mut self.membership_stale;
-        let members = &mut self.members;
         let mut failed: Option<crate::store::SnapshotError> = None;
         self.replica.end_turn(
             now,
@@ -430,21 +425,6 @@ impl Cluster {
                     }
                 }
                 Applied::Membership(change) => changes.push(change),
-                Applied::BeforeSync(outbox) => {
-                    if let Some(members) = members.as_mut() {
-                        // Relays stay for the end of the turn, which
-                        // requeues what cannot go.
-                        outbox.retain(|out| match out {
-                            Outgoing::Raft(m) => {
-                                members.send_raft(m);
-                                false
-                            }
-                            Outgoing::Relay { .. } => true,
-                        });
-                        members.flush(now);
-                    }
-                    write_replies(session, deliveries);
-                }
                 Applied::Snapshot { index, data } => match restore(session, data) {
                     Ok(_) => {
                         log::info!("installed the leader's snapshot at index {index}");

@@ -664,30 +664,12 @@ impl Server {
     }
 
     /// The replicated turn (`cluster.rs`), then the replies it owes this
-    /// node's connections, written with the rest of the turn's (and those
-    /// owed before the turn waits for the disk, written before it waits).
+    /// node's connections, written with the rest of the turn's.
     fn replicated_turn(&mut self, now: Moment) -> io::Result<()> {
         let Some(cluster) = self.cluster.as_mut() else {
             return Ok(());
         };
-        let peers = &mut self.peers;
-        let unflushed = &mut self.unflushed;
-        let mut before_sync = |session: &mut Session, deliveries: &mut Deliveries| {
-            deliver(peers, unflushed, session, deliveries);
-            for &key in unflushed.iter() {
-                if let Some(peer) = peers.get_mut(key) {
-                    // A broken connection is found and closed by the
-                    // turn's flush.
-                    let _ = flush(peer);
-                }
-            }
-        };
-        if let Err(e) = cluster.turn(
-            &mut self.session,
-            now,
-            self.poll.registry(),
-            &mut before_sync,
-        ) {
+        if let Err(e) = cluster.turn(&mut self.session, now, self.poll.registry()) {
             self.log
                 .line(&format!("cannot write the replicated log, stopping: {e}"));
             return Err(e);
